@@ -1,0 +1,110 @@
+# lua-alipay: build the C core for Lua 5.4 and LuaJIT, test, bench, demo.
+# Every entry point that needs packages calls `deps` first, so a fresh
+# Debian machine needs only `make demo` or `make test`.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+LUA_VERSION ?= 5.4
+LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
+LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+BINDIR ?= $(PREFIX)/bin
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+WARN := -Wall -Wextra -Wshadow -Wpointer-arith -Wformat=2
+BASE_CFLAGS = -std=gnu99 -fPIC -fvisibility=hidden $(WARN)
+# Recursive (=) so that pkg-config runs when a recipe needs it, after deps.
+LIBS = $(shell pkg-config --libs openssl libcurl)
+LUA54_CFLAGS = $(shell pkg-config --cflags lua5.4)
+LUAJIT_CFLAGS = $(shell pkg-config --cflags luajit)
+SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+SRC := $(wildcard src/*.c)
+HDR := $(wildcard src/*.h)
+LUA_MODULES := $(shell find lua -name '*.lua' 2>/dev/null)
+
+CORE_54 := build/lua5.4/alipay/core.so
+CORE_JIT := build/luajit/alipay/core.so
+CORE_ASAN := build/asan/alipay/core.so
+
+BUSTED_54 := lua5.4 /usr/bin/busted
+BUSTED_JIT := luajit /usr/bin/busted
+BUSTED_FLAGS ?=
+CORE_SPECS := $(wildcard spec/0*_spec.lua)
+
+# Debian packages: build (compiler, headers), run (interpreters, cjson,
+# openssl CLI for benchmarks), test (busted, luacheck, valgrind).
+DEB_BUILD := gcc make pkg-config liblua5.4-dev libluajit2-5.1-dev libssl-dev libcurl4-openssl-dev
+DEB_RUN := lua5.4 luajit2 lua-cjson openssl
+DEB_TEST := lua-busted lua-check valgrind
+DEB_PACKAGES := $(DEB_BUILD) $(DEB_RUN) $(DEB_TEST)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps test test-54 test-jit lint asan valgrind bench demo install uninstall clean
+
+all: $(CORE_54) $(CORE_JIT)
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing" $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(CORE_54): $(SRC) $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LUA54_CFLAGS) -shared -o $@ $(SRC) $(LIBS)
+
+$(CORE_JIT): $(SRC) $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LUAJIT_CFLAGS) -shared -o $@ $(SRC) $(LIBS)
+
+$(CORE_ASAN): $(SRC) $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) -O1 -g $(SANITIZE) $(LUA54_CFLAGS) -shared -o $@ $(SRC) $(LIBS)
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory test-54 test-jit
+
+test-54:
+	$(BUSTED_54) $(BUSTED_FLAGS) spec
+
+# The core is also the one OpenResty loads: run its specs under LuaJIT.
+test-jit:
+	ALIPAY_BUILD=build/luajit $(BUSTED_JIT) $(BUSTED_FLAGS) $(CORE_SPECS)
+
+lint: deps
+	luacheck -q lua bin spec bench examples
+
+# The Lua interpreter is not instrumented, so the sanitizer runtime is
+# preloaded; leaks are checked at exit by LeakSanitizer.
+asan: deps $(CORE_ASAN)
+	ALIPAY_BUILD=build/asan LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/spec/lsan.supp:print_suppressions=0 \
+	$(BUSTED_54) $(BUSTED_FLAGS) $(CORE_SPECS)
+
+valgrind: deps $(CORE_54)
+	valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	  --show-leak-kinds=definite,indirect $(BUSTED_54) $(BUSTED_FLAGS) $(CORE_SPECS)
+
+bench: deps all
+	lua5.4 bench/core.lua
+
+demo: deps all
+	lua5.4 examples/demo.lua
+
+install: $(CORE_54)
+	install -d $(DESTDIR)$(LUA_LIBDIR)/alipay $(DESTDIR)$(LUA_SHAREDIR)
+	install -m 0755 $(CORE_54) $(DESTDIR)$(LUA_LIBDIR)/alipay/core.so
+	cd lua && for f in $$(find alipay -name '*.lua'); do \
+	  install -D -m 0644 $$f $(DESTDIR)$(LUA_SHAREDIR)/$$f; done
+
+uninstall:
+	rm -rf $(DESTDIR)$(LUA_LIBDIR)/alipay $(DESTDIR)$(LUA_SHAREDIR)/alipay
+
+clean:
+	rm -rf build

@@ -1,0 +1,54 @@
+/* Internal interface between the translation units of alipay.core.
+ * Nothing here is exported: the shared object is built with
+ * -fvisibility=hidden and only luaopen_alipay_core is public. */
+#ifndef ALIPAY_CORE_H
+#define ALIPAY_CORE_H
+
+#include <stddef.h>
+#include "compat.h"
+
+#define AP_PRIVATE_KEY_MT "alipay.private_key"
+#define AP_PUBLIC_KEY_MT "alipay.public_key"
+#define AP_HTTP_MT "alipay.http"
+
+/* Each unit adds its functions to the module table on top of the stack. */
+void ap_register_keys(lua_State *L);
+void ap_register_sign(lua_State *L);
+void ap_register_extract(lua_State *L);
+void ap_register_cert(lua_State *L);
+void ap_register_aes(lua_State *L);
+void ap_register_codec(lua_State *L);
+
+/* Failure return for an OpenSSL call: pushes nil and "what: reason" (the
+ * reason string from the OpenSSL queue, never data), clears the queue,
+ * returns 2. */
+int ap_push_ssl_error(lua_State *L, const char *what);
+/* Pushes nil and a formatted message, clears the OpenSSL queue, returns 2. */
+int ap_push_error(lua_State *L, const char *fmt, ...);
+
+/* Base64 (standard alphabet, padded). Decoding skips ASCII whitespace and
+ * rejects anything else outside the alphabet or misplaced padding.
+ * ap_b64_decode writes at most ap_b64_decoded_max(n) bytes to out and
+ * returns the length, or -1 when the text is not base64. */
+size_t ap_b64_encoded_len(size_t n);
+void ap_b64_encode(const unsigned char *in, size_t n, char *out);
+size_t ap_b64_decoded_max(size_t n);
+long ap_b64_decode(const char *in, size_t n, unsigned char *out);
+/* Pushes the base64 of in onto the Lua stack. */
+void ap_push_b64(lua_State *L, const unsigned char *in, size_t n);
+
+/* PEM framing, done by hand so that CRLF, any line wrapping and one long
+ * line all work. Finds the next "-----BEGIN <label>-----" block at or
+ * after *pos. On success fills label (NUL-terminated, truncated to
+ * label_cap), the base64 body span, moves *pos past the END line and
+ * returns 1; returns 0 when there is no further block and -1 when a
+ * block is opened but never closed (a truncated PEM). */
+int ap_pem_next(const char *text, size_t len, size_t *pos, char *label, size_t label_cap,
+                const char **body, size_t *body_len);
+
+/* Decodes base64 (PEM body or bare) into a Lua-owned scratch buffer pushed
+ * on the stack as a userdata; returns its bytes and length, or NULL (and
+ * pushes nothing) if not base64. */
+unsigned char *ap_b64_decode_scratch(lua_State *L, const char *in, size_t n, size_t *out_len);
+
+#endif
