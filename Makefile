@@ -40,7 +40,7 @@ DEB_TEST := lua-busted lua-check valgrind
 DEB_PACKAGES := $(DEB_BUILD) $(DEB_RUN) $(DEB_TEST)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps test test-54 test-jit lint asan valgrind bench demo install uninstall clean
+.PHONY: all deps print-deps test test-54 test-jit lint asan valgrind bench demo install uninstall clean
 
 all: $(CORE_54) $(CORE_JIT)
 
@@ -52,6 +52,9 @@ deps:
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+
+print-deps:
+	@echo $(DEB_PACKAGES)
 
 $(CORE_54): $(SRC) $(HDR)
 	@mkdir -p $(@D)

@@ -93,7 +93,7 @@ describe("core.extract", function()
       assert.are.equal("c2ln", res.sign)
     end)
 
-    it("accepts an empty top-level object only to report the missing node", function()
+    it("reports the missing node for an empty top-level object", function()
       assert_fails("{ }", nil, "no alipay_trade_create_response or error_response in the body")
     end)
   end)

@@ -8,9 +8,9 @@
  * Values nested inside the top level are skipped, not validated: a string
  * ends at a quote preceded by an even number of backslashes, and objects
  * and arrays are skipped with a depth counter in a loop, so hostile nesting
- * costs no C stack. Their grammar is checked later by the JSON parser that
- * reads the verified content. */
-#include <stdint.h>
+ * costs no C stack (only the bracket closing the value must match the one
+ * opening it). Their grammar is checked later by the JSON parser that reads
+ * the verified content. */
 #include <string.h>
 #include "alipay.h"
 
@@ -53,13 +53,19 @@ static void skip_space(scanner *sc) {
 }
 
 /* Offset of the quote that closes the string whose opening quote is at
- * `open`, or n when the body ends first. Skipping the byte after every
- * backslash is what makes a quote after an odd run of backslashes escaped
- * and one after an even run real. */
+ * `open`, or n when the body ends first. A quote closes the string when it
+ * is preceded by an even number of backslashes (protocol.md §2.1); memchr
+ * finds the candidates, and each backslash run is counted only once, at
+ * the quote it precedes, so the scan stays linear. */
 static size_t closing_quote(const char *s, size_t n, size_t open) {
-  for (size_t i = open + 1; i < n; i++) {
-    if (s[i] == '"') return i;
-    if (s[i] == '\\') i++;
+  size_t from = open + 1;
+  while (from < n) {
+    const char *q = memchr(s + from, '"', n - from);
+    if (!q) break;
+    size_t at = (size_t)(q - s), run = 0;
+    while (s[at - 1 - run] == '\\') run++; /* stops at the opening quote */
+    if (run % 2 == 0) return at;
+    from = at + 1;
   }
   return n;
 }

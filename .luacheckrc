@@ -1,0 +1,9 @@
+-- luacheck configuration: Lua 5.4 code that also runs under LuaJIT/OpenResty.
+std = "max"
+max_line_length = 110
+codes = true
+
+files["spec/"] = { std = "max+busted" }
+files["lua/alipay/sandbox/"] = { globals = { "ngx" } }
+files["lua/alipay/transport/ngx.lua"] = { globals = { "ngx" } }
+files["examples/openresty/"] = { globals = { "ngx" } }

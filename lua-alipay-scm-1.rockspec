@@ -1,0 +1,39 @@
+rockspec_format = "3.0"
+package = "lua-alipay"
+version = "scm-1"
+source = {
+  url = "git+https://github.com/lua-alipay/lua-alipay.git",
+}
+description = {
+  summary = "Alipay Open Platform client for messaging: templates, subscriptions, campaigns",
+  detailed = [[
+    A Lua module with a C core (OpenSSL + libcurl) for the Alipay Open Platform:
+    RSA2 signing and response verification, v2 and v3 gateway calls, notifications,
+    Life Account template messages, mini-program subscription messages and send
+    campaigns, for Lua 5.4 and LuaJIT/OpenResty.
+  ]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.1",
+  "lua-cjson",
+}
+external_dependencies = {
+  OPENSSL = { header = "openssl/evp.h", library = "crypto" },
+  CURL = { header = "curl/curl.h", library = "curl" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["alipay.core"] = {
+      sources = {
+        "src/core.c", "src/keys.c", "src/sign.c", "src/extract.c", "src/cert.c",
+        "src/aes.c", "src/codec.c",
+      },
+      libraries = { "ssl", "crypto", "curl" },
+      incdirs = { "src", "$(OPENSSL_INCDIR)", "$(CURL_INCDIR)" },
+      libdirs = { "$(OPENSSL_LIBDIR)", "$(CURL_LIBDIR)" },
+    },
+    ["alipay"] = "lua/alipay/init.lua",
+  },
+}
