@@ -1,6 +1,6 @@
 -- luacheck configuration: Lua 5.4 code that also runs under LuaJIT/OpenResty.
 std = "max"
-max_line_length = 110
+max_line_length = 120
 codes = true
 
 files["spec/"] = { std = "max+busted" }

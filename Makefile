@@ -80,7 +80,7 @@ test-jit:
 	ALIPAY_BUILD=build/luajit $(BUSTED_JIT) $(BUSTED_FLAGS) $(CORE_SPECS)
 
 lint: deps
-	luacheck -q lua bin spec bench examples
+	luacheck -q $(wildcard lua bin spec bench examples)
 
 # The Lua interpreter is not instrumented, so the sanitizer runtime is
 # preloaded; leaks are checked at exit by LeakSanitizer.

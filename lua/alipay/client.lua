@@ -1,0 +1,332 @@
+-- One Alipay call, v2 or v3: build the parameters, sign, send through the
+-- transport, verify, decrypt, decode, and turn every failure into a typed
+-- error (design.md §3, protocol.md §1, §2, §5, §6).
+--
+-- Each call is split into prepare (pure: the request to send) and finish
+-- (pure: the response to a result), so that campaigns can put many
+-- requests in flight on one transport and finish them as they complete.
+local cjson = require("cjson").new()
+local core = require "alipay.core"
+local errors = require "alipay.errors"
+local config = require "alipay.config"
+
+cjson.decode_invalid_numbers(false)
+
+local Client = {}
+Client.__index = Client
+
+local BEIJING_OFFSET = 8 * 3600 -- UTC+8, no DST (protocol.md §1.1)
+
+-- "yyyy-MM-dd HH:mm:ss" in Beijing time whatever the host's time zone:
+-- os.time() counts UTC seconds and "!" formats without the local zone.
+local function beijing_timestamp(now)
+  return os.date("!%Y-%m-%d %H:%M:%S", (now or os.time()) + BEIJING_OFFSET)
+end
+Client.beijing_timestamp = beijing_timestamp
+
+local function decode_json(text)
+  local ok, value = pcall(cjson.decode, text)
+  if ok and type(value) == "table" then return value end
+  return nil
+end
+
+local function encode_body(body, what)
+  if body == nil then return nil end
+  if type(body) == "string" then return body end
+  if type(body) == "table" then return cjson.encode(body) end
+  error(what .. " must be a table or a JSON string", 3)
+end
+
+-- ---- transports ----
+
+local function pick_transport(cfg)
+  local t = cfg.transport
+  if type(t) == "table" then return t end
+  local name = t
+  if name == nil then
+    local ngx = rawget(_G, "ngx")
+    local phase = ngx and ngx.get_phase and ngx.get_phase()
+    local cosockets = { rewrite = true, access = true, content = true, timer = true,
+                        ssl_cert = true, ssl_session_fetch = true }
+    name = (phase and cosockets[phase]) and "ngx" or "curl"
+  end
+  local ok, mod = pcall(require, "alipay.transport." .. name)
+  if not ok then return nil, errors.config("transport", "transport '" .. name .. "' is not available") end
+  return mod.new(cfg)
+end
+
+-- alipay.new(config) -> client | nil, err
+function Client.new(user_config)
+  local cfg, err = config.validate(user_config)
+  if not cfg then return nil, err end
+  local transport
+  transport, err = pick_transport(cfg)
+  if not transport then return nil, err end
+  return setmetatable({ config = cfg, transport = transport }, Client)
+end
+
+-- ---- v2 ----
+
+local function node_name(method)
+  return (method:gsub("%.", "_")) .. "_response"
+end
+
+local function check_method(method)
+  if type(method) ~= "string" or not method:match("^%a[%w_]*%.[%w_.]*%w$") then
+    error("method must be an Alipay method name such as alipay.trade.query", 3)
+  end
+end
+
+-- The request of a v2 call, and the context finish_v2 needs.
+function Client:prepare_v2(method, biz_content, opts)
+  check_method(method)
+  opts = opts or {}
+  local cfg = self.config
+  local params = {
+    app_id = cfg.app_id, method = method, format = "JSON", charset = "utf-8",
+    sign_type = cfg.sign_type, timestamp = beijing_timestamp(opts.now), version = "1.0",
+    app_auth_token = opts.app_auth_token or cfg.app_auth_token,
+    auth_token = opts.auth_token, notify_url = opts.notify_url, return_url = opts.return_url,
+    app_cert_sn = cfg.app_cert_sn, alipay_root_cert_sn = cfg.alipay_root_cert_sn,
+  }
+  for k, v in pairs(opts.params or {}) do params[k] = v end
+  local biz = encode_body(biz_content, "biz_content")
+  local encrypted = cfg.encrypt_key ~= nil and biz ~= nil and opts.encrypt ~= false
+  if encrypted then
+    biz = assert(core.aes_encrypt(cfg.encrypt_key, biz))
+    params.encrypt_type = "AES"
+  end
+  params.biz_content = biz
+  params.sign = cfg.private_key:sign(core.sign_content(params), cfg.sign_type)
+  -- System parameters and sign in the query, biz_content in the body;
+  -- empty values are neither signed nor sent.
+  local query = {}
+  for k, v in pairs(params) do
+    if k ~= "biz_content" and v ~= "" then query[k] = v end
+  end
+  local req = {
+    method = "POST",
+    url = cfg.gateway .. "?" .. core.form_encode(query),
+    headers = { ["Content-Type"] = "application/x-www-form-urlencoded;charset=utf-8" },
+    body = biz and ("biz_content=" .. core.form_encode(biz)) or "",
+    timeout_ms = opts.timeout_ms or cfg.timeout_ms,
+  }
+  return req, { method = method, encrypted = encrypted, timestamp = params.timestamp }
+end
+
+local function trace_of(res)
+  return res.headers and (res.headers["alipay-trace-id"] or res.headers["trace_id"])
+end
+
+-- Checks the signature of an extracted node. Returns verified (boolean)
+-- or nil, err.
+function Client:verify_node(ctx, node)
+  local cfg = self.config
+  if not node.sign or node.sign == "" then return false end
+  if cfg.cert_mode and node.cert_sn and node.cert_sn ~= cfg.alipay_cert_sn then
+    return nil, errors.new("signature", {
+      method = ctx.method,
+      msg = "alipay_cert_sn " .. node.cert_sn .. " is not the configured alipay_cert's (" ..
+            cfg.alipay_cert_sn .. "): Alipay may have rotated its certificate; download it with " ..
+            "alipay.open.app.alipaycert.download and check it against the root bundle",
+    })
+  end
+  local ok, reason = cfg.alipay_public_key:verify(node.content, node.sign, cfg.sign_type)
+  if not ok then
+    return nil, errors.new("signature", {
+      method = ctx.method, msg = "the response signature is not Alipay's: " .. tostring(reason),
+    })
+  end
+  return true
+end
+
+-- The result of a v2 call from the transport's answer.
+function Client:finish_v2(ctx, res, err)
+  local method = ctx.method
+  if not res then
+    err.method = err.method or method
+    return nil, err
+  end
+  local trace_id = trace_of(res)
+  if res.status ~= 200 then
+    return nil, errors.new("http", { method = method, status = res.status, trace_id = trace_id,
+                                     msg = "the gateway answered HTTP " .. tostring(res.status) })
+  end
+  local node, xerr = core.extract(res.body, method)
+  if not node then
+    return nil, errors.new("decode", { method = method, trace_id = trace_id, msg = xerr })
+  end
+  local verified, verr = self:verify_node(ctx, node)
+  if verr then
+    verr.trace_id = trace_id
+    return nil, verr
+  end
+  local content = node.content
+  if node.encrypted then
+    if not verified then
+      return nil, errors.new("signature", { method = method, trace_id = trace_id,
+                                            msg = "an encrypted response without a signature" })
+    end
+    if not self.config.encrypt_key then
+      return nil, errors.new("config", { method = method, field = "encrypt_key",
+        msg = "encrypt_key: the response is encrypted but no encrypt_key is configured" })
+    end
+    local plain, derr = core.aes_decrypt(self.config.encrypt_key, content:sub(2, -2))
+    if not plain then
+      return nil, errors.new("decode", { method = method, trace_id = trace_id, msg = derr, retryable = false })
+    end
+    content = plain
+  end
+  local result = decode_json(content)
+  if not result or type(result.code) ~= "string" then
+    return nil, errors.new("decode", { method = method, trace_id = trace_id,
+                                       msg = "the response node is not a JSON object with a code" })
+  end
+  if result.code == "10000" then
+    if not verified then
+      return nil, errors.new("signature", { method = method, trace_id = trace_id, code = result.code,
+                                            msg = "a success response without a signature" })
+    end
+    return result
+  end
+  return nil, errors.new(result.code == "40004" and "business" or "gateway", {
+    method = method, code = result.code, msg = result.msg, sub_code = result.sub_code,
+    sub_msg = result.sub_msg, verified = verified, trace_id = trace_id,
+    node = node.node ~= node_name(method) and node.node or nil,
+  })
+end
+
+-- client:execute(method, biz_content, opts) -> node table | nil, err
+function Client:execute(method, biz_content, opts)
+  local req, ctx = self:prepare_v2(method, biz_content, opts)
+  local res, err = self.transport:request(req)
+  return self:finish_v2(ctx, res, err)
+end
+
+-- ---- v3 ----
+
+local HTTP_METHODS = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true }
+
+function Client:prepare_v3(http_method, path, body, opts)
+  if not HTTP_METHODS[http_method] then error("v3: unknown HTTP method " .. tostring(http_method), 3) end
+  if type(path) ~= "string" or path:sub(1, 4) ~= "/v3/" then error("v3: path must start with /v3/", 3) end
+  opts = opts or {}
+  local cfg = self.config
+  local body_text = encode_body(body, "body") or ""
+  local headers = {
+    ["Content-Type"] = "application/json",
+    ["Accept"] = "application/json",
+    ["alipay-request-id"] = opts.request_id or core.random_hex(16),
+  }
+  local encrypted = cfg.encrypt_key ~= nil and opts.encrypt == true and body_text ~= ""
+  if encrypted then
+    body_text = assert(core.aes_encrypt(cfg.encrypt_key, body_text))
+    headers["Content-Type"] = "text/plain"
+    headers["alipay-encrypt-type"] = "AES"
+  end
+  local token = opts.app_auth_token or cfg.app_auth_token
+  local auth = "app_id=" .. cfg.app_id ..
+    (cfg.cert_mode and (",app_cert_sn=" .. cfg.app_cert_sn) or "") ..
+    ",nonce=" .. (opts.nonce or core.random_hex(16)) ..
+    ",timestamp=" .. string.format("%d", opts.now_ms or os.time() * 1000)
+  local signed = auth .. "\n" .. http_method .. "\n" .. path .. "\n" .. body_text .. "\n" ..
+                 (token and (token .. "\n") or "")
+  headers["Authorization"] = "ALIPAY-SHA256withRSA " .. auth .. ",sign=" .. cfg.private_key:sign(signed, "RSA2")
+  headers["alipay-app-auth-token"] = token
+  headers["alipay-root-cert-sn"] = cfg.alipay_root_cert_sn
+  local req = {
+    method = http_method, url = cfg.base_url .. path, headers = headers,
+    body = body_text ~= "" and body_text or nil,
+    timeout_ms = opts.timeout_ms or cfg.timeout_ms,
+  }
+  return req, { method = http_method .. " " .. path:match("^[^?]*"), encrypted = encrypted }
+end
+
+-- Verifies alipay-signature over "timestamp\nnonce\nbody\n" (protocol.md
+-- §6): mandatory on 2xx, checked when present otherwise.
+function Client:verify_v3(ctx, res)
+  local h = res.headers or {}
+  local sig = h["alipay-signature"]
+  if not sig or sig == "" then
+    if res.status >= 200 and res.status < 300 then
+      return nil, errors.new("signature", { method = ctx.method, msg = "a success response without a signature" })
+    end
+    return false
+  end
+  local cfg = self.config
+  if cfg.cert_mode and h["alipay-sn"] and h["alipay-sn"] ~= cfg.alipay_cert_sn then
+    return nil, errors.new("signature", { method = ctx.method,
+      msg = "alipay-sn " .. h["alipay-sn"] ..
+            " is not the configured alipay_cert's: Alipay may have rotated its certificate" })
+  end
+  local text = (h["alipay-timestamp"] or "") .. "\n" .. (h["alipay-nonce"] or "") .. "\n" .. res.body .. "\n"
+  local ok, reason = cfg.alipay_public_key:verify(text, sig, "RSA2")
+  if not ok then
+    return nil, errors.new("signature", { method = ctx.method,
+                                          msg = "the response signature is not Alipay's: " .. tostring(reason) })
+  end
+  return true
+end
+
+-- Platform errors of v3 use lower-case hyphenated codes ("invalid-parameter",
+-- "app-call-limited"); business errors use the API's upper-case sub codes.
+local function v3_kind(status, code)
+  if status >= 500 or status == 429 or status == 401 or status == 403 then return "gateway" end
+  if type(code) == "string" and code:match("^[a-z][a-z%-]*$") then return "gateway" end
+  return "business"
+end
+
+function Client:finish_v3(ctx, res, err)
+  if not res then
+    err.method = err.method or ctx.method
+    return nil, err
+  end
+  local trace_id = trace_of(res)
+  local verified, verr = self:verify_v3(ctx, res)
+  if verr then
+    verr.trace_id = trace_id
+    return nil, verr
+  end
+  local body = res.body
+  if verified and (res.headers["alipay-encrypt-type"] or ""):upper() == "AES" and body ~= "" then
+    local plain, derr
+    if self.config.encrypt_key then plain, derr = core.aes_decrypt(self.config.encrypt_key, body) end
+    if not plain then
+      return nil, errors.new("decode", { method = ctx.method, trace_id = trace_id, retryable = false,
+                                         msg = derr or "an encrypted response but no encrypt_key is configured" })
+    end
+    body = plain
+  end
+  if res.status >= 200 and res.status < 300 then
+    if body == "" then return {} end
+    local result = decode_json(body)
+    if not result then
+      return nil, errors.new("decode", { method = ctx.method, trace_id = trace_id,
+                                         msg = "the response body is not a JSON object" })
+    end
+    return result
+  end
+  local problem = decode_json(body)
+  if not problem or type(problem.code) ~= "string" then
+    return nil, errors.new("http", { method = ctx.method, status = res.status, trace_id = trace_id,
+                                     verified = verified, msg = "the gateway answered HTTP " .. res.status })
+  end
+  return nil, errors.new(v3_kind(res.status, problem.code), {
+    method = ctx.method, status = res.status, code = tostring(res.status), sub_code = problem.code,
+    sub_msg = problem.message, links = problem.links, verified = verified, trace_id = trace_id,
+    retryable = res.status >= 500 or res.status == 429 or nil,
+  })
+end
+
+-- client:v3(http_method, path, body, opts) -> decoded body | nil, err
+function Client:v3(http_method, path, body, opts)
+  local req, ctx = self:prepare_v3(http_method, path, body, opts)
+  local res, err = self.transport:request(req)
+  return self:finish_v3(ctx, res, err)
+end
+
+function Client:close()
+  if self.transport.close then self.transport:close() end
+end
+
+return Client

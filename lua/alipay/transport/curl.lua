@@ -1,0 +1,61 @@
+-- The plain-Lua transport: the C core's libcurl engine (keep-alive, TLS
+-- session reuse, curl multi), with its failures turned into typed errors.
+-- Blocking per request; submit/wait for many transfers in flight.
+local core = require "alipay.core"
+local errors = require "alipay.errors"
+
+local Transport = {}
+Transport.__index = Transport
+
+local function transport_error(msg, reason)
+  return errors.new("transport", {
+    msg = msg, reason = reason,
+    -- A response over the cap will be over it again; everything else
+    -- (timeouts, resets, refused connections) may pass on a retry.
+    retryable = reason ~= "too_large",
+  })
+end
+
+local M = {}
+
+-- M.new{ca_file=, proxy=, connect_timeout_ms=, timeout_ms=, max_response_bytes=, user_agent=}
+function M.new(opts)
+  local engine, err = core.http {
+    ca_file = opts.ca_file, proxy = opts.proxy, connect_timeout_ms = opts.connect_timeout_ms,
+    timeout_ms = opts.timeout_ms, max_response_bytes = opts.max_response_bytes,
+    user_agent = opts.user_agent,
+  }
+  if not engine then return nil, errors.new("config", { msg = "transport: " .. tostring(err) }) end
+  return setmetatable({ engine = engine, name = "curl" }, Transport)
+end
+
+-- req = {method=, url=, headers=, body=, timeout_ms=} -> res | nil, err
+function Transport:request(req)
+  local res, err, reason = self.engine:request(req)
+  if not res then return nil, transport_error(err, reason) end
+  return res
+end
+
+-- Starts a transfer; its result comes from wait().
+function Transport:submit(req)
+  return self.engine:submit(req)
+end
+
+-- Finished transfers as {id=, res=} or {id=, err=<typed error>}.
+function Transport:wait(timeout_ms)
+  local done = self.engine:wait(timeout_ms)
+  for _, d in ipairs(done) do
+    if d.err then d.err = transport_error(d.err, d.code) end
+  end
+  return done
+end
+
+function Transport:pending()
+  return self.engine:pending()
+end
+
+function Transport:close()
+  self.engine:close()
+end
+
+return M
