@@ -30,12 +30,15 @@ CORE_ASAN := build/asan/alipay/core.so
 BUSTED_54 := lua5.4 /usr/bin/busted
 BUSTED_JIT := luajit /usr/bin/busted
 BUSTED_FLAGS ?=
-CORE_SPECS := $(wildcard spec/0*_spec.lua)
+# The specs of the C core (spec/0*, and core.http in spec/10): run under
+# LuaJIT, sanitizers and valgrind as well.
+CORE_SPECS := $(wildcard spec/0*_spec.lua) spec/10-http_spec.lua
 
 # Debian packages: build (compiler, headers), run (interpreters, cjson,
-# openssl CLI for benchmarks), test (busted, luacheck, valgrind).
+# argparse for the CLI, the openssl CLI for keys of the sandbox, nginx with
+# the Lua module for the sandbox gateway), test (busted, luacheck, valgrind).
 DEB_BUILD := gcc make pkg-config liblua5.4-dev libluajit2-5.1-dev libssl-dev libcurl4-openssl-dev
-DEB_RUN := lua5.4 luajit2 lua-cjson openssl
+DEB_RUN := lua5.4 luajit2 lua-cjson lua-argparse openssl nginx libnginx-mod-http-lua
 DEB_TEST := lua-busted lua-check valgrind luarocks
 DEB_PACKAGES := $(DEB_BUILD) $(DEB_RUN) $(DEB_TEST)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -109,6 +112,7 @@ rock: deps
 
 bench: deps all
 	lua5.4 bench/core.lua
+	lua5.4 bench/client.lua
 
 demo: deps all
 	lua5.4 examples/demo.lua

@@ -28,12 +28,17 @@ build = {
     ["alipay.core"] = {
       sources = {
         "src/core.c", "src/keys.c", "src/sign.c", "src/extract.c", "src/cert.c",
-        "src/aes.c", "src/codec.c",
+        "src/aes.c", "src/codec.c", "src/http.c",
       },
       libraries = { "ssl", "crypto", "curl" },
       incdirs = { "src", "$(OPENSSL_INCDIR)", "$(CURL_INCDIR)" },
       libdirs = { "$(OPENSSL_LIBDIR)", "$(CURL_LIBDIR)" },
     },
     ["alipay"] = "lua/alipay/init.lua",
+    ["alipay.client"] = "lua/alipay/client.lua",
+    ["alipay.config"] = "lua/alipay/config.lua",
+    ["alipay.errors"] = "lua/alipay/errors.lua",
+    ["alipay.transport.curl"] = "lua/alipay/transport/curl.lua",
+    ["alipay.sandbox.nginx"] = "lua/alipay/sandbox/nginx.lua",
   },
 }

@@ -61,12 +61,14 @@ function helpers.write(path, data)
   f:close()
 end
 
--- Runs a shell command; returns ok, combined output.
+-- Runs a shell command; returns ok, combined output. The shell echoes the
+-- status because LuaJIT's popen close() does not report it.
 function helpers.run(cmd)
-  local p = io.popen(cmd .. " 2>&1")
+  local p = io.popen("{ " .. cmd .. "\n} 2>&1; echo \"exit=$?\"")
   local out = p:read("*a")
-  local ok = p:close()
-  return ok == true or ok == 0, out
+  p:close()
+  local text, status = out:match("^(.-)exit=(%d+)%s*$")
+  return status == "0", text or out
 end
 
 function helpers.cleanup()
