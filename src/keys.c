@@ -22,11 +22,14 @@ typedef struct {
   EVP_PKEY *pkey;
   EVP_MD *md[ALG_COUNT];         /* fetched once, on first use */
   EVP_PKEY_CTX *ctx[ALG_COUNT];  /* sign or verify context, initialised once */
+  EVP_MD_CTX *md_ctx;            /* reused for every digest: no allocation per call */
   const char *format;            /* "PKCS#1", "PKCS#8", "SPKI", "X.509 certificate" */
   int is_private;
 } ap_key;
 
 static void key_release(ap_key *k) {
+  EVP_MD_CTX_free(k->md_ctx);
+  k->md_ctx = NULL;
   for (int i = 0; i < ALG_COUNT; i++) {
     EVP_PKEY_CTX_free(k->ctx[i]);
     EVP_MD_free(k->md[i]);
@@ -270,7 +273,10 @@ static EVP_PKEY_CTX *key_ctx(ap_key *k, int alg) {
 
 static int digest(ap_key *k, int alg, const char *data, size_t n, unsigned char *out,
                   unsigned int *out_len) {
-  return EVP_Digest(data, n, out, out_len, k->md[alg], NULL) == 1;
+  if (!k->md_ctx && !(k->md_ctx = EVP_MD_CTX_new())) return 0;
+  return EVP_DigestInit_ex2(k->md_ctx, k->md[alg], NULL) == 1 &&
+         EVP_DigestUpdate(k->md_ctx, data, n) == 1 &&
+         EVP_DigestFinal_ex(k->md_ctx, out, out_len) == 1;
 }
 
 /* key:sign(data[, alg]) -> base64 signature */
@@ -316,7 +322,7 @@ static int l_verify(lua_State *L) {
   unsigned int md_len;
   if (!digest(k, alg, data, n, md, &md_len)) return ap_push_ssl_error(L, "verify");
   int rc = EVP_PKEY_verify(ctx, sig, (size_t)sig_len, md, md_len);
-  ERR_clear_error(); /* a mismatch leaves reasons on the queue */
+  if (rc != 1) ERR_clear_error(); /* a mismatch leaves reasons on the queue */
   if (rc == 1) { lua_pushboolean(L, 1); return 1; }
   if (rc == 0) { lua_pushliteral(L, "signature does not match"); return 2; }
   return ap_push_error(L, "verify: the RSA operation failed");
