@@ -7,6 +7,7 @@ DESTDIR ?=
 LUA_VERSION ?= 5.4
 LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+LUAJIT_LIBDIR ?= $(PREFIX)/lib/lua/5.1
 BINDIR ?= $(PREFIX)/bin
 
 CC ?= cc
@@ -102,7 +103,7 @@ valgrind: deps $(CORE_54)
 # It builds in a copy: luarocks leaves objects next to the sources.
 rock: deps
 	@tree=$$(mktemp -d) && trap 'rm -rf "$$tree"' EXIT && \
-	mkdir "$$tree/checkout" && cp -r src lua lua-alipay-scm-1.rockspec "$$tree/checkout" && \
+	mkdir "$$tree/checkout" && cp -r src lua bin lua-alipay-scm-1.rockspec "$$tree/checkout" && \
 	(cd "$$tree/checkout" && luarocks --lua-version 5.4 --tree "$$tree" make --deps-mode=none \
 	  CURL_INCDIR=/usr/include/x86_64-linux-gnu >/dev/null 2>&1) && \
 	cd /tmp && lua5.4 -e "package.cpath='$$tree/lib/lua/5.4/?.so;'..package.cpath \
@@ -117,14 +118,20 @@ bench: deps all
 demo: deps all
 	lua5.4 examples/demo.lua
 
-install: $(CORE_54)
-	install -d $(DESTDIR)$(LUA_LIBDIR)/alipay $(DESTDIR)$(LUA_SHAREDIR)
+# The LuaJIT build goes beside Lua 5.1 modules: OpenResty and the sandbox
+# gateway load it from there (the Lua modules are shared by both).
+install: $(CORE_54) $(CORE_JIT)
+	install -d $(DESTDIR)$(LUA_LIBDIR)/alipay $(DESTDIR)$(LUAJIT_LIBDIR)/alipay \
+	  $(DESTDIR)$(LUA_SHAREDIR) $(DESTDIR)$(BINDIR)
 	install -m 0755 $(CORE_54) $(DESTDIR)$(LUA_LIBDIR)/alipay/core.so
+	install -m 0755 $(CORE_JIT) $(DESTDIR)$(LUAJIT_LIBDIR)/alipay/core.so
+	install -m 0755 bin/alipay $(DESTDIR)$(BINDIR)/alipay
 	cd lua && for f in $$(find alipay -name '*.lua'); do \
 	  install -D -m 0644 $$f $(DESTDIR)$(LUA_SHAREDIR)/$$f; done
 
 uninstall:
-	rm -rf $(DESTDIR)$(LUA_LIBDIR)/alipay $(DESTDIR)$(LUA_SHAREDIR)/alipay
+	rm -rf $(DESTDIR)$(LUA_LIBDIR)/alipay $(DESTDIR)$(LUAJIT_LIBDIR)/alipay \
+	  $(DESTDIR)$(LUA_SHAREDIR)/alipay $(DESTDIR)$(BINDIR)/alipay
 
 clean:
 	rm -rf build

@@ -17,6 +17,7 @@ description = {
 dependencies = {
   "lua >= 5.1",
   "lua-cjson",
+  "argparse",
 }
 external_dependencies = {
   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
@@ -39,6 +40,16 @@ build = {
     ["alipay.config"] = "lua/alipay/config.lua",
     ["alipay.errors"] = "lua/alipay/errors.lua",
     ["alipay.transport.curl"] = "lua/alipay/transport/curl.lua",
+    ["alipay.sandbox"] = "lua/alipay/sandbox/init.lua",
     ["alipay.sandbox.nginx"] = "lua/alipay/sandbox/nginx.lua",
+    ["alipay.sandbox.server"] = "lua/alipay/sandbox/server.lua",
+    ["alipay.sandbox.gateway"] = "lua/alipay/sandbox/gateway.lua",
+    ["alipay.sandbox.state"] = "lua/alipay/sandbox/state.lua",
+    ["alipay.sandbox.apis"] = "lua/alipay/sandbox/apis.lua",
+    ["alipay.cli"] = "lua/alipay/cli/init.lua",
+    ["alipay.cli.sandbox"] = "lua/alipay/cli/sandbox.lua",
+  },
+  install = {
+    bin = { alipay = "bin/alipay" },
   },
 }

@@ -146,15 +146,18 @@ describe("core.private_key", function()
       assert_clean_error(k, err, pkcs1, "^private_key: ")
     end)
 
-    it("a damaged key whose bytes still parse", function()
-      -- Flip a character deep inside the base64 (inside a prime or exponent).
+    it("a damaged key whose bytes still parse, wherever the damage is", function()
+      -- Change one character inside each component in turn (modulus,
+      -- exponents, primes, CRT values): every variant must be refused.
       local b64 = strip_pem(pkcs1)
-      local pos = 1200
-      local c = b64:sub(pos, pos) == "A" and "B" or "A"
-      local damaged = b64:sub(1, pos - 1) .. c .. b64:sub(pos + 1)
-      local k, err = core.private_key(damaged)
-      assert_clean_error(k, err, pkcs1, "^private_key: ")
+      for pos = 60, #b64 - 60, 37 do
+        local c = b64:sub(pos, pos) == "A" and "B" or "A"
+        local damaged = b64:sub(1, pos - 1) .. c .. b64:sub(pos + 1)
+        local k, err = core.private_key(damaged)
+        assert_clean_error(k, err, pkcs1, "^private_key: ")
+      end
     end)
+
 
     it("EC and DSA keys, in PKCS#8 and traditional PEM", function()
       local ec = genpkey("-algorithm EC -pkeyopt ec_paramgen_curve:P-256")

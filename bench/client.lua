@@ -1,0 +1,103 @@
+-- make bench (client part): against the local sandbox gateway,
+--  1. the client's CPU time per v2 call (no injected latency), divided by
+--     the cost of one RSA2 sign plus one verify from `openssl speed`: the
+--     floor any correct client must pay. The goal is under 1.3.
+--  2. calls per second with 1, 8 and 32 transfers in flight and 50 ms of
+--     injected latency, against the ideal in_flight / latency.
+package.cpath = (os.getenv("ALIPAY_BUILD") or "build/lua5.4") .. "/?.so;" .. package.cpath
+package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+
+local alipay = require "alipay"
+local sandbox = require "alipay.sandbox"
+
+local CALLS = tonumber(os.getenv("BENCH_CALLS") or "") or 2000
+local LATENCY_MS = 50
+local APP_ID = "2021000122671080"
+local METHOD = "alipay.open.public.user.follow.query"
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function openssl_speed()
+  local p = assert(io.popen("openssl speed -seconds 2 rsa2048 2>/dev/null"))
+  local out = p:read("*a")
+  p:close()
+  local sign, verify = out:match("rsa%s+2048 bits%s+[%d.]+s%s+[%d.]+s%s+([%d.]+)%s+([%d.]+)")
+  assert(sign, "could not read `openssl speed rsa2048` output")
+  return tonumber(sign), tonumber(verify)
+end
+
+-- Wall-clock seconds, for throughput only (CPU figures use os.clock).
+local function now()
+  local p = io.popen("date +%s.%N")
+  local t = tonumber(p:read("*l"))
+  p:close()
+  return t
+end
+
+local sb = assert(sandbox.start {
+  app_id = APP_ID,
+  app_public_key = read("spec/fixtures/keys/app_public.pem"),
+  seed = "spec/fixtures/sandbox_seed.json",
+})
+
+local ok, err = pcall(function()
+  local client = assert(alipay.new {
+    app_id = APP_ID, private_key_file = "spec/fixtures/keys/app_private_pkcs1.pem",
+    alipay_public_key = sb.alipay_public_key, gateway = sb.gateway,
+  })
+  local biz = { user_id = "2088000000000001" }
+  assert(client:execute(METHOD, biz)) -- warm up: connection, JIT of nothing, caches
+
+  -- Runs `total` calls with up to `in_flight` transfers at once; returns
+  -- the client's CPU seconds per call and the wall seconds in all.
+  local function run(total, in_flight)
+    local transport, contexts = client.transport, {}
+    local started, finished = 0, 0
+    local cpu0, t0 = os.clock(), now()
+    while finished < total do
+      while started < total and transport:pending() < in_flight do
+        local req, ctx = client:prepare_v2(METHOD, biz)
+        contexts[transport:submit(req)] = ctx
+        started = started + 1
+      end
+      for _, done in ipairs(transport:wait(1000)) do
+        assert(client:finish_v2(contexts[done.id], done.res, done.err))
+        contexts[done.id] = nil
+        finished = finished + 1
+      end
+    end
+    return (os.clock() - cpu0) / total, now() - t0
+  end
+
+  local cpu0 = os.clock()
+  for _ = 1, CALLS do assert(client:execute(METHOD, biz)) end
+  local sequential = (os.clock() - cpu0) / CALLS
+  local pipelined = run(CALLS, 8)
+  local sign_s, verify_s = openssl_speed()
+  local floor = 1 / sign_s + 1 / verify_s
+  print(("lua-alipay client benchmark (%s), %d calls to the sandbox over keep-alive"):format(_VERSION, CALLS))
+  print(("RSA floor (sign+verify)      %8.1f us   (openssl speed rsa2048: %.0f sign/s, %.0f verify/s)"):format(
+    floor * 1e6, sign_s, verify_s))
+  print(("client CPU per call, 8 in flight  %8.1f us   ratio %.3f (goal: under 1.3)"):format(
+    pipelined * 1e6, pipelined / floor))
+  print(("client CPU per call, sequential   %8.1f us   ratio %.3f"):format(sequential * 1e6, sequential / floor))
+  print("  (sequential calls sleep once per call while the sandbox works; on a virtual machine the")
+  print("   kernel's sleep and wake-up are charged to the process, so this figure includes them)")
+
+  sb:faults { latency_ms = LATENCY_MS }
+  print(("\nthroughput with %d ms of injected latency"):format(LATENCY_MS))
+  print(("%-10s %10s %10s %8s"):format("in flight", "calls/s", "ideal", "ratio"))
+  for _, in_flight in ipairs { 1, 8, 32 } do
+    local total = in_flight * 10
+    local _, wall = run(total, in_flight)
+    local rate, ideal = total / wall, in_flight / (LATENCY_MS / 1000)
+    print(("%-10d %10.1f %10.1f %8.3f"):format(in_flight, rate, ideal, rate / ideal))
+  end
+end)
+sb:stop()
+if not ok then error(err, 0) end

@@ -1,0 +1,450 @@
+-- The sandbox gateway's nginx side: runs inside Debian's nginx Lua module
+-- (LuaJIT 2.1, one worker), configured by alipay.sandbox (init.lua).
+--
+--   init_worker_by_lua_block { require("alipay.sandbox.server").init_worker(config_path) }
+--   location = /gateway.do  -> .v2()       v2 calls (POST, or GET with everything in the query)
+--   location /v3/           -> .v3()       v3 calls
+--   location /__sandbox/    -> .admin()    deliveries, arrivals, faults, reset, health
+--
+-- The protocol itself (signatures, APIs, seeded state) is
+-- alipay.sandbox.gateway; this file reads requests, keeps the arrival log,
+-- injects faults and writes answers. All state lives in this worker's Lua VM,
+-- which is why the sandbox runs one worker.
+--
+-- Faults (POST /__sandbox/faults with a JSON object; it replaces the set,
+-- {} clears it) are decided when a request arrives, for v2 and v3 alike:
+--   latency_ms    sleep this long before answering (with any other fault)
+--   reset         probability: close the connection without a response
+--   http_502      probability: 502 with an HTML body
+--   throttle_qps  rate: past N requests within the current second (counted
+--                 over every request in scope), the gateway's signed 40005
+--   error_rate    probability: the gateway's signed 20000
+--   truncate      probability: announce the full Content-Length, send half
+--                 the body, close (also applies to 40005/20000 answers)
+--   bad_sign      probability: the normal answer with a wrong signature
+-- The first of reset, http_502, throttle_qps, error_rate that fires decides
+-- the answer, in that order. Probabilities are 0..1 (1 = every request).
+-- methods (a list of v2 method names or v3 paths; a v3 path also matches as
+-- its dotted name) limits which requests are in scope; [] leaves none.
+-- count limits how many requests get at least one fault; GET faults shows
+-- what is left of it.
+--
+-- Arrival log (GET /__sandbox/arrivals[?since=seq]): each event has its own
+-- seq; "arrive" events carry api, method, connection, connection_requests,
+-- scheme, timestamp (as the request sent it); "answer" events carry request
+-- (the seq of their arrival), status (444 for reset) and the faults applied.
+local cjson = require "cjson.safe"
+
+local M = {}
+
+local MAX_EVENTS = 100000 -- arrival log: the newest events are kept
+local LOG_FLUSH_S = 0.05
+local MAX_LOGGED_ERROR = 300
+
+-- ---- worker state ----
+
+local gw, gw_err
+local events, first_seq, next_seq = {}, 1, 1
+local faults, fault_methods = {}, nil -- the active set; methods as a lookup set
+local window_second, window_count = -1, 0 -- throttle_qps: requests in the current second
+local log_queue = {}
+
+-- ---- logging ----
+-- A log call made while serving a request gets the request line appended by
+-- nginx, and the query holds the signature. Lines are queued and written by
+-- a timer, which has no request: the log says method, status and codes only.
+
+local function log(fmt, ...)
+  log_queue[#log_queue + 1] = fmt:format(...)
+end
+
+local function flush_log()
+  if #log_queue == 0 then return end
+  local lines = log_queue
+  log_queue = {}
+  for i = 1, #lines do ngx.log(ngx.NOTICE, lines[i]) end
+end
+
+-- ---- small helpers ----
+
+local function now_ms()
+  ngx.update_time()
+  return math.floor(ngx.now() * 1000 + 0.5)
+end
+
+-- cjson encodes an empty table as {}; the lists here must stay lists.
+local function encode_list(list)
+  if #list == 0 then return "[]" end
+  return cjson.encode(list)
+end
+
+local function send_json(status, text)
+  ngx.status = status
+  ngx.header["Content-Type"] = "application/json; charset=utf-8"
+  ngx.header["Content-Length"] = #text
+  ngx.print(text)
+end
+
+local function send_error(status, message)
+  send_json(status, cjson.encode { error = message })
+end
+
+local function read_body()
+  ngx.req.read_body()
+  local data = ngx.req.get_body_data()
+  if data then return data end
+  -- Larger than client_body_buffer_size: nginx kept it in a temp file.
+  local path = ngx.req.get_body_file()
+  if not path then return "" end
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  data = f:read("*a")
+  f:close()
+  return data
+end
+
+local function first_value(v)
+  if type(v) == "table" then return v[1] end
+  return v
+end
+
+-- ---- the arrival log ----
+
+local function record(event)
+  event.seq = next_seq
+  events[next_seq] = event
+  next_seq = next_seq + 1
+  while next_seq - first_seq > MAX_EVENTS do
+    events[first_seq] = nil
+    first_seq = first_seq + 1
+  end
+  return event
+end
+
+local function events_since(since)
+  local list = {}
+  for seq = math.max(first_seq, since + 1), next_seq - 1 do list[#list + 1] = events[seq] end
+  return list
+end
+
+-- ---- faults ----
+
+local PROBABILITIES = { reset = true, http_502 = true, error_rate = true, truncate = true,
+  bad_sign = true }
+
+local function validate_faults(input)
+  if type(input) ~= "table" then return nil, "faults: expected a JSON object" end
+  local out, methods = {}, nil
+  for name, value in pairs(input) do
+    if PROBABILITIES[name] then
+      if type(value) ~= "number" or value < 0 or value > 1 then
+        return nil, name .. ": expected a probability between 0 and 1"
+      end
+    elseif name == "latency_ms" or name == "throttle_qps" then
+      if type(value) ~= "number" or value < 0 or value ~= value then
+        return nil, name .. ": expected a number >= 0"
+      end
+    elseif name == "count" then
+      if type(value) ~= "number" or value < 0 or value ~= math.floor(value) then
+        return nil, "count: expected an integer >= 0"
+      end
+    elseif name == "methods" then
+      if type(value) ~= "table" or (next(value) ~= nil and value[1] == nil) then
+        return nil, "methods: expected a list of method names"
+      end
+      methods = {}
+      for i, m in ipairs(value) do
+        if type(m) ~= "string" then return nil, "methods[" .. i .. "]: expected a string" end
+        methods[m] = true
+      end
+    else
+      return nil, "unknown fault: " .. tostring(name)
+    end
+    out[name] = value
+  end
+  return out, methods
+end
+
+local function chance(p)
+  return p ~= nil and p > 0 and math.random() < p
+end
+
+-- Decides at arrival which faults this request gets, or nil for none.
+-- `methods` and `count` scope the whole set; throttle_qps counts every
+-- request in scope, faulted or not, in the second it arrived.
+local function plan_faults(name, path, at_ms)
+  if next(faults) == nil then return nil end
+  if fault_methods and not (fault_methods[name or ""] or fault_methods[path or ""]) then
+    return nil
+  end
+  if faults.count and faults.count <= 0 then return nil end
+  local throttled = false
+  if faults.throttle_qps then
+    local second = math.floor(at_ms / 1000)
+    if second ~= window_second then window_second, window_count = second, 0 end
+    window_count = window_count + 1
+    throttled = window_count > faults.throttle_qps
+  end
+  local plan = { names = {} }
+  local function take(fault) plan.names[#plan.names + 1] = fault; plan[fault] = true end
+  if faults.latency_ms and faults.latency_ms > 0 then
+    take("latency_ms")
+    plan.sleep_s = faults.latency_ms / 1000
+  end
+  -- The first of these that fires decides the answer.
+  if chance(faults.reset) then take("reset")
+  elseif chance(faults.http_502) then take("http_502")
+  elseif throttled then take("throttle_qps")
+  elseif chance(faults.error_rate) then take("error_rate")
+  end
+  if not (plan.reset or plan.http_502) and chance(faults.truncate) then take("truncate") end
+  if not (plan.reset or plan.http_502 or plan.throttle_qps or plan.error_rate)
+    and chance(faults.bad_sign) then
+    take("bad_sign")
+  end
+  if #plan.names == 0 then return nil end
+  if faults.count then faults.count = faults.count - 1 end
+  return plan
+end
+
+-- ---- answers ----
+
+local BAD_GATEWAY = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+  .. "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>sandbox</center>\r\n"
+  .. "</body>\r\n</html>\r\n"
+
+-- The result codes of an answer, for the log (never sub_msg: for a bad
+-- signature it holds the string the gateway computed). A pattern, not a
+-- JSON decode: follower pages are large and every answer is logged.
+local function answer_codes(api, status, body)
+  if api == "v3" then
+    if status == 200 then return "" end
+    local code = body:match('"code"%s*:%s*"([^"]*)"')
+    return code and (" code=" .. code) or ""
+  end
+  local code = body:match('"code"%s*:%s*"(%d+)"')
+  if not code then return "" end
+  local sub_code = body:match('"sub_code"%s*:%s*"([^"]*)"')
+  return " code=" .. code .. (sub_code and (" sub_code=" .. sub_code) or "")
+end
+
+-- Calls the gateway; a raise there is a sandbox bug, answered as a 500.
+local function call_gateway(fn, req, arg)
+  local ok, status, headers, body = pcall(fn, gw, req, arg)
+  if ok and type(status) == "number" and type(body) == "string" then
+    return status, headers, body
+  end
+  log("sandbox: the gateway failed: %s", tostring(ok and "no answer" or status)
+    :sub(1, MAX_LOGGED_ERROR))
+  return 500, { ["Content-Type"] = "application/json" },
+    cjson.encode { error = "the sandbox gateway failed; see its error log" }
+end
+
+local function send_answer(status, headers, body, truncate)
+  ngx.status = status
+  for name, value in pairs(headers or {}) do ngx.header[name] = value end
+  -- The full length is announced even when only half the body follows.
+  ngx.header["Content-Length"] = #body
+  if not truncate then
+    ngx.print(body)
+    return
+  end
+  ngx.print(body:sub(1, math.floor(#body / 2)))
+  ngx.flush(true)
+  return ngx.exit(ngx.ERROR) -- closes the connection mid-body
+end
+
+-- One gateway request, v2 or v3: log the arrival, apply the faults, answer.
+local function serve(api, req, name, path, timestamp)
+  local arrival = record {
+    event = "arrive", at_ms = now_ms(), api = api, method = name,
+    connection = tonumber(ngx.var.connection),
+    connection_requests = tonumber(ngx.var.connection_requests),
+    scheme = ngx.var.scheme, timestamp = timestamp,
+  }
+  local function answered(status, plan, codes)
+    record { event = "answer", request = arrival.seq, at_ms = now_ms(), api = api,
+      method = name, status = status, faults = plan and plan.names or nil }
+    log("sandbox %s %s status=%d%s%s", api, tostring(name), status, codes or "",
+      plan and (" faults=" .. table.concat(plan.names, ",")) or "")
+  end
+
+  if not gw then
+    answered(500)
+    return send_error(500, "the sandbox gateway is not running: " .. tostring(gw_err))
+  end
+
+  local plan = plan_faults(name, path, arrival.at_ms)
+  if plan and plan.sleep_s then ngx.sleep(plan.sleep_s) end
+  if plan and plan.reset then
+    answered(444, plan)
+    return ngx.exit(444) -- nginx closes the connection without a response
+  end
+  if plan and plan.http_502 then
+    answered(502, plan)
+    ngx.status = 502
+    ngx.header["Content-Type"] = "text/html"
+    ngx.header["Content-Length"] = #BAD_GATEWAY
+    return ngx.print(BAD_GATEWAY)
+  end
+
+  local status, headers, body
+  local fault_fn = api == "v2" and gw.fault_v2 or gw.fault_v3
+  if plan and plan.throttle_qps then
+    status, headers, body = call_gateway(fault_fn, req, "40005")
+  elseif plan and plan.error_rate then
+    status, headers, body = call_gateway(fault_fn, req, "20000")
+  else
+    local handle = api == "v2" and gw.handle_v2 or gw.handle_v3
+    status, headers, body = call_gateway(handle, req,
+      plan and plan.bad_sign and { bad_sign = true } or nil)
+  end
+  answered(status, plan, answer_codes(api, status, body))
+  return send_answer(status, headers, body, plan and plan.truncate)
+end
+
+-- ---- the gateway locations ----
+
+function M.v2()
+  local verb = ngx.req.get_method()
+  if verb ~= "POST" and verb ~= "GET" then
+    ngx.header["Allow"] = "GET, POST"
+    return send_error(405, "the v2 gateway takes POST (or GET)")
+  end
+  local req = {
+    query = ngx.var.args or "",
+    body = verb == "POST" and read_body() or "",
+    content_type = ngx.var.content_type or "",
+  }
+  local name = gw and gw:method_of_v2(req) or nil
+  -- The timestamp as sent: system parameters are in the query, but some
+  -- clients put everything in the body.
+  local timestamp = first_value(ngx.decode_args(req.query).timestamp)
+  if not timestamp and req.content_type:find("x-www-form-urlencoded", 1, true) then
+    timestamp = first_value(ngx.decode_args(req.body).timestamp)
+  end
+  return serve("v2", req, name, nil, timestamp)
+end
+
+function M.v3()
+  local headers = {}
+  for name, value in pairs(ngx.req.get_headers(200)) do
+    if type(value) == "table" then value = table.concat(value, ", ") end
+    headers[name:lower()] = value
+  end
+  -- The raw path: the signature covers the path as sent, not as decoded.
+  local path = ngx.var.request_uri:match("^[^?]*")
+  local req = {
+    method = ngx.req.get_method(),
+    path = path,
+    query = ngx.var.args or "",
+    headers = headers,
+    body = read_body(),
+  }
+  local name = path:gsub("^/v3/", ""):gsub("/", ".")
+  local timestamp = (headers.authorization or ""):match("timestamp=(%d+)")
+  return serve("v3", req, name, path, timestamp)
+end
+
+function M.not_found()
+  return send_error(404, "no such endpoint: " .. ngx.var.uri)
+end
+
+-- ---- admin ----
+
+local function reset_state()
+  if gw then gw:reset() end
+  events, first_seq = {}, next_seq
+  faults, fault_methods = {}, nil
+  window_second, window_count = -1, 0
+end
+
+local ADMIN = {}
+
+ADMIN["GET health"] = function()
+  send_json(gw and 200 or 500, cjson.encode {
+    ok = gw ~= nil, error = gw_err, pid = ngx.worker.pid(),
+    events = next_seq - first_seq, last_seq = next_seq - 1,
+  })
+end
+
+ADMIN["GET deliveries"] = function()
+  if not gw then return send_error(500, "the sandbox gateway is not running") end
+  local text, err = encode_list(gw:deliveries() or {})
+  if not text then return send_error(500, "deliveries: " .. tostring(err)) end
+  send_json(200, text)
+end
+
+ADMIN["GET arrivals"] = function()
+  local since = ngx.var.arg_since
+  local from = 0
+  if since then
+    from = tonumber(since)
+    if not from then return send_error(400, "since: expected a sequence number") end
+  end
+  send_json(200, encode_list(events_since(from)))
+end
+
+ADMIN["GET faults"] = function()
+  send_json(200, next(faults) and cjson.encode(faults) or "{}")
+end
+
+ADMIN["POST faults"] = function()
+  local input, err = cjson.decode(read_body())
+  if input == nil then return send_error(400, "faults: not JSON: " .. tostring(err)) end
+  local valid, methods = validate_faults(input)
+  if not valid then return send_error(400, methods) end
+  faults, fault_methods = valid, methods
+  window_second, window_count = -1, 0
+  local names = {}
+  for name in pairs(faults) do names[#names + 1] = name end
+  table.sort(names)
+  log("sandbox: faults set: %s", #names > 0 and table.concat(names, ",") or "none")
+  send_json(200, next(faults) and cjson.encode(faults) or "{}")
+end
+
+ADMIN["POST reset"] = function()
+  reset_state()
+  log("sandbox: reset")
+  send_json(200, cjson.encode { ok = true })
+end
+
+function M.admin()
+  local endpoint = ngx.var.uri:match("^/__sandbox/(.-)/?$") or ""
+  local route = ADMIN[ngx.req.get_method() .. " " .. endpoint]
+  if route then return route() end
+  if ADMIN["GET " .. endpoint] or ADMIN["POST " .. endpoint] then
+    return send_error(405, "method not allowed on " .. endpoint)
+  end
+  return send_error(404, "no such admin endpoint: " .. endpoint)
+end
+
+-- ---- worker start ----
+
+local function load_gateway(config_path)
+  local f = io.open(config_path, "rb")
+  if not f then return nil, "cannot read the sandbox config" end
+  local config = cjson.decode(f:read("*a"))
+  f:close()
+  if type(config) ~= "table" then return nil, "the sandbox config is not JSON" end
+  local ok, gateway = pcall(require, "alipay.sandbox.gateway")
+  if not ok then return nil, "cannot load alipay.sandbox.gateway: " .. tostring(gateway) end
+  local built, obj, err = pcall(gateway.new, config)
+  if not built then return nil, "gateway.new raised: " .. tostring(obj) end
+  if not obj then return nil, "gateway.new: " .. tostring(err) end
+  return obj
+end
+
+function M.init_worker(config_path)
+  math.randomseed(ngx.time() * 1000 + ngx.worker.pid())
+  local ok, err = ngx.timer.every(LOG_FLUSH_S, flush_log)
+  if not ok then ngx.log(ngx.ERR, "sandbox: no log timer: ", err) end
+  gw, gw_err = load_gateway(config_path)
+  if gw then
+    ngx.log(ngx.NOTICE, "sandbox: gateway ready")
+  else
+    ngx.log(ngx.ERR, "sandbox: ", gw_err)
+  end
+end
+
+return M
