@@ -31,15 +31,16 @@ CORE_ASAN := build/asan/alipay/core.so
 BUSTED_54 := lua5.4 /usr/bin/busted
 BUSTED_JIT := luajit /usr/bin/busted
 BUSTED_FLAGS ?=
-# The specs of the C core (spec/0*, and core.http in spec/10): run under
+# The specs of the C core (spec/0*, core.http in spec/10, core.iconv in
+# spec/32): run under
 # LuaJIT, sanitizers and valgrind as well.
-CORE_SPECS := $(wildcard spec/0*_spec.lua) spec/10-http_spec.lua
+CORE_SPECS := $(wildcard spec/0*_spec.lua) spec/10-http_spec.lua spec/32-charset_spec.lua
 
 # Debian packages: build (compiler, headers), run (interpreters, cjson,
 # argparse for the CLI, the openssl CLI for keys of the sandbox, nginx with
 # the Lua module for the sandbox gateway), test (busted, luacheck, valgrind).
 DEB_BUILD := gcc make pkg-config liblua5.4-dev libluajit2-5.1-dev libssl-dev libcurl4-openssl-dev
-DEB_RUN := lua5.4 luajit2 lua-cjson lua-argparse openssl nginx libnginx-mod-http-lua
+DEB_RUN := lua5.4 luajit2 lua-cjson lua-argparse lua-expat openssl nginx libnginx-mod-http-lua
 DEB_TEST := lua-busted lua-check valgrind luarocks
 DEB_PACKAGES := $(DEB_BUILD) $(DEB_RUN) $(DEB_TEST)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -79,9 +80,12 @@ test: deps
 test-54:
 	$(BUSTED_54) $(BUSTED_FLAGS) spec
 
-# The core is also the one OpenResty loads: run its specs under LuaJIT.
+# The LuaJIT core and the modules OpenResty runs (client, sandbox gateway
+# logic, notifications, app gateway) are specified under LuaJIT too.
+JIT_SPECS := $(CORE_SPECS) spec/11-client_spec.lua spec/20-sandbox_gateway_spec.lua \
+  spec/30-notify_spec.lua spec/31-gateway_spec.lua
 test-jit:
-	ALIPAY_BUILD=build/luajit $(BUSTED_JIT) $(BUSTED_FLAGS) $(CORE_SPECS)
+	ALIPAY_BUILD=build/luajit $(BUSTED_JIT) $(BUSTED_FLAGS) $(JIT_SPECS)
 
 lint: deps
 	luacheck -q $(wildcard lua bin spec bench examples)
@@ -95,7 +99,7 @@ asan: deps $(CORE_ASAN)
 	$(BUSTED_54) $(BUSTED_FLAGS) $(CORE_SPECS)
 
 valgrind: deps $(CORE_54)
-	valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	valgrind --quiet --error-exitcode=99 --leak-check=full --suppressions=spec/valgrind.supp --errors-for-leak-kinds=definite,indirect \
 	  --show-leak-kinds=definite,indirect $(BUSTED_54) $(BUSTED_FLAGS) $(CORE_SPECS)
 
 # The rockspec builds and installs into a throwaway tree (offline: Debian's

@@ -18,6 +18,7 @@ dependencies = {
   "lua >= 5.1",
   "lua-cjson",
   "argparse",
+  "luaexpat",
 }
 external_dependencies = {
   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
@@ -29,7 +30,7 @@ build = {
     ["alipay.core"] = {
       sources = {
         "src/core.c", "src/keys.c", "src/sign.c", "src/extract.c", "src/cert.c",
-        "src/aes.c", "src/codec.c", "src/http.c",
+        "src/aes.c", "src/codec.c", "src/http.c", "src/charset.c",
       },
       libraries = { "ssl", "crypto", "curl" },
       incdirs = { "src", "$(OPENSSL_INCDIR)", "$(CURL_INCDIR)" },
@@ -39,6 +40,8 @@ build = {
     ["alipay.client"] = "lua/alipay/client.lua",
     ["alipay.config"] = "lua/alipay/config.lua",
     ["alipay.errors"] = "lua/alipay/errors.lua",
+    ["alipay.notify"] = "lua/alipay/notify.lua",
+    ["alipay.gateway"] = "lua/alipay/gateway.lua",
     ["alipay.transport.curl"] = "lua/alipay/transport/curl.lua",
     ["alipay.sandbox"] = "lua/alipay/sandbox/init.lua",
     ["alipay.sandbox.nginx"] = "lua/alipay/sandbox/nginx.lua",

@@ -37,6 +37,7 @@ __attribute__((visibility("default"))) int luaopen_alipay_core(lua_State *L) {
   ap_register_aes(L);
   ap_register_codec(L);
   ap_register_http(L);
+  ap_register_charset(L);
   lua_pushliteral(L, AP_VERSION);
   lua_setfield(L, -2, "_VERSION");
   return 1;
