@@ -42,14 +42,9 @@ end
 local function pick_transport(cfg)
   local t = cfg.transport
   if type(t) == "table" then return t end
-  local name = t
-  if name == nil then
-    local ngx = rawget(_G, "ngx")
-    local phase = ngx and ngx.get_phase and ngx.get_phase()
-    local cosockets = { rewrite = true, access = true, content = true, timer = true,
-                        ssl_cert = true, ssl_session_fetch = true }
-    name = (phase and cosockets[phase]) and "ngx" or "curl"
-  end
+  -- nil: alipay.transport.auto picks cosockets or curl for each request,
+  -- from the nginx phase the request runs in, and curl outside nginx.
+  local name = t or "auto"
   local ok, mod = pcall(require, "alipay.transport." .. name)
   if not ok then return nil, errors.config("transport", "transport '" .. name .. "' is not available") end
   return mod.new(cfg)

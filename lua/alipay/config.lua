@@ -183,9 +183,9 @@ end
 
 local function check_transport(cfg, out)
   local t = cfg.transport
-  if t == nil or t == "curl" or t == "ngx" then out.transport = t return end
+  if t == nil or t == "auto" or t == "curl" or t == "ngx" then out.transport = t return end
   if type(t) == "table" and type(t.request) == "function" then out.transport = t return end
-  return fail("transport", 'must be "curl", "ngx" or a table with a request function')
+  return fail("transport", 'must be "auto", "curl", "ngx" or a table with a request function')
 end
 
 -- config.validate(cfg) -> normalised config | nil, err

@@ -1,0 +1,36 @@
+-- The app gateway: answers Alipay's gateway check (verifygw) with the
+-- envelope signed by the app key, and handles Life Account events. The
+-- replay store makes each event act once even though Alipay retries.
+local gateway = require "alipay.gateway"
+local notify = require "alipay.notify"
+local app = require "handlers.client"
+
+local M = {}
+
+local seen -- shared by every worker: lua_shared_dict alipay_notify
+
+-- The example's "database" of followers: lua_shared_dict alipay_followers,
+-- user id -> "follow" | "unfollow". A real shop writes to its own store.
+local function remember(event, state)
+  local user = event.FromUserId or event.FromAlipayUserId
+  if type(user) ~= "string" or user == "" then return false, "the event names no user" end
+  local ok, err = ngx.shared.alipay_followers:set(user, state)
+  if not ok then return false, err end
+  ngx.log(ngx.NOTICE, "life account: ", notify.loggable(user), " ", state)
+  return true
+end
+
+local handlers = {
+  follow = function(event) return remember(event, "follow") end,
+  unfollow = function(event) return remember(event, "unfollow") end,
+  -- click, enter, text, ...: acknowledged without a handler.
+}
+
+function M.serve()
+  local client = app.client()
+  if not client then return app.unavailable() end
+  seen = seen or notify.shared_dict_store(ngx.shared.alipay_notify)
+  gateway.serve_ngx(client, handlers, { seen = seen })
+end
+
+return M

@@ -1,0 +1,104 @@
+#!/bin/sh
+# Runs this example against the local sandbox gateway, then shows a curl of
+# each endpoint:
+#   1. bin/alipay sandbox start --json    (nginx on loopback, HTTP and HTTPS)
+#   2. run/alipay.json   the client's settings: the sandbox's HTTPS gateway,
+#                        the fixture app key, the sandbox's "Alipay" key
+#      run/trusted.pem   the system CAs plus the sandbox's CA
+#   3. nginx -p examples/openresty/ -c nginx.conf   on 127.0.0.1:8080
+# Both are stopped at the end; with --keep they keep running (the commands
+# to stop them are printed). Needs `make` first (build/luajit/alipay/core.so).
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+keep=no
+[ "${1:-}" = "--keep" ] && keep=yes
+
+app_id=2021000122671080
+keys="$root/spec/fixtures/keys"
+state="$here/run/sandbox.json"
+base=http://127.0.0.1:8080
+
+mkdir -p "$here/logs" "$here/run"
+
+stop_all() {
+  nginx -p "$here/" -c nginx.conf -e logs/error.log -s quit 2>/dev/null || true
+  "$root/bin/alipay" sandbox stop --state "$state" >/dev/null 2>&1 || true
+}
+
+if [ ! -f "$root/build/luajit/alipay/core.so" ]; then
+  echo "run.sh: build the core first: make" >&2
+  exit 1
+fi
+
+echo "== starting the sandbox gateway"
+sandbox_json=$("$root/bin/alipay" sandbox start --app-id "$app_id" \
+  --app-public-key "$keys/app_public.pem" --seed "$root/spec/fixtures/sandbox_seed.json" \
+  --state "$state" --json)
+if [ "$keep" = no ]; then
+  trap stop_all EXIT
+  trap 'exit 1' INT TERM HUP PIPE  # so that EXIT runs on these too
+fi
+
+# The client's settings and the CA bundle, from what the sandbox reported.
+printf '%s' "$sandbox_json" | RUN="$here/run" KEYS="$keys" lua5.4 -e '
+  local cjson = require "cjson"
+  local sb = cjson.decode(io.read("a"))
+  local run, keys = os.getenv("RUN"), os.getenv("KEYS")
+  local function write(path, text)
+    local f = assert(io.open(path, "wb")); f:write(text); f:close()
+  end
+  write(run .. "/alipay.json", cjson.encode {
+    app_id = sb.app_id,
+    private_key_file = keys .. "/app_private_pkcs1.pem",
+    alipay_public_key = sb.alipay_public_key,   -- inline: the sandbox prefix is private
+    gateway = sb.https_gateway,                 -- verified against run/trusted.pem
+    timeout_ms = 5000,
+    example = { shipped_template_id = "14330d60f0ab4516853a0900827cee35",
+                order_url = "https://shop.example.com/orders/" },
+  })
+  local bundle = io.open("/etc/ssl/certs/ca-certificates.crt", "rb")
+  local system = bundle and bundle:read("a") or ""
+  if bundle then bundle:close() end
+  local ca = assert(io.open(sb.ca_file, "rb"))
+  write(run .. "/trusted.pem", system .. "\n" .. ca:read("a"))
+  ca:close()
+  print("   gateway " .. sb.https_gateway)
+'
+
+
+echo "== starting nginx on $base"
+nginx -p "$here/" -c nginx.conf -e logs/error.log
+
+show() { # show METHOD PATH [BODY] [CONTENT-TYPE]
+  echo
+  echo "\$ curl -X $1 $base$2${3:+ -d '$3'}"
+  if [ -n "${3:-}" ]; then
+    curl -sS -X "$1" -H "Content-Type: ${4:-application/json}" --data-binary "$3" "$base$2"
+  else
+    curl -sS -X "$1" "$base$2"
+  fi
+  echo
+}
+
+# A follower of the seed; the second user does not follow the Life Account.
+show POST /orders/shipped '{"user_id":"2088857585575154","order_id":"SO-1001","carrier":"顺丰","tracking_no":"SF123"}'
+show POST /orders/shipped '{"user_id":"2088999999999999","order_id":"SO-1002"}'
+show POST /orders/shipped '{"order_id":"SO-1003"}'
+# Messages only Alipay can sign: these forgeries are refused (the specs in
+# spec/40-openresty_spec.lua sign them with a test key acting as Alipay).
+show POST /alipay/gateway 'service=alipay.service.check&app_id=2021000122671080&sign_type=RSA2&sign=Zm9yZ2Vk&charset=utf-8&biz_content=%3CXML%3E%3CEventType%3Everifygw%3C%2FEventType%3E%3C%2FXML%3E' application/x-www-form-urlencoded
+show POST /alipay/notify 'notify_id=n1&app_id=2021000122671080&out_trade_no=SO-1001&trade_status=TRADE_SUCCESS&sign_type=RSA2&sign=Zm9yZ2Vk' application/x-www-form-urlencoded
+
+echo
+echo "== messages the sandbox recorded as delivered"
+curl -sS "$(printf '%s' "$sandbox_json" | lua5.4 -e 'print(require("cjson").decode(io.read("a")).admin)')/deliveries"
+echo
+
+if [ "$keep" = yes ]; then
+  echo
+  echo "Left running. Stop with:"
+  echo "  nginx -p $here/ -c nginx.conf -e logs/error.log -s quit"
+  echo "  $root/bin/alipay sandbox stop --state $state"
+fi
