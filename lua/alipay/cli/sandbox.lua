@@ -7,34 +7,14 @@
 local cjson = require "cjson"
 local sandbox = require "alipay.sandbox"
 
+local fs = require "alipay.util.fs"
+local read_file, write_file = fs.read, fs.write_atomic
+
 local M = { summary = "Run the local sandbox gateway (nginx on loopback) for tests and demos." }
 
 local STATE_NAME = "lua-alipay-sandbox"
 
 -- ---- files ----
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
--- Written next to its final place, then renamed: a reader never sees half.
-local function write_file(path, data)
-  local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "wb")
-  if not f then return nil, err end
-  f:write(data)
-  f:close()
-  local ok, rename_err = os.rename(tmp, path)
-  if not ok then
-    os.remove(tmp)
-    return nil, rename_err
-  end
-  return true
-end
 
 local function read_input(path, what)
   local text = read_file(path)

@@ -28,6 +28,11 @@
 local cjson = require "cjson"
 local runner = require "alipay.sandbox.nginx"
 
+local shell = require "alipay.util.shell"
+local fs = require "alipay.util.fs"
+local quote, capture = shell.quote, shell.capture
+local read_file, write_file, exists, last_lines = fs.read, fs.write, fs.exists, fs.last_lines
+
 local M = {}
 
 local DEBIAN_PACKAGES = "nginx libnginx-mod-http-lua"
@@ -35,42 +40,6 @@ local CONFIG_NAME = "sandbox.json"
 local ADMIN_TIMEOUT_MS = 10000
 
 -- ---- shell and files ----
-
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
--- Runs cmd; returns ok, combined output (the status is echoed by the shell:
--- LuaJIT's popen close() does not report it).
-local function capture(cmd)
-  local p = assert(io.popen("{ " .. cmd .. "\n} 2>&1; echo \"exit=$?\""))
-  local out = p:read("*a")
-  p:close()
-  local text, status = out:match("^(.-)exit=(%d+)%s*$")
-  return status == "0", text or out
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
-local function write_file(path, data)
-  local f, err = io.open(path, "wb")
-  if not f then return nil, err end
-  f:write(data)
-  f:close()
-  return true
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
 
 local function cwd()
   local pwd = os.getenv("PWD")
@@ -87,12 +56,6 @@ end
 -- Quoted for nginx.conf: paths may hold spaces.
 local function nginx_string(s)
   return '"' .. s:gsub("[\\\"]", "\\%0") .. '"'
-end
-
-local function last_lines(text, n)
-  local lines = {}
-  for line in (text or ""):gmatch("[^\n]+") do lines[#lines + 1] = line end
-  return table.concat(lines, "\n", math.max(1, #lines - n + 1))
 end
 
 -- ---- where the Lua code and the LuaJIT core are ----

@@ -21,6 +21,11 @@
 -- nginx runs with `daemon on`: its launcher exits once every listening
 -- socket is bound, which is the readiness signal plain Lua can wait for
 -- (it cannot fork). The master is then re-parented; stop() signals it by pid.
+local shell = require "alipay.util.shell"
+local fs = require "alipay.util.fs"
+local quote, execute, capture, sleep = shell.quote, shell.execute, shell.capture, shell.sleep
+local read_file, write_file, last_lines = fs.read, fs.write, fs.last_lines
+
 local M = {}
 
 M.nginx = "/usr/sbin/nginx"
@@ -37,52 +42,6 @@ local START_WAIT_S = 5 -- the pid file appears right after nginx forks
 local STOP_WAIT_S = 5
 
 -- ---- shell and files ----
-
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
--- os.execute returns true/nil on Lua 5.2+ and a status number on LuaJIT.
-local function execute(cmd)
-  local ok = os.execute(cmd)
-  return ok == true or ok == 0
-end
-
--- Runs cmd, returns ok, combined output. The status is echoed by the shell:
--- LuaJIT's close() of a popen file does not report the exit status.
-local function capture(cmd)
-  local p = assert(io.popen("{ " .. cmd .. "\n} 2>&1; echo \"exit=$?\""))
-  local out = p:read("*a")
-  p:close()
-  local text, status = out:match("^(.-)exit=(%d+)%s*$")
-  return status == "0", text or out
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
-local function write_file(path, data)
-  local f, err = io.open(path, "wb")
-  if not f then return nil, err end
-  f:write(data)
-  f:close()
-  return true
-end
-
-local function sleep(seconds)
-  execute("sleep " .. seconds)
-end
-
-local function last_lines(text, n)
-  local lines = {}
-  for line in (text or ""):gmatch("[^\n]+") do lines[#lines + 1] = line end
-  return table.concat(lines, "\n", math.max(1, #lines - n + 1))
-end
 
 -- Random bytes from the kernel: LuaJIT's math.random is unseeded, and two
 -- test processes started together must not walk the same port sequence.

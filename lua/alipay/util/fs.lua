@@ -1,0 +1,47 @@
+-- Small file helpers shared by the sandbox, the CLI and the campaign tools.
+local fs = {}
+
+-- The whole file, or nil, err.
+function fs.read(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local data = f:read("*a")
+  f:close()
+  return data
+end
+
+function fs.write(path, data)
+  local f, err = io.open(path, "wb")
+  if not f then return nil, err end
+  f:write(data)
+  f:close()
+  return true
+end
+
+-- Written next to its final place, then renamed: a reader never sees half.
+function fs.write_atomic(path, data)
+  local tmp = path .. ".tmp"
+  local ok, err = fs.write(tmp, data)
+  if not ok then return nil, err end
+  local renamed, rename_err = os.rename(tmp, path)
+  if not renamed then
+    os.remove(tmp)
+    return nil, rename_err
+  end
+  return true
+end
+
+function fs.exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- The last n lines of a text (for quoting a log in an error).
+function fs.last_lines(text, n)
+  local lines = {}
+  for line in (text or ""):gmatch("[^\n]+") do lines[#lines + 1] = line end
+  return table.concat(lines, "\n", math.max(1, #lines - n + 1))
+end
+
+return fs
