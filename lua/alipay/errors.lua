@@ -60,6 +60,14 @@ function errors.new(kind, fields)
   return e
 end
 
+-- errors.classify(err) -> "transient" | "throttled" | "template" |
+-- "recipient" | "configuration": what a sender does next (messaging.md §3).
+-- The rules are data in alipay.classify; loaded on first use because that
+-- module needs this one.
+function errors.classify(err)
+  return require("alipay.classify").classify(err)
+end
+
 function errors.is_error(v)
   return getmetatable(v) == Error
 end

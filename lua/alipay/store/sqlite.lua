@@ -1,0 +1,506 @@
+-- The SQLite driver of alipay.store (the interface is documented in
+-- store/init.lua), over Debian's lua-dbi-sqlite3 (`require "DBI"`). Lua 5.4.
+--
+--   local st, err = require("alipay.store.sqlite").open{ path = "state.db", busy_timeout_ms = 5000 }
+--
+-- Rules this file keeps:
+--   * Prepared statements only: every SQL text is a constant of this file,
+--     values are always bound. Each statement is prepared once per store and
+--     cached (st.statements[sql]); the only formatted SQL is PRAGMAs, which
+--     cannot take parameters, and they only ever get integers checked here.
+--   * WAL journal, synchronous=NORMAL, and a busy timeout, so that several
+--     processes can share one file: readers never block the writer, and a
+--     writer waits up to busy_timeout_ms for another writer.
+--   * The schema is versioned with PRAGMA user_version and grows by appending
+--     to MIGRATIONS (campaign state comes next); a file written by a newer
+--     version is refused rather than misread.
+--
+-- What lua-dbi-sqlite3 (0.7) does, and what this file does about it:
+--   * Connections start with autocommit OFF and open a transaction at the
+--     first execute that is held until commit: we switch autocommit on and
+--     run our own BEGIN IMMEDIATE / COMMIT, so no read ever holds a lock.
+--   * A statement is only reset at its next execute, and that reset reports
+--     the previous failure again (a UNIQUE violation would make the next,
+--     valid execute fail too), while a statement left mid-result blocks
+--     SAVEPOINT and COMMIT ("SQL statements in progress"). After every use we
+--     therefore reset the statement by executing it with one parameter too
+--     many: the driver resets and clears it, then refuses before stepping.
+--   * Numbers are bound as doubles (exact for integers below 2^53: times and
+--     counts), but INTEGER columns are read as 32-bit C ints. Integer columns
+--     are therefore selected as CAST(... AS TEXT) and converted back here.
+--   * Errors: prepare and execute return nil/false, err; fetching raises.
+--     Every call goes through pcall, and messages are prefixed with the
+--     operation; SQLite's messages name tables and constraints, never values.
+--   * close() on a connection with live statements leaks it (sqlite3_close,
+--     not _v2): statements are closed first.
+--
+-- Beyond the interface, st:exec(op, sql, ...) -> rows changed, st:query(op,
+-- sql, ...) -> rows, st:user_version() and st.journal_mode are this driver's
+-- own (specs and later migrations use them); callers outside alipay.store
+-- should keep to the interface so that another driver can stand in.
+local DBI_ok, DBI = pcall(require, "DBI")
+local cjson = require("cjson").new()
+
+local sqlite = {}
+
+local Store = {}
+Store.__index = Store
+
+-- ---- schema ----
+
+-- MIGRATIONS[n] takes the schema from version n-1 to n. Never edit a
+-- released entry; append a new one.
+local MIGRATIONS = {
+  -- 1: templates, bindings, meta
+  {
+    [[CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      )]],
+    [[CREATE TABLE templates (
+        channel      TEXT NOT NULL,
+        id           TEXT NOT NULL,
+        name         TEXT,
+        keywords     TEXT NOT NULL,            -- a JSON array of keyword names, in order
+        kind         TEXT NOT NULL CHECK (kind IN ('alipaylife', 'alipaymini')),
+        library_id   TEXT,
+        status       TEXT NOT NULL DEFAULT 'valid' CHECK (status IN ('valid', 'invalid')),
+        invalid_code TEXT,
+        invalid_at   INTEGER,
+        imported_at  INTEGER NOT NULL,
+        PRIMARY KEY (channel, id)
+      )]],
+    [[CREATE TABLE bindings (
+        userid     TEXT NOT NULL,
+        channel    TEXT NOT NULL,
+        alipay_id  TEXT NOT NULL,
+        id_type    TEXT NOT NULL CHECK (id_type IN ('user_id', 'open_id')),
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (userid, channel)
+      )]],
+    [[CREATE INDEX bindings_by_channel ON bindings (channel, userid)]],
+  },
+}
+sqlite.schema_version = #MIGRATIONS
+
+-- ---- statements ----
+
+local SQL = {
+  begin = "BEGIN IMMEDIATE",
+  commit = "COMMIT",
+  rollback = "ROLLBACK",
+  savepoint = "SAVEPOINT nested",
+  release = "RELEASE nested",
+  rollback_to = "ROLLBACK TO nested",
+  user_version = "PRAGMA user_version",
+
+  template_put = [[
+    INSERT INTO templates (channel, id, name, keywords, kind, library_id, status, invalid_code,
+                           invalid_at, imported_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (channel, id) DO UPDATE SET
+      name = excluded.name, keywords = excluded.keywords, kind = excluded.kind,
+      library_id = excluded.library_id, status = excluded.status,
+      invalid_code = excluded.invalid_code, invalid_at = excluded.invalid_at,
+      imported_at = excluded.imported_at]],
+  template_get = [[
+    SELECT channel, id, name, keywords, kind, library_id, status, invalid_code,
+           CAST(invalid_at AS TEXT) AS invalid_at, CAST(imported_at AS TEXT) AS imported_at
+    FROM templates WHERE channel = ? AND id = ?]],
+  template_list_all = [[
+    SELECT channel, id, name, keywords, kind, library_id, status, invalid_code,
+           CAST(invalid_at AS TEXT) AS invalid_at, CAST(imported_at AS TEXT) AS imported_at
+    FROM templates ORDER BY channel, id]],
+  template_list_channel = [[
+    SELECT channel, id, name, keywords, kind, library_id, status, invalid_code,
+           CAST(invalid_at AS TEXT) AS invalid_at, CAST(imported_at AS TEXT) AS imported_at
+    FROM templates WHERE channel = ? ORDER BY channel, id]],
+  template_set_status = [[
+    UPDATE templates SET status = ?, invalid_code = ?, invalid_at = ? WHERE channel = ? AND id = ?]],
+  template_delete = "DELETE FROM templates WHERE channel = ? AND id = ?",
+
+  binding_put = [[
+    INSERT INTO bindings (userid, channel, alipay_id, id_type, updated_at) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (userid, channel) DO UPDATE SET
+      alipay_id = excluded.alipay_id, id_type = excluded.id_type, updated_at = excluded.updated_at]],
+  binding_delete_one = "DELETE FROM bindings WHERE userid = ? AND channel = ?",
+  binding_delete_all = "DELETE FROM bindings WHERE userid = ?",
+  binding_get = "SELECT alipay_id, id_type FROM bindings WHERE userid = ? AND channel = ?",
+  bindings_of = "SELECT channel, alipay_id, id_type FROM bindings WHERE userid = ?",
+  binding_count_all = "SELECT CAST(count(*) AS TEXT) AS n FROM bindings",
+  binding_count_channel = "SELECT CAST(count(*) AS TEXT) AS n FROM bindings WHERE channel = ?",
+
+  meta_get = "SELECT value FROM meta WHERE key = ?",
+  meta_put = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+  meta_delete = "DELETE FROM meta WHERE key = ?",
+}
+
+-- luadbi prefixes its messages; the operation name is the better prefix.
+local function clean(msg)
+  msg = tostring(msg)
+  msg = msg:gsub("^Execute failed ", ""):gsub("^Error preparing statement handle: ", "")
+  return msg
+end
+
+-- Enough arguments to make any of our statements refuse (see the header).
+local TOO_MANY = {}
+for i = 1, 32 do TOO_MANY[i] = false end
+
+local function reset(stmt)
+  pcall(stmt.handle.execute, stmt.handle, table.unpack(TOO_MANY, 1, stmt.params + 1))
+end
+
+-- The cached prepared statement for a constant SQL text.
+function Store:statement(op, sql)
+  local stmt = self.statements[sql]
+  if stmt then return stmt end
+  if not self.db then return nil, op .. ": the store is closed" end
+  local ok, handle, err = pcall(self.db.prepare, self.db, sql)
+  if not ok or not handle then return nil, op .. ": " .. clean(err or handle) end
+  local _, params = sql:gsub("%?", "")
+  stmt = { handle = handle, params = params }
+  self.statements[sql] = stmt
+  return stmt
+end
+
+-- Runs a statement that returns no rows -> number of rows changed | nil, err
+function Store:exec(op, sql, ...)
+  local stmt, err = self:statement(op, sql)
+  if not stmt then return nil, err end
+  local ok, done, eerr = pcall(stmt.handle.execute, stmt.handle, ...)
+  if not ok or not done then
+    reset(stmt)
+    return nil, op .. ": " .. clean(ok and eerr or done)
+  end
+  local changed = stmt.handle:affected()
+  reset(stmt)
+  return changed
+end
+
+-- Runs a query -> list of rows keyed by column name | nil, err
+function Store:query(op, sql, ...)
+  local stmt, err = self:statement(op, sql)
+  if not stmt then return nil, err end
+  local handle = stmt.handle
+  local ok, done, eerr = pcall(handle.execute, handle, ...)
+  if not ok or not done then
+    reset(stmt)
+    return nil, op .. ": " .. clean(ok and eerr or done)
+  end
+  local rows = {}
+  local fetched, ferr = pcall(function()
+    for row in handle:rows(true) do rows[#rows + 1] = row end
+  end)
+  reset(stmt)
+  if not fetched then return nil, op .. ": " .. clean(ferr) end
+  return rows
+end
+
+local function to_integer(text)
+  if text == nil then return nil end
+  return math.tointeger(tonumber(text))
+end
+
+-- ---- opening and schema ----
+
+-- Runs a PRAGMA on the bare connection (before the store exists) -> its
+-- first value | nil, err. The statement is closed at once.
+local function pragma(db, sql)
+  local handle, err = db:prepare(sql)
+  if not handle then return nil, clean(err) end
+  local ok, done, eerr = pcall(handle.execute, handle)
+  local row
+  if ok and done then
+    ok, row = pcall(handle.fetch, handle)
+    if not ok then eerr = row end
+  end
+  handle:close()
+  if not ok or not done then return nil, clean(eerr or done) end
+  return row and row[1]
+end
+
+local function directory_of(path)
+  return path:match("^(.*)/[^/]*$")
+end
+
+local function exists(path)
+  return os.rename(path, path) ~= nil
+end
+
+function Store:user_version()
+  local rows, err = self:query("schema", SQL.user_version)
+  if not rows then return nil, err end
+  return to_integer(rows[1] and rows[1].user_version) or 0
+end
+
+-- Brings the schema to the latest version. Runs inside BEGIN IMMEDIATE and
+-- reads the version again there, so two processes opening a new file at
+-- once migrate it exactly once.
+function Store:migrate()
+  local version, err = self:user_version()
+  if not version then return nil, err end
+  if version > #MIGRATIONS then
+    return nil, ("the database schema is version %d, newer than this lua-alipay knows (%d): upgrade lua-alipay")
+      :format(version, #MIGRATIONS)
+  end
+  if version == #MIGRATIONS then return true end
+  local once = {} -- DDL runs once: its statements leave the cache afterwards
+  local function run(sql)
+    once[#once + 1] = sql
+    assert(self:exec("schema", sql))
+  end
+  local ok, merr = pcall(self.transaction, self, function()
+    local current = assert(self:user_version())
+    for n = current + 1, #MIGRATIONS do
+      for _, ddl in ipairs(MIGRATIONS[n]) do run(ddl) end
+      -- PRAGMAs take no parameters; n is our own integer.
+      run(("PRAGMA user_version = %d"):format(n))
+    end
+  end)
+  for _, sql in ipairs(once) do
+    local stmt = self.statements[sql]
+    if stmt then stmt.handle:close() end
+    self.statements[sql] = nil
+  end
+  if not ok then return nil, tostring(merr) end
+  return true
+end
+
+-- sqlite.open{path=, busy_timeout_ms=?} -> store | nil, err
+function sqlite.open(opts)
+  local path = opts.path
+  if type(path) ~= "string" or path == "" then
+    return nil, "store.open: path must be a file path (or \":memory:\")"
+  end
+  if not DBI_ok then
+    return nil, "store.open: lua-dbi-sqlite3 is not installed (apt-get install lua-dbi-sqlite3): " .. tostring(DBI)
+  end
+  local busy = opts.busy_timeout_ms or 5000
+  if math.type(busy) ~= "integer" or busy < 0 then
+    return nil, "store.open: busy_timeout_ms must be a non-negative integer"
+  end
+  local dir = directory_of(path)
+  if dir and dir ~= "" and path ~= ":memory:" and not exists(dir) then
+    return nil, ("store.open: cannot open %s: the directory %s does not exist"):format(path, dir)
+  end
+  local ok, db, err = pcall(DBI.Connect, "SQLite3", path)
+  if not ok or not db then
+    return nil, ("store.open: cannot open %s: %s"):format(path, clean(ok and err or db))
+  end
+  db:autocommit(true) -- returns false when there was nothing to roll back; that is fine
+  local function fail(msg)
+    db:close()
+    return nil, ("store.open: %s: %s"):format(path, msg)
+  end
+  -- The busy timeout first: switching to WAL may itself wait for a lock.
+  local _, perr = pragma(db, ("PRAGMA busy_timeout = %d"):format(busy))
+  if perr then return fail(perr) end
+  local mode
+  mode, perr = pragma(db, "PRAGMA journal_mode = WAL")
+  if perr then return fail(perr) end
+  _, perr = pragma(db, "PRAGMA synchronous = NORMAL")
+  if perr then return fail(perr) end
+
+  local self = setmetatable({
+    db = db, path = path, journal_mode = mode, statements = {}, depth = 0,
+  }, Store)
+  local mok, merr = self:migrate()
+  if not mok then
+    self:close()
+    return nil, ("store.open: %s: %s"):format(path, merr)
+  end
+  return self
+end
+
+-- ---- transactions and lifetime ----
+
+local function finish(ok, ...)
+  return ok, select("#", ...), { ... }
+end
+
+function Store:transaction(fn)
+  local outer = self.depth == 0
+  local begin_sql = outer and SQL.begin or SQL.savepoint
+  local _, berr = self:exec("transaction", begin_sql)
+  if berr then error(berr, 0) end
+  self.depth = self.depth + 1
+  local ok, n, results = finish(pcall(fn, self))
+  self.depth = self.depth - 1
+  if ok then
+    local _, cerr = self:exec("transaction", outer and SQL.commit or SQL.release)
+    if not cerr then return table.unpack(results, 1, n) end
+    results[1] = cerr
+  end
+  if outer then
+    self:exec("transaction", SQL.rollback)
+  else
+    self:exec("transaction", SQL.rollback_to)
+    self:exec("transaction", SQL.release)
+  end
+  error(results[1], 0)
+end
+
+function Store:close()
+  if not self.db then return true end
+  for sql, stmt in pairs(self.statements) do
+    stmt.handle:close()
+    self.statements[sql] = nil
+  end
+  self.db:close()
+  self.db = nil
+  return true
+end
+
+-- ---- templates ----
+
+local function nonempty(v) return type(v) == "string" and v ~= "" end
+local function optional_string(v) return v == nil or type(v) == "string" end
+local function optional_time(v) return v == nil or math.type(v) == "integer" end
+
+local function encode_keywords(list)
+  if #list == 0 then return "[]" end
+  return cjson.encode(list)
+end
+
+local function template_from_row(row)
+  local ok, keywords = pcall(cjson.decode, row.keywords)
+  return {
+    channel = row.channel, id = row.id, name = row.name,
+    keywords = ok and type(keywords) == "table" and keywords or {},
+    kind = row.kind, library_id = row.library_id, status = row.status,
+    invalid_code = row.invalid_code, invalid_at = to_integer(row.invalid_at),
+    imported_at = to_integer(row.imported_at),
+  }
+end
+
+local function check_template(t)
+  if type(t) ~= "table" then return "expected a template table" end
+  if not nonempty(t.channel) then return "channel must be a non-empty string" end
+  if not nonempty(t.id) then return "id must be a non-empty string" end
+  if not optional_string(t.name) then return "name must be a string" end
+  if type(t.keywords) ~= "table" then return "keywords must be a list of strings" end
+  for i = 1, #t.keywords do
+    if type(t.keywords[i]) ~= "string" then return "keywords must be a list of strings" end
+  end
+  if t.kind ~= "alipaylife" and t.kind ~= "alipaymini" then return "kind must be alipaylife or alipaymini" end
+  if not optional_string(t.library_id) then return "library_id must be a string" end
+  if t.status ~= nil and t.status ~= "valid" and t.status ~= "invalid" then
+    return "status must be valid or invalid"
+  end
+  if not optional_string(t.invalid_code) then return "invalid_code must be a string" end
+  if not optional_time(t.invalid_at) or not optional_time(t.imported_at) then
+    return "invalid_at and imported_at must be integer Unix times"
+  end
+end
+
+function Store:template_put(t)
+  local bad = check_template(t)
+  if bad then return nil, "template_put: " .. bad end
+  local _, err = self:exec("template_put", SQL.template_put, t.channel, t.id, t.name,
+    encode_keywords(t.keywords), t.kind, t.library_id, t.status or "valid", t.invalid_code,
+    t.invalid_at, t.imported_at or os.time())
+  if err then return nil, err end
+  return true
+end
+
+function Store:template_get(channel, id)
+  local rows, err = self:query("template_get", SQL.template_get, channel, id)
+  if not rows then return nil, err end
+  return rows[1] and template_from_row(rows[1]) or nil
+end
+
+function Store:template_list(channel)
+  local rows, err
+  if channel == nil then
+    rows, err = self:query("template_list", SQL.template_list_all)
+  else
+    rows, err = self:query("template_list", SQL.template_list_channel, channel)
+  end
+  if not rows then return nil, err end
+  for i, row in ipairs(rows) do rows[i] = template_from_row(row) end
+  return rows
+end
+
+function Store:template_set_status(channel, id, status, code, at)
+  if status ~= "valid" and status ~= "invalid" then
+    return nil, "template_set_status: status must be valid or invalid"
+  end
+  if not optional_string(code) or not optional_time(at) then
+    return nil, "template_set_status: code must be a string and at an integer Unix time"
+  end
+  return self:exec("template_set_status", SQL.template_set_status, status, code, at, channel, id)
+end
+
+function Store:template_delete(channel, id)
+  return self:exec("template_delete", SQL.template_delete, channel, id)
+end
+
+-- ---- bindings ----
+
+function Store:binding_put(userid, channel, alipay_id, id_type)
+  if not nonempty(userid) or not nonempty(channel) or not nonempty(alipay_id) then
+    return nil, "binding_put: userid, channel and alipay_id must be non-empty strings"
+  end
+  if id_type ~= "user_id" and id_type ~= "open_id" then
+    return nil, "binding_put: id_type must be user_id or open_id"
+  end
+  local _, err = self:exec("binding_put", SQL.binding_put, userid, channel, alipay_id, id_type, os.time())
+  if err then return nil, err end
+  return true
+end
+
+function Store:binding_delete(userid, channel)
+  if channel == nil then return self:exec("binding_delete", SQL.binding_delete_all, userid) end
+  return self:exec("binding_delete", SQL.binding_delete_one, userid, channel)
+end
+
+function Store:binding_get(userid, channel)
+  local rows, err = self:query("binding_get", SQL.binding_get, userid, channel)
+  if not rows then return nil, err end
+  local row = rows[1]
+  return row and { alipay_id = row.alipay_id, id_type = row.id_type } or nil
+end
+
+function Store:bindings_of(userid)
+  local rows, err = self:query("bindings_of", SQL.bindings_of, userid)
+  if not rows then return nil, err end
+  local map = {}
+  for _, row in ipairs(rows) do map[row.channel] = { alipay_id = row.alipay_id, id_type = row.id_type } end
+  return map
+end
+
+function Store:binding_count(channel)
+  local rows, err
+  if channel == nil then
+    rows, err = self:query("binding_count", SQL.binding_count_all)
+  else
+    rows, err = self:query("binding_count", SQL.binding_count_channel, channel)
+  end
+  if not rows then return nil, err end
+  return to_integer(rows[1].n)
+end
+
+-- ---- meta ----
+
+function Store:meta_get(key)
+  local rows, err = self:query("meta_get", SQL.meta_get, key)
+  if not rows then return nil, err end
+  return rows[1] and rows[1].value or nil
+end
+
+function Store:meta_put(key, value)
+  if not nonempty(key) then return nil, "meta_put: key must be a non-empty string" end
+  if value == nil then
+    local _, err = self:exec("meta_put", SQL.meta_delete, key)
+    if err then return nil, err end
+    return true
+  end
+  if type(value) ~= "string" and type(value) ~= "number" then
+    return nil, "meta_put: value must be a string or a number"
+  end
+  local _, err = self:exec("meta_put", SQL.meta_put, key, tostring(value))
+  if err then return nil, err end
+  return true
+end
+
+return sqlite
