@@ -115,6 +115,12 @@ classify.rules = {
     business = "recipient",  -- v3 business errors (v2 ones have code 40004)
     gateway = "configuration",
   },
+  -- Refused locally before any call (kind "invalid", from lifeaccount/mini):
+  -- err.reason says what was wrong; a bad row must not stop a campaign.
+  invalid = {
+    recipient = "recipient", data = "recipient", request = "recipient",
+    template = "template",
+  },
   -- Kinds of errors that carry Alipay's answer, where its codes decide.
   answered = { gateway = true, business = true },
   default = "configuration",
@@ -141,6 +147,9 @@ end
 function classify.classify(err)
   local rules = classify.rules
   if type(err) ~= "table" then return rules.default, "default" end
+  if err.kind == "invalid" then
+    return rules.invalid[err.reason] or "recipient", "invalid " .. tostring(err.reason)
+  end
   if not rules.answered[err.kind] then
     local class = lookup(rules.kind, err.kind)
     if class then return class, "kind " .. tostring(err.kind) end

@@ -276,7 +276,7 @@ function sqlite.open(opts)
     return nil, "store.open: lua-dbi-sqlite3 is not installed (apt-get install lua-dbi-sqlite3): " .. tostring(DBI)
   end
   local busy = opts.busy_timeout_ms or 5000
-  if math.type(busy) ~= "integer" or busy < 0 then
+  if type(busy) ~= "number" or busy ~= math.floor(busy) or busy < 0 then
     return nil, "store.open: busy_timeout_ms must be a non-negative integer"
   end
   local dir = directory_of(path)
@@ -355,7 +355,7 @@ end
 
 local function nonempty(v) return type(v) == "string" and v ~= "" end
 local function optional_string(v) return v == nil or type(v) == "string" end
-local function optional_time(v) return v == nil or math.type(v) == "integer" end
+local function optional_time(v) return v == nil or (type(v) == "number" and v == math.floor(v)) end
 
 local function encode_keywords(list)
   if #list == 0 then return "[]" end

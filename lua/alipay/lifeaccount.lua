@@ -1,0 +1,333 @@
+-- Life Account messaging (messaging.md §1) on one channel: claim templates,
+-- the template industry, single template messages, followers.
+--
+--   local lifeaccount = require "alipay.lifeaccount"
+--   local life = lifeaccount.new(channel, registry)
+--     channel:  {code=, kind="alipaylife", client=} (alipay.channels), or any
+--               table with a client
+--     registry: alipay.templates registry (optional). With it, sends are
+--               checked against the imported template first and templates
+--               Alipay reports missing are marked invalid.
+--
+--   life:claim_template(library_id)  -> {msg_template_id=, template=<table, or the text
+--                                       when it is not JSON>} | nil, err
+--   life:set_industry{primary_industry_code=, primary_industry_name=,
+--                     secondary_industry_code=, secondary_industry_name=} -> node | nil, err
+--   life:industry()                  -> {primary_category=, secondary_category=} | nil, err
+--                                       (both nil when no industry was ever set)
+--   life:send(recipient, template, context, opts) -> node | nil, err
+--     recipient {user_id=} | {open_id=} | {id_type=, id=}; template a registry
+--     record, {id=, keywords=}, or the template id; context the free table of
+--     messaging.md §1 (head_color, url, action_name, first, keyword1..N, remark).
+--     The answer has no message id: Alipay offers no way to track a single send.
+--   life:prepare_send(...)           -> req, ctx | nil, err   (same arguments as send)
+--   life:finish_send(ctx, res, err)  -> node | nil, err
+--     send split in two, so that a campaign can put many on client.transport
+--     (submit/wait) and finish each as it completes.
+--   life:followers{start = cursor}   -> pages (see "followers" below)
+--   life:each_follower(fn, opts)     -> true, count | nil, err, resume_cursor
+--   life:is_following(recipient)     -> true | false | nil, err
+--
+-- opts of every call may hold app_auth_token and timeout_ms (client:execute's).
+-- Errors are the client's typed errors, or errors of kind "invalid" for what
+-- is refused locally before any call: err.reason is "recipient", "template"
+-- (unusable in the registry), "data" (context, keywords) or "request" (other
+-- arguments); err.field names the argument, err.msg says what is wrong.
+local cjson = require "cjson.safe"
+local errors = require "alipay.errors"
+local channels = require "alipay.channels"
+
+local M = {}
+
+M.METHODS = {
+  claim = "alipay.open.public.template.message.get",
+  industry_modify = "alipay.open.public.template.message.industry.modify",
+  industry_query = "alipay.open.public.setting.category.query",
+  send = "alipay.open.public.message.single.send",
+  followers = "alipay.open.public.follow.batchquery",
+  follow_query = "alipay.open.public.user.follow.query",
+}
+
+local LIBRARY_ID_MAX = 20     -- characters of a library template id
+local FOLLOWERS_PER_PAGE = 10000 -- what follow.batchquery returns at most (informative)
+M.FOLLOWERS_PER_PAGE = FOLLOWERS_PER_PAGE
+
+local Life = {}
+Life.__index = Life
+
+-- ---- shared helpers ----
+
+local function chars(s)
+  local _, n = s:gsub("[^\128-\191]", "")
+  return n
+end
+
+local function invalid(method, reason, field, msg, extra)
+  local fields = { method = method, reason = reason, field = field, msg = msg, retryable = false }
+  for k, v in pairs(extra or {}) do fields[k] = v end
+  return errors.new("invalid", fields)
+end
+
+-- Only the options client:execute understands travel with a call.
+local function call_opts(opts)
+  if not opts then return nil end
+  return { app_auth_token = opts.app_auth_token, timeout_ms = opts.timeout_ms }
+end
+
+local function absent(v)
+  return v == nil or v == cjson.null or v == ""
+end
+
+-- The class of an answer (alipay.classify), loaded when first needed.
+local classify
+local function class_of(err)
+  classify = classify or require("alipay.classify").classify
+  return classify(err)
+end
+
+-- A registry record, {id=, keywords=}, or a bare id -> the record | nil, msg
+local function template_arg(template)
+  if type(template) == "string" then template = { id = template } end
+  if type(template) ~= "table" or type(template.id) ~= "string" or template.id == "" then
+    return nil, "template must be a template record, {id=, keywords=}, or a template id"
+  end
+  return template
+end
+
+-- ---- construction ----
+
+function M.new(channel, registry)
+  if type(channel) ~= "table" or type(channel.client) ~= "table" then
+    error("lifeaccount.new: expected a channel with a client", 2)
+  end
+  if channel.kind ~= nil and channel.kind ~= "alipaylife" then
+    error(("lifeaccount.new: channel %s is a %s channel, not alipaylife"):format(
+      tostring(channel.code), tostring(channel.kind)), 2)
+  end
+  return setmetatable({ channel = channel, client = channel.client, registry = registry,
+                        code = channel.code }, Life)
+end
+
+-- ---- templates and industry ----
+
+function Life:claim_template(library_id, opts)
+  local method = M.METHODS.claim
+  if type(library_id) ~= "string" or library_id == "" then
+    return nil, invalid(method, "request", "template_id", "template_id: the library template id is required")
+  end
+  if chars(library_id) > LIBRARY_ID_MAX then
+    return nil, invalid(method, "request", "template_id",
+      ("template_id: at most %d characters, got %d"):format(LIBRARY_ID_MAX, chars(library_id)))
+  end
+  local res, err = self.client:execute(method, { template_id = library_id }, call_opts(opts))
+  if not res then return nil, err end
+  if type(res.msg_template_id) ~= "string" or res.msg_template_id == "" then
+    return nil, errors.new("decode", { method = method, retryable = false, unknown = false,
+                                       msg = "the answer has no msg_template_id" })
+  end
+  -- The template arrives as JSON text; keep the text when it is not JSON.
+  local template = res.template
+  if type(template) == "string" then
+    local decoded = cjson.decode(template)
+    if type(decoded) == "table" then template = decoded end
+  elseif template == cjson.null then
+    template = nil
+  end
+  return { msg_template_id = res.msg_template_id, template = template }
+end
+
+local INDUSTRY_FIELDS = { "primary_industry_code", "primary_industry_name",
+                          "secondary_industry_code", "secondary_industry_name" }
+
+-- Alipay allows one change a month (sub_code 3002): the error says so.
+function Life:set_industry(industry, opts)
+  local method = M.METHODS.industry_modify
+  if type(industry) ~= "table" then
+    return nil, invalid(method, "request", "industry", "industry must be a table of the four industry fields")
+  end
+  local biz = {}
+  for _, key in ipairs(INDUSTRY_FIELDS) do
+    local v = industry[key]
+    if type(v) ~= "string" or v == "" then
+      return nil, invalid(method, "request", key, key .. " is required (e.g. 10001 / IT科技, 20102 / IT软件与服务)")
+    end
+    biz[key] = v
+  end
+  return self.client:execute(method, biz, call_opts(opts))
+end
+
+function Life:industry(opts)
+  local res, err = self.client:execute(M.METHODS.industry_query, {}, call_opts(opts))
+  if not res then return nil, err end
+  return {
+    primary_category = not absent(res.primary_category) and res.primary_category or nil,
+    secondary_category = not absent(res.secondary_category) and res.secondary_category or nil,
+  }
+end
+
+-- ---- sending ----
+
+function Life:prepare_send(recipient, template, context, opts)
+  local method = M.METHODS.send
+  local id_type, id = channels.recipient(recipient)
+  if not id_type then return nil, invalid(method, "recipient", "recipient", id) end
+  local tpl, terr = template_arg(template)
+  if not tpl then return nil, invalid(method, "request", "template", terr) end
+  if type(context) ~= "table" then
+    return nil, invalid(method, "data", "context", "context must be a table (head_color, url, action_name, "
+      .. "keyword1..N with value and color)", { template_id = tpl.id })
+  end
+  local registry = self.registry
+  if registry then
+    -- A template known to be invalid is refused before any call: every
+    -- send with it would fail the same way.
+    local usable, why = registry:usable(self.code, tpl.id)
+    if not usable then
+      return nil, invalid(method, "template", "template", why or ("template " .. tpl.id .. " is not usable"),
+                          { template_id = tpl.id })
+    end
+    local ok, msg = registry:check_life_context(usable, context)
+    if not ok then return nil, invalid(method, "data", "context", msg, { template_id = tpl.id }) end
+  end
+  local biz = { ["to_" .. id_type] = id, template = { template_id = tpl.id, context = context } }
+  local req, call = self.client:prepare_v2(method, biz, call_opts(opts))
+  return req, { call = call, template_id = tpl.id }
+end
+
+function Life:finish_send(ctx, res, err)
+  local node, e = self.client:finish_v2(ctx.call, res, err)
+  if node then return node end
+  -- Alipay has no API to list claimed templates: a failed send is the only
+  -- way to learn that one was deleted, so the registry learns it here.
+  if self.registry and e.kind == "business" and class_of(e) == "template" then
+    self.registry:mark_invalid(self.code, ctx.template_id, e.sub_code or e.code)
+  end
+  return nil, e
+end
+
+function Life:send(recipient, template, context, opts)
+  local req, ctx = self:prepare_send(recipient, template, context, opts)
+  if not req then return nil, ctx end
+  local res, err = self.client.transport:request(req)
+  return self:finish_send(ctx, res, err)
+end
+
+-- ---- followers ----
+--
+--   local pages = life:followers{ start = cursor }   -- start: nil for the beginning
+--   for page, next_cursor in pages do
+--     -- page = {ids = {...}, id_type = "user_id"|"open_id", next = cursor|nil, count = n|nil}
+--   end
+--   if pages.err then
+--     -- the listing stopped early: pages.err is the typed error, and
+--     -- pages.cursor the cursor to resume from (followers{start = pages.cursor})
+--   end
+--
+-- The loop ends when a page is empty or has no next cursor (pages.done, and
+-- pages.cursor nil), or on an error (pages.err). pages.pages counts the pages
+-- delivered. Called directly, pages() returns page | nil, err
+-- (nil, nil at the end). Each page is one call; errors are never raised, and
+-- a transient one can be resumed from pages.cursor. A cursor Alipay returns
+-- a second time would make the listing go round forever: the page that
+-- carried it is delivered, then the listing ends with an error of kind
+-- "decode" and reason "cursor_repeated".
+
+local Pages = {}
+Pages.__index = Pages
+
+-- The ids of an answer: lists at the top of the node, or (older shape) under
+-- data. The channel's own id type wins when both lists are present.
+local function page_ids(res, preferred)
+  local holders = { res }
+  if type(res.data) == "table" then holders[2] = res.data end
+  local order = preferred == "open_id" and { "open_id", "user_id" } or { "user_id", "open_id" }
+  for _, id_type in ipairs(order) do
+    for _, holder in ipairs(holders) do
+      local list = holder[id_type .. "_list"]
+      if type(list) == "table" and #list > 0 then return list, id_type end
+    end
+  end
+  return {}, order[1]
+end
+
+local function next_cursor(res)
+  local cursor = res.next_user_id
+  if absent(cursor) and type(res.data) == "table" then cursor = res.data.next_user_id end
+  if absent(cursor) then return nil end
+  return tostring(cursor)
+end
+
+function Pages:fail(err)
+  self.err, self.done = err, true
+  return nil, err
+end
+
+function Pages:__call()
+  if self.done then return nil, self.err end
+  local method = M.METHODS.followers
+  local biz = {}
+  if self.cursor then biz.next_user_id = self.cursor end
+  local res, err = self.life.client:execute(method, biz, self.opts)
+  if not res then return self:fail(err) end
+  local ids, id_type = page_ids(res, self.life.channel.id_type)
+  if #ids == 0 then
+    self.done, self.cursor = true, nil
+    return nil
+  end
+  local cursor = next_cursor(res)
+  if self.cursor then self.seen[self.cursor] = true end
+  local page = { ids = ids, id_type = id_type, next = cursor, count = tonumber(res.count) }
+  self.pages = self.pages + 1
+  if not cursor then
+    self.done, self.cursor = true, nil
+  elseif self.seen[cursor] or cursor == self.cursor then
+    -- Deliver this page (its ids are new), then stop: the next call would
+    -- start the listing over.
+    self.done = true
+    self.err = errors.new("decode", { method = method, reason = "cursor_repeated", cursor = cursor,
+      retryable = false, unknown = false,
+      msg = "follow.batchquery returned next_user_id " .. cursor .. " again: stopping instead of looping" })
+  else
+    self.cursor = cursor
+  end
+  return page, cursor
+end
+
+function Life:followers(opts)
+  opts = opts or {}
+  if opts.start ~= nil and (type(opts.start) ~= "string" or opts.start == "") then
+    error("followers: start must be a cursor (a non-empty string) or nil", 2)
+  end
+  return setmetatable({ life = self, cursor = opts.start, start = opts.start, seen = {}, pages = 0,
+                        done = false, opts = call_opts(opts) }, Pages)
+end
+
+-- fn(id, id_type, page) for every follower; fn returning false stops early.
+function Life:each_follower(fn, opts)
+  local pages = self:followers(opts)
+  local count = 0
+  for page in pages do
+    for _, id in ipairs(page.ids) do
+      count = count + 1
+      if fn(id, page.id_type, page) == false then return true, count end
+    end
+  end
+  if pages.err then return nil, pages.err, pages.cursor end
+  return true, count
+end
+
+-- ---- follow status ----
+
+function Life:is_following(recipient, opts)
+  local method = M.METHODS.follow_query
+  local id_type, id = channels.recipient(recipient)
+  if not id_type then return nil, invalid(method, "recipient", "recipient", id) end
+  local res, err = self.client:execute(method, { [id_type] = id }, call_opts(opts))
+  if not res then return nil, err end
+  if res.is_follow == "T" then return true end
+  if res.is_follow == "F" then return false end
+  return nil, errors.new("decode", { method = method, retryable = false, unknown = false,
+                                     msg = "is_follow is neither T nor F" })
+end
+
+return M

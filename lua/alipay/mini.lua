@@ -1,0 +1,336 @@
+-- Mini-program subscription messages (messaging.md §2) on one channel:
+-- which templates a user subscribed to, and sending one message.
+--
+--   local mini = require "alipay.mini"
+--   local app = mini.new(channel, registry)
+--     channel:  {code=, kind="alipaymini", client=} (alipay.channels), or any
+--               table with a client
+--     registry: alipay.templates registry (optional): sends are checked
+--               against the imported template, and templates Alipay reports
+--               missing are marked invalid.
+--
+--   app:subscriptions(recipient, template_ids, opts)
+--     -> { [template_id] = {subscribed = bool, type = "onetime"|"longterm"|nil,
+--                           state = raw subscribe_state|nil, keep_state =, show =} }
+--        | nil, err, partial
+--     Any number of ids (duplicates count once), queried 3 at a time (the API's
+--     limit). A template the user never answered is {subscribed = false}.
+--     keep_state is passed through as Alipay sent it and never interpreted:
+--     its meaning changed between SDK releases. On an error, partial holds
+--     the batches answered so far.
+--   app:send(recipient, template, data, opts) -> node | nil, err
+--     recipient {user_id=} | {open_id=} | {id_type=, id=}; template a registry
+--     record, {id=, keywords=}, or the user_template_id; data
+--     {keyword1 = {value = "…"}, …} (a bare string or number stands for
+--     {value = …}) or {"v1", "v2", …}: values in keyword order.
+--     opts.page (the page the message opens), opts.form_id (payment, form and
+--     face templates only), plus client:execute's app_auth_token, timeout_ms.
+--   app:prepare_send(...) -> req, ctx | nil, err;  app:finish_send(ctx, res, err)
+--     send split in two, for many sends in flight on client.transport.
+--   mini.encode_data(data) -> the data string | nil, msg
+--   mini.encode_page(page) -> page with its query encoded
+--
+-- Rules applied to every send, with or without a registry: data (the JSON
+-- text) ≤2048 characters, page ≤128 characters after encoding,
+-- user_template_id ≤64. With a registry: the template must be usable and the
+-- data must fit it (keyword count, each value ≤50 characters). Characters are
+-- Unicode code points, as Alipay counts them: a CJK character is one.
+--
+-- Page encoding: only the query (after the first "?") is touched; the path is
+-- sent as given. Each name and value of the query is percent-encoded (UTF-8,
+-- RFC 3986: everything but letters, digits and "-._~") unless it is already
+-- encoded, i.e. made only of those characters and valid %XX escapes. So
+-- "a b" becomes "a%20b", "%E4%BD%A0" stays, "50%" becomes "50%25", and "+"
+-- is a literal plus (%2B), not a space.
+--
+-- Errors: the client's typed errors, or kind "invalid" for what is refused
+-- locally before any call (err.reason "recipient", "template", "data" or
+-- "request"; err.field; err.msg). After USER_TEMPLATE_ILLEGAL (or any answer
+-- alipay.classify puts in the "template" class) the template is marked
+-- invalid in the registry, so the next send with it is refused without a call.
+local cjson = require "cjson.safe"
+local errors = require "alipay.errors"
+local channels = require "alipay.channels"
+
+local M = {}
+
+M.METHODS = {
+  subscriptions = "alipay.open.app.messagetemplate.subscribe.query",
+  send = "alipay.open.app.mini.templatemessage.send",
+}
+
+local IDS_PER_QUERY = 3
+local TEMPLATE_ID_MAX = 64
+local DATA_MAX = 2048
+local PAGE_MAX = 128
+M.IDS_PER_QUERY = IDS_PER_QUERY
+
+local Mini = {}
+Mini.__index = Mini
+
+-- ---- shared helpers ----
+
+local function chars(s)
+  local _, n = s:gsub("[^\128-\191]", "")
+  return n
+end
+
+local function invalid(method, reason, field, msg, extra)
+  local fields = { method = method, reason = reason, field = field, msg = msg, retryable = false }
+  for k, v in pairs(extra or {}) do fields[k] = v end
+  return errors.new("invalid", fields)
+end
+
+local function call_opts(opts)
+  if not opts then return nil end
+  return { app_auth_token = opts.app_auth_token, timeout_ms = opts.timeout_ms }
+end
+
+local classify
+local function class_of(err)
+  classify = classify or require("alipay.classify").classify
+  return classify(err)
+end
+
+local function template_arg(template)
+  if type(template) == "string" then template = { id = template } end
+  if type(template) ~= "table" or type(template.id) ~= "string" or template.id == "" then
+    return nil, "template must be a template record, {id=, keywords=}, or a user_template_id"
+  end
+  return template
+end
+
+-- ---- construction ----
+
+function M.new(channel, registry)
+  if type(channel) ~= "table" or type(channel.client) ~= "table" then
+    error("mini.new: expected a channel with a client", 2)
+  end
+  if channel.kind ~= nil and channel.kind ~= "alipaymini" then
+    error(("mini.new: channel %s is a %s channel, not alipaymini"):format(
+      tostring(channel.code), tostring(channel.kind)), 2)
+  end
+  return setmetatable({ channel = channel, client = channel.client, registry = registry,
+                        code = channel.code }, Mini)
+end
+
+-- ---- subscriptions ----
+
+local function present(v)
+  if v == cjson.null then return nil end
+  return v
+end
+
+local function relation_result(rel)
+  local state = present(rel.subscribe_state)
+  local kind = rel.subscribe_type
+  return {
+    subscribed = state == "1" or state == 1,
+    type = (kind == "onetime" or kind == "longterm") and kind or nil,
+    state = state,
+    keep_state = present(rel.keep_state),
+    show = present(rel.show),
+  }
+end
+
+function Mini:subscriptions(recipient, template_ids, opts)
+  local method = M.METHODS.subscriptions
+  local id_type, id = channels.recipient(recipient)
+  if not id_type then return nil, invalid(method, "recipient", "recipient", id) end
+  if type(template_ids) == "string" then template_ids = { template_ids } end
+  if type(template_ids) ~= "table" then
+    return nil, invalid(method, "request", "template_ids", "template_ids must be a list of template ids")
+  end
+  local ids, seen = {}, {}
+  for i, tid in ipairs(template_ids) do
+    if type(tid) ~= "string" or tid == "" then
+      return nil, invalid(method, "request", "template_ids", ("template_ids[%d] must be a template id"):format(i))
+    end
+    if not seen[tid] then
+      seen[tid] = true
+      ids[#ids + 1] = tid
+    end
+  end
+  local result = {}
+  for first = 1, #ids, IDS_PER_QUERY do
+    local batch = {}
+    for i = first, math.min(first + IDS_PER_QUERY - 1, #ids) do batch[#batch + 1] = ids[i] end
+    local res, err = self.client:execute(method, { [id_type] = id, template_id_list = batch }, call_opts(opts))
+    if not res then return nil, err, result end
+    -- subscribe_relations is absent when the user never answered any of them.
+    local by_id = {}
+    if type(res.subscribe_relations) == "table" then
+      for _, rel in ipairs(res.subscribe_relations) do
+        if type(rel) == "table" and rel.template_id then by_id[rel.template_id] = rel end
+      end
+    end
+    for _, tid in ipairs(batch) do
+      result[tid] = by_id[tid] and relation_result(by_id[tid]) or { subscribed = false }
+    end
+  end
+  return result
+end
+
+-- ---- data ----
+
+-- "keyword3" sorts before "keyword10"; other names after, alphabetically.
+local function keyword_order(a, b)
+  local na, nb = tonumber(a:match("^keyword(%d+)$")), tonumber(b:match("^keyword(%d+)$"))
+  if na and nb then return na < nb end
+  if na or nb then return na ~= nil end
+  return a < b
+end
+
+local function entry_of(key, v)
+  if type(v) == "string" then return { value = v } end
+  if type(v) == "number" then return { value = tostring(v) } end
+  if type(v) == "table" and (type(v.value) == "string" or type(v.value) == "number") then
+    local entry = {}
+    for k, x in pairs(v) do entry[k] = x end
+    entry.value = tostring(v.value)
+    return entry
+  end
+  return nil, ("data.%s must be a string or {value = \"…\"}"):format(key)
+end
+
+-- The caller's data as {keywordN = {value = "…"}} -> table | nil, msg
+local function normalize_data(data)
+  if type(data) ~= "table" then return nil, "data must be a table: {keyword1 = {value = …}, …} or {v1, v2, …}" end
+  local out, n = {}, #data
+  if n > 0 then
+    for k in pairs(data) do
+      if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then
+        return nil, "data mixes a list of values with named keywords"
+      end
+    end
+    for i = 1, n do
+      local entry, msg = entry_of("keyword" .. i, data[i])
+      if not entry then return nil, msg end
+      out["keyword" .. i] = entry
+    end
+    return out
+  end
+  for k, v in pairs(data) do
+    if type(k) ~= "string" or k == "" then return nil, "data keys must be keyword names" end
+    local entry, msg = entry_of(k, v)
+    if not entry then return nil, msg end
+    out[k] = entry
+  end
+  if next(out) == nil then return nil, "data is empty" end
+  return out
+end
+M.normalize_data = normalize_data
+
+-- The JSON text Alipay expects in data (a string inside the request's JSON),
+-- keywords in order so that the same data always gives the same text.
+local function encode_normalized(data)
+  local keys = {}
+  for k in pairs(data) do keys[#keys + 1] = k end
+  table.sort(keys, keyword_order)
+  local parts = {}
+  for i, k in ipairs(keys) do parts[i] = cjson.encode(k) .. ":" .. cjson.encode(data[k]) end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+function M.encode_data(data)
+  local normalized, msg = normalize_data(data)
+  if not normalized then return nil, msg end
+  return encode_normalized(normalized)
+end
+
+-- ---- page ----
+
+local function already_encoded(s)
+  return (s:gsub("%%%x%x", "")):match("^[%w%-%._~]*$") ~= nil
+end
+
+local function percent_encode(s)
+  return (s:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
+end
+
+local function encode_component(s)
+  if already_encoded(s) then return s end
+  return percent_encode(s)
+end
+
+function M.encode_page(page)
+  local path, query = page:match("^([^?]*)%?(.*)$")
+  if not path then return page end
+  local parts = {}
+  for pair in query:gmatch("[^&]+") do
+    local name, value = pair:match("^([^=]*)=(.*)$")
+    if name then
+      parts[#parts + 1] = encode_component(name) .. "=" .. encode_component(value)
+    else
+      parts[#parts + 1] = encode_component(pair)
+    end
+  end
+  if #parts == 0 then return path end
+  return path .. "?" .. table.concat(parts, "&")
+end
+
+-- ---- sending ----
+
+function Mini:prepare_send(recipient, template, data, opts)
+  local method = M.METHODS.send
+  opts = opts or {}
+  local id_type, id = channels.recipient(recipient)
+  if not id_type then return nil, invalid(method, "recipient", "recipient", id) end
+  local tpl, terr = template_arg(template)
+  if not tpl then return nil, invalid(method, "request", "template", terr) end
+  local extra = { template_id = tpl.id }
+  if chars(tpl.id) > TEMPLATE_ID_MAX then
+    return nil, invalid(method, "request", "template", ("user_template_id: at most %d characters")
+      :format(TEMPLATE_ID_MAX), extra)
+  end
+  local normalized, derr = normalize_data(data)
+  if not normalized then return nil, invalid(method, "data", "data", derr, extra) end
+  local registry = self.registry
+  if registry then
+    local usable, why = registry:usable(self.code, tpl.id)
+    if not usable then
+      return nil, invalid(method, "template", "template", why or ("template " .. tpl.id .. " is not usable"), extra)
+    end
+    local ok, msg = registry:check_mini_data(usable, normalized)
+    if not ok then return nil, invalid(method, "data", "data", msg, extra) end
+  end
+  local text = encode_normalized(normalized)
+  if chars(text) > DATA_MAX then
+    return nil, invalid(method, "data", "data", ("data: its JSON text is %d characters, at most %d")
+      :format(chars(text), DATA_MAX), extra)
+  end
+  local page = opts.page
+  if page ~= nil then
+    if type(page) ~= "string" then return nil, invalid(method, "request", "page", "page must be a string", extra) end
+    page = M.encode_page(page)
+    if chars(page) > PAGE_MAX then
+      return nil, invalid(method, "request", "page", ("page: %d characters once its query is encoded, at most %d")
+        :format(chars(page), PAGE_MAX), extra)
+    end
+  end
+  if opts.form_id ~= nil and (type(opts.form_id) ~= "string" or opts.form_id == "") then
+    return nil, invalid(method, "request", "form_id", "form_id must be a non-empty string", extra)
+  end
+  local biz = { ["to_" .. id_type] = id, user_template_id = tpl.id, data = text,
+                page = page ~= "" and page or nil, form_id = opts.form_id }
+  local req, call = self.client:prepare_v2(method, biz, call_opts(opts))
+  return req, { call = call, template_id = tpl.id }
+end
+
+function Mini:finish_send(ctx, res, err)
+  local node, e = self.client:finish_v2(ctx.call, res, err)
+  if node then return node end
+  if self.registry and e.kind == "business" and class_of(e) == "template" then
+    self.registry:mark_invalid(self.code, ctx.template_id, e.sub_code or e.code)
+  end
+  return nil, e
+end
+
+function Mini:send(recipient, template, data, opts)
+  local req, ctx = self:prepare_send(recipient, template, data, opts)
+  if not req then return nil, ctx end
+  local res, err = self.client.transport:request(req)
+  return self:finish_send(ctx, res, err)
+end
+
+return M
