@@ -164,6 +164,17 @@ describe("the client against the sandbox", function()
       assert.is_true(err.retryable and err.unknown)
     end)
 
+    it("a refused connection is retryable and known not to have been sent", function()
+      local _, err = client { gateway = "http://127.0.0.1:1/gateway.do" }
+        :execute(FOLLOW, { user_id = "2088000000000001" })
+      assert.are.equal("transport", err.kind)
+      assert.are.equal("connect", err.reason)
+      assert.is_true(err.retryable)
+      assert.is_false(err.unknown)
+      err = fault_call({ latency_ms = 1500 }, { timeout_ms = 300 })
+      assert.is_true(err.unknown, "a timeout may have been executed")
+    end)
+
     it("a wrong signature is a signature error, never a result", function()
       local err = fault_call { bad_sign = 1 }
       assert.are.equal("signature", err.kind)

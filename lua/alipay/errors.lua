@@ -72,6 +72,21 @@ function errors.is_error(v)
   return getmetatable(v) == Error
 end
 
+-- Transport failures in which the request never reached the gateway (no
+-- connection, no name, no TLS session): resending cannot duplicate it.
+errors.not_sent_reasons = { connect = true, resolve = true, tls = true }
+
+-- The typed error of a failed transfer (both transports use it).
+function errors.transport(msg, reason)
+  return errors.new("transport", {
+    msg = msg, reason = reason,
+    -- A response over the cap will be over it again; everything else
+    -- (timeouts, resets, refused connections) may pass on a retry.
+    retryable = reason ~= "too_large",
+    unknown = not errors.not_sent_reasons[reason],
+  })
+end
+
 -- A configuration error names the field; msg never contains the value.
 function errors.config(field, msg)
   return errors.new("config", { field = field, msg = field .. ": " .. msg, retryable = false })

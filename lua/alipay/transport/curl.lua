@@ -7,14 +7,7 @@ local errors = require "alipay.errors"
 local Transport = {}
 Transport.__index = Transport
 
-local function transport_error(msg, reason)
-  return errors.new("transport", {
-    msg = msg, reason = reason,
-    -- A response over the cap will be over it again; everything else
-    -- (timeouts, resets, refused connections) may pass on a retry.
-    retryable = reason ~= "too_large",
-  })
-end
+local transport_error = errors.transport
 
 local M = {}
 

@@ -38,14 +38,7 @@ local POOL_SIZE = 64            -- idle connections kept per host:port:scheme
 local READ_CHUNK = 65536
 local MAX_TIMEOUT_MS = 24 * 3600 * 1000
 
-local function transport_error(msg, reason)
-  return errors.new("transport", {
-    msg = msg, reason = reason,
-    -- A response over the cap will be over it again; everything else
-    -- (timeouts, resets, refused connections) may pass on a retry.
-    retryable = reason ~= "too_large",
-  })
-end
+local transport_error = errors.transport
 
 local function now_ms()
   ngx.update_time()
