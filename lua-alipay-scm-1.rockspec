@@ -64,6 +64,13 @@ build = {
     ["alipay.sandbox.apis"] = "lua/alipay/sandbox/apis.lua",
     ["alipay.cli"] = "lua/alipay/cli/init.lua",
     ["alipay.cli.sandbox"] = "lua/alipay/cli/sandbox.lua",
+    ["alipay.cli.common"] = "lua/alipay/cli/common.lua",
+    ["alipay.cli.template"] = "lua/alipay/cli/template.lua",
+    ["alipay.cli.subscription"] = "lua/alipay/cli/subscription.lua",
+    ["alipay.cli.followers"] = "lua/alipay/cli/followers.lua",
+    ["alipay.cli.users"] = "lua/alipay/cli/users.lua",
+    ["alipay.cli.send"] = "lua/alipay/cli/send.lua",
+    ["alipay.cli.call"] = "lua/alipay/cli/call.lua",
   },
   install = {
     bin = { alipay = "bin/alipay" },

@@ -1,0 +1,354 @@
+-- What every messaging command of `alipay` shares: the --config/--store/
+-- --channel options, loading the channel set and opening the store (and the
+-- template registry and user bindings over it) once per run, picking the
+-- channel, printing tables and JSON, and turning failures into exit codes.
+--
+--   local common = require "alipay.cli.common"
+--   common.options(cmd, cli, {channel = true})   -- --config, --store, [--channel], --json
+--   M.run = common.runner(function(ctx, args, out) ... end)
+--     the handler returns true | an exit status | nil, err. err is a typed
+--     error (alipay.errors: printed with tostring, exit 1), a string (exit 1)
+--     or common.usage(msg) (exit 2, with a pointer to --help).
+--   ctx:channels(), ctx:store(), ctx:registry(), ctx:users(), ctx:channel(kind)
+--     -> the thing | nil, err; each is built at most once, and closed by the runner.
+--
+-- Keys are never taken from the command line (ps and shell histories show
+-- it): the configuration names files or environment variables for them.
+local cjson = require "cjson"
+local channels = require "alipay.channels"
+local errors = require "alipay.errors"
+local fs = require "alipay.util.fs"
+local store = require "alipay.store"
+local templates = require "alipay.templates"
+local users = require "alipay.users"
+
+local common = {}
+
+common.DEFAULT_CONFIG = "alipay.json"
+common.DEFAULT_STORE = "alipay.db"
+common.OK, common.FAILED, common.USAGE = 0, 1, 2
+
+local KIND_NAMES = { alipaylife = "Life Account", alipaymini = "mini program" }
+common.KIND_NAMES = KIND_NAMES
+
+-- ---- usage errors ----
+
+local Usage = {}
+Usage.__index = Usage
+Usage.__tostring = function(self) return self.msg end
+
+-- A mistake in the command line: reported with exit status 2.
+function common.usage(fmt, ...)
+  return setmetatable({ msg = select("#", ...) > 0 and fmt:format(...) or fmt }, Usage)
+end
+
+function common.is_usage(err)
+  return getmetatable(err) == Usage
+end
+
+-- ---- options ----
+
+function common.options(cmd, cli, opts)
+  opts = opts or {}
+  cmd:option("--config", "The channel configuration (JSON or Lua data; default: $ALIPAY_CONFIG, else ./"
+    .. common.DEFAULT_CONFIG .. ").")
+    :argname("<file>")
+  cmd:option("--store", "The state database (default: the configuration's \"store\", else ./"
+    .. common.DEFAULT_STORE .. ").")
+    :argname("<path>")
+  if opts.channel then
+    cmd:option("--channel", opts.channel_help or "The channel code (default: the only channel of the "
+      .. "kind this command needs).")
+      :argname("<code>")
+  end
+  cli.json_flag(cmd)
+end
+
+-- A comma-separated list ("a, b,c") -> {"a", "b", "c"}; empty items dropped.
+function common.split_list(text)
+  local list = {}
+  for item in (text or ""):gmatch("[^,]+") do
+    item = item:match("^%s*(.-)%s*$")
+    if item ~= "" then list[#list + 1] = item end
+  end
+  return list
+end
+
+-- ---- JSON ----
+
+-- A private cjson instance: the settings below must not leak into other
+-- users of the module in the same process.
+local json = cjson.new()
+-- Paths and URLs read better without "\/". OpenResty's cjson has the switch;
+-- Debian's 2.1.0 does not, and there every "\/" left after encoding is an
+-- escaped '/' (a backslash itself comes out doubled).
+local has_slash_switch = type(json.encode_escape_forward_slash) == "function"
+if has_slash_switch then json.encode_escape_forward_slash(false) end
+
+-- cjson encodes an empty table as {}; lists that may be empty are marked
+-- with common.array so they come out as []. Newer cjson has empty_array;
+-- otherwise a placeholder string is replaced after encoding.
+local EMPTY_PLACEHOLDER = "@@alipay.cli.empty-array@@"
+local EMPTY = json.empty_array or EMPTY_PLACEHOLDER
+
+function common.array(list)
+  if list == nil or next(list) == nil then return EMPTY end
+  return list
+end
+
+function common.json_text(value)
+  local text = json.encode(value)
+  if not has_slash_switch then text = text:gsub("\\/", "/") end
+  if EMPTY == EMPTY_PLACEHOLDER then text = text:gsub('"' .. EMPTY_PLACEHOLDER:gsub("%p", "%%%0") .. '"', "[]") end
+  return text
+end
+
+function common.json(out, value)
+  out.line("%s", common.json_text(value))
+end
+
+-- JSON input: a table | nil, message naming `what` and cjson's position.
+function common.decode_json(text, what)
+  local ok, value = pcall(json.decode, text)
+  if not ok then return nil, ("%s is not valid JSON: %s"):format(what, tostring(value)) end
+  if type(value) ~= "table" then return nil, ("%s must be a JSON object"):format(what) end
+  return value
+end
+
+-- ---- readable output ----
+
+-- Display width: CJK characters take two columns in a terminal.
+local function width(s)
+  local _, w = templates.measure(s)
+  return w or #s
+end
+
+-- Prints rows as aligned columns under a header.
+--   columns = {{key =, title =}, ...}; a cell is row[key], nil shows as "-".
+function common.print_table(out, columns, rows)
+  local cells, widths = {}, {}
+  local function cell_text(v)
+    if v == nil or v == "" then return "-" end
+    return tostring(v)
+  end
+  for c, col in ipairs(columns) do widths[c] = width(col.title) end
+  for r, row in ipairs(rows) do
+    cells[r] = {}
+    for c, col in ipairs(columns) do
+      local text = cell_text(row[col.key])
+      cells[r][c] = text
+      if width(text) > widths[c] then widths[c] = width(text) end
+    end
+  end
+  local function emit(texts)
+    local parts = {}
+    for c, text in ipairs(texts) do
+      parts[c] = c < #texts and (text .. (" "):rep(widths[c] - width(text))) or text
+    end
+    out.line("%s", table.concat(parts, "  "))
+  end
+  local titles = {}
+  for c, col in ipairs(columns) do titles[c] = col.title end
+  emit(titles)
+  for _, texts in ipairs(cells) do emit(texts) end
+end
+
+function common.format_time(t)
+  if not t then return nil end
+  return os.date("!%Y-%m-%d %H:%M:%S UTC", t)
+end
+
+-- ---- error reporting ----
+
+local ERROR_FIELDS = { "kind", "code", "msg", "sub_code", "sub_msg", "reason", "field", "channel",
+  "method", "status", "trace_id", "retryable", "unknown", "config_file", "template_id" }
+
+-- The log-safe fields of a failure, for --json output.
+function common.error_fields(err)
+  local fields = { message = tostring(err) }
+  if common.is_usage(err) then
+    fields.kind = "usage"
+  elseif errors.is_error(err) then
+    for _, k in ipairs(ERROR_FIELDS) do
+      local v = err[k]
+      if type(v) == "string" or type(v) == "number" or type(v) == "boolean" then fields[k] = v end
+    end
+  end
+  return fields
+end
+
+-- "alipay template claim": the command path, for messages.
+local function command_name(args)
+  local name = "alipay " .. tostring(args.command)
+  if args.action then name = name .. " " .. args.action end
+  return name
+end
+common.command_name = command_name
+
+-- Reports a failure; returns the exit status.
+function common.report(args, out, err)
+  local name = command_name(args)
+  if args.json then common.json(out, { ok = false, error = common.error_fields(err) }) end
+  if common.is_usage(err) then
+    out.err("%s: %s", name, err.msg)
+    out.err("Try '%s --help'.", name)
+    return common.USAGE
+  end
+  out.err("%s: %s", name, tostring(err or "failed"))
+  return common.FAILED
+end
+
+-- ---- the context of one run ----
+
+local Context = {}
+Context.__index = Context
+
+function common.context(args)
+  return setmetatable({ args = args, cache = {} }, Context)
+end
+
+function Context:config_path()
+  if self.args.config then return self.args.config, "--config" end
+  local env = os.getenv("ALIPAY_CONFIG")
+  if env and env ~= "" then return env, "ALIPAY_CONFIG" end
+  return "./" .. common.DEFAULT_CONFIG, "default"
+end
+
+-- Memoizes a builder's result (or its error): each runs once per command.
+function Context:once(name, build)
+  local slot = self.cache[name]
+  if not slot then
+    local value, err = build(self)
+    slot = { value = value, err = err }
+    self.cache[name] = slot
+  end
+  if slot.value == nil then return nil, slot.err end
+  return slot.value
+end
+
+-- The channel set. Errors name the file, then the channel and the field.
+function Context:channels()
+  return self:once("channels", function()
+    local path, source = self:config_path()
+    local set, err = channels.load(path)
+    if set then return set end
+    -- Name the file once: some of channels.load's messages already do.
+    local msg = tostring(err and err.msg or err)
+    if not msg:find(path, 1, true) then msg = path .. ": " .. msg end
+    if source == "default" and not fs.exists(path) then
+      msg = msg .. " (give --config FILE or set ALIPAY_CONFIG)"
+    end
+    return nil, errors.new("config", { channel = err and err.channel, field = err and err.field,
+      config_file = path, retryable = false, msg = msg })
+  end)
+end
+
+function Context:store_path()
+  if self.args.store then return self.args.store end
+  local set, err = self:channels()
+  if not set then return nil, err end
+  return set.store_path or ("./" .. common.DEFAULT_STORE)
+end
+
+function Context:store()
+  return self:once("store", function()
+    local path, err = self:store_path()
+    if not path then return nil, err end
+    local st, serr = store.open(path)
+    if not st then return nil, ("store %s: %s"):format(path, tostring(serr)) end
+    return st
+  end)
+end
+
+function Context:registry()
+  return self:once("registry", function()
+    local st, err = self:store()
+    if not st then return nil, err end
+    return templates.new(st)
+  end)
+end
+
+function Context:users()
+  return self:once("users", function()
+    local set, err = self:channels()
+    if not set then return nil, err end
+    local st
+    st, err = self:store()
+    if not st then return nil, err end
+    return users.new(st, set:channels_info())
+  end)
+end
+
+local function kind_label(kind)
+  return ("%s (%s)"):format(KIND_NAMES[kind] or kind, kind)
+end
+
+local function codes_of(list)
+  local codes = {}
+  for i, c in ipairs(list) do codes[i] = c.code end
+  return table.concat(codes, ", ")
+end
+
+-- The channel of this run: --channel, else the only channel (of `kind`,
+-- when the command needs one kind). `kind` nil accepts either.
+function Context:channel(kind)
+  local set, err = self:channels()
+  if not set then return nil, err end
+  local code = self.args.channel
+  if code then
+    local channel, gerr = set:get(code)
+    if not channel then return nil, gerr end
+    if kind and channel.kind ~= kind then
+      return nil, errors.new("config", { channel = code, field = "channel", retryable = false,
+        msg = ("channel %s is a %s channel; this command needs a %s channel")
+          :format(code, kind_label(channel.kind), kind_label(kind)) })
+    end
+    return channel
+  end
+  local candidates = {}
+  for _, channel in ipairs(set:list()) do
+    if not kind or channel.kind == kind then candidates[#candidates + 1] = channel end
+  end
+  if #candidates == 1 then return candidates[1] end
+  if #candidates == 0 then
+    return nil, errors.new("config", { field = "channels", retryable = false,
+      msg = ("%s configures no %s channel"):format((self:config_path()), kind_label(kind)) })
+  end
+  return nil, common.usage("%s channels are configured (%s): choose one with --channel",
+    kind and kind_label(kind) or "several", codes_of(candidates))
+end
+
+function Context:close()
+  local function close(name, method)
+    local slot = self.cache[name]
+    if slot and slot.value then pcall(slot.value[method], slot.value) end
+  end
+  close("store", "close")
+  close("channels", "close")
+end
+
+-- ---- running ----
+
+-- Wraps a handler(ctx, args, out) into a command module's run(args, out):
+-- the context is closed whatever happens, and failures become exit codes.
+function common.runner(handler)
+  return function(args, out)
+    local ctx = common.context(args)
+    local ok, result, err = pcall(handler, ctx, args, out)
+    ctx:close()
+    if not ok then error(result, 0) end
+    if result == true then return common.OK end
+    if type(result) == "number" then return result end
+    return common.report(args, out, err)
+  end
+end
+
+-- ---- files ----
+
+function common.read_file(path, what)
+  local text, err = fs.read(path)
+  if not text then return nil, ("%s: cannot read %s"):format(what, tostring(err)) end
+  return text
+end
+
+return common
