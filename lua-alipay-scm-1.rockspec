@@ -46,6 +46,7 @@ build = {
     ["alipay.classify"] = "lua/alipay/classify.lua",
     ["alipay.lifeaccount"] = "lua/alipay/lifeaccount.lua",
     ["alipay.mini"] = "lua/alipay/mini.lua",
+    ["alipay.sender"] = "lua/alipay/sender.lua",
     ["alipay.csv"] = "lua/alipay/csv.lua",
     ["alipay.store"] = "lua/alipay/store/init.lua",
     ["alipay.store.sqlite"] = "lua/alipay/store/sqlite.lua",

@@ -35,6 +35,7 @@
 -- arguments); err.field names the argument, err.msg says what is wrong.
 local cjson = require "cjson.safe"
 local errors = require "alipay.errors"
+local sender = require "alipay.sender"
 local channels = require "alipay.channels"
 
 local M = {}
@@ -57,55 +58,20 @@ Life.__index = Life
 
 -- ---- shared helpers ----
 
-local function chars(s)
-  local _, n = s:gsub("[^\128-\191]", "")
-  return n
-end
-
-local function invalid(method, reason, field, msg, extra)
-  local fields = { method = method, reason = reason, field = field, msg = msg, retryable = false }
-  for k, v in pairs(extra or {}) do fields[k] = v end
-  return errors.new("invalid", fields)
-end
-
--- Only the options client:execute understands travel with a call.
-local function call_opts(opts)
-  if not opts then return nil end
-  return { app_auth_token = opts.app_auth_token, timeout_ms = opts.timeout_ms }
-end
-
 local function absent(v)
   return v == nil or v == cjson.null or v == ""
 end
 
--- The class of an answer (alipay.classify), loaded when first needed.
-local classify
-local function class_of(err)
-  classify = classify or require("alipay.classify").classify
-  return classify(err)
-end
+local chars, invalid, call_opts = sender.chars, sender.invalid, sender.call_opts
 
--- A registry record, {id=, keywords=}, or a bare id -> the record | nil, msg
 local function template_arg(template)
-  if type(template) == "string" then template = { id = template } end
-  if type(template) ~= "table" or type(template.id) ~= "string" or template.id == "" then
-    return nil, "template must be a template record, {id=, keywords=}, or a template id"
-  end
-  return template
+  return sender.template_arg(template, "template id")
 end
 
 -- ---- construction ----
 
 function M.new(channel, registry)
-  if type(channel) ~= "table" or type(channel.client) ~= "table" then
-    error("lifeaccount.new: expected a channel with a client", 2)
-  end
-  if channel.kind ~= nil and channel.kind ~= "alipaylife" then
-    error(("lifeaccount.new: channel %s is a %s channel, not alipaylife"):format(
-      tostring(channel.code), tostring(channel.kind)), 2)
-  end
-  return setmetatable({ channel = channel, client = channel.client, registry = registry,
-                        code = channel.code }, Life)
+  return sender.new("lifeaccount", "alipaylife", Life, channel, registry)
 end
 
 -- ---- templates and industry ----
@@ -177,40 +143,18 @@ function Life:prepare_send(recipient, template, context, opts)
     return nil, invalid(method, "data", "context", "context must be a table (head_color, url, action_name, "
       .. "keyword1..N with value and color)", { template_id = tpl.id })
   end
-  local registry = self.registry
-  if registry then
-    -- A template known to be invalid is refused before any call: every
-    -- send with it would fail the same way.
-    local usable, why = registry:usable(self.code, tpl.id)
-    if not usable then
-      return nil, invalid(method, "template", "template", why or ("template " .. tpl.id .. " is not usable"),
-                          { template_id = tpl.id })
-    end
-    local ok, msg = registry:check_life_context(usable, context)
+  local usable, uerr = sender.usable(self, method, tpl)
+  if not usable then return nil, uerr end
+  if self.registry then
+    local ok, msg = self.registry:check_life_context(usable, context)
     if not ok then return nil, invalid(method, "data", "context", msg, { template_id = tpl.id }) end
   end
   local biz = { ["to_" .. id_type] = id, template = { template_id = tpl.id, context = context } }
-  local req, call = self.client:prepare_v2(method, biz, call_opts(opts))
-  return req, { call = call, template_id = tpl.id }
+  return sender.prepare(self, method, biz, tpl, opts)
 end
 
-function Life:finish_send(ctx, res, err)
-  local node, e = self.client:finish_v2(ctx.call, res, err)
-  if node then return node end
-  -- Alipay has no API to list claimed templates: a failed send is the only
-  -- way to learn that one was deleted, so the registry learns it here.
-  if self.registry and e.kind == "business" and class_of(e) == "template" then
-    self.registry:mark_invalid(self.code, ctx.template_id, e.sub_code or e.code)
-  end
-  return nil, e
-end
-
-function Life:send(recipient, template, context, opts)
-  local req, ctx = self:prepare_send(recipient, template, context, opts)
-  if not req then return nil, ctx end
-  local res, err = self.client.transport:request(req)
-  return self:finish_send(ctx, res, err)
-end
+Life.finish_send = sender.finish_send
+Life.send = sender.send
 
 -- ---- followers ----
 --

@@ -49,7 +49,7 @@
 -- alipay.classify puts in the "template" class) the template is marked
 -- invalid in the registry, so the next send with it is refused without a call.
 local cjson = require "cjson.safe"
-local errors = require "alipay.errors"
+local sender = require "alipay.sender"
 local channels = require "alipay.channels"
 
 local M = {}
@@ -70,48 +70,16 @@ Mini.__index = Mini
 
 -- ---- shared helpers ----
 
-local function chars(s)
-  local _, n = s:gsub("[^\128-\191]", "")
-  return n
-end
-
-local function invalid(method, reason, field, msg, extra)
-  local fields = { method = method, reason = reason, field = field, msg = msg, retryable = false }
-  for k, v in pairs(extra or {}) do fields[k] = v end
-  return errors.new("invalid", fields)
-end
-
-local function call_opts(opts)
-  if not opts then return nil end
-  return { app_auth_token = opts.app_auth_token, timeout_ms = opts.timeout_ms }
-end
-
-local classify
-local function class_of(err)
-  classify = classify or require("alipay.classify").classify
-  return classify(err)
-end
+local chars, invalid, call_opts = sender.chars, sender.invalid, sender.call_opts
 
 local function template_arg(template)
-  if type(template) == "string" then template = { id = template } end
-  if type(template) ~= "table" or type(template.id) ~= "string" or template.id == "" then
-    return nil, "template must be a template record, {id=, keywords=}, or a user_template_id"
-  end
-  return template
+  return sender.template_arg(template, "user_template_id")
 end
 
 -- ---- construction ----
 
 function M.new(channel, registry)
-  if type(channel) ~= "table" or type(channel.client) ~= "table" then
-    error("mini.new: expected a channel with a client", 2)
-  end
-  if channel.kind ~= nil and channel.kind ~= "alipaymini" then
-    error(("mini.new: channel %s is a %s channel, not alipaymini"):format(
-      tostring(channel.code), tostring(channel.kind)), 2)
-  end
-  return setmetatable({ channel = channel, client = channel.client, registry = registry,
-                        code = channel.code }, Mini)
+  return sender.new("mini", "alipaymini", Mini, channel, registry)
 end
 
 -- ---- subscriptions ----
@@ -285,13 +253,10 @@ function Mini:prepare_send(recipient, template, data, opts)
   end
   local normalized, derr = normalize_data(data)
   if not normalized then return nil, invalid(method, "data", "data", derr, extra) end
-  local registry = self.registry
-  if registry then
-    local usable, why = registry:usable(self.code, tpl.id)
-    if not usable then
-      return nil, invalid(method, "template", "template", why or ("template " .. tpl.id .. " is not usable"), extra)
-    end
-    local ok, msg = registry:check_mini_data(usable, normalized)
+  local usable, uerr = sender.usable(self, method, tpl)
+  if not usable then return nil, uerr end
+  if self.registry then
+    local ok, msg = self.registry:check_mini_data(usable, normalized)
     if not ok then return nil, invalid(method, "data", "data", msg, extra) end
   end
   local text = encode_normalized(normalized)
@@ -313,24 +278,10 @@ function Mini:prepare_send(recipient, template, data, opts)
   end
   local biz = { ["to_" .. id_type] = id, user_template_id = tpl.id, data = text,
                 page = page ~= "" and page or nil, form_id = opts.form_id }
-  local req, call = self.client:prepare_v2(method, biz, call_opts(opts))
-  return req, { call = call, template_id = tpl.id }
+  return sender.prepare(self, method, biz, tpl, opts)
 end
 
-function Mini:finish_send(ctx, res, err)
-  local node, e = self.client:finish_v2(ctx.call, res, err)
-  if node then return node end
-  if self.registry and e.kind == "business" and class_of(e) == "template" then
-    self.registry:mark_invalid(self.code, ctx.template_id, e.sub_code or e.code)
-  end
-  return nil, e
-end
-
-function Mini:send(recipient, template, data, opts)
-  local req, ctx = self:prepare_send(recipient, template, data, opts)
-  if not req then return nil, ctx end
-  local res, err = self.client.transport:request(req)
-  return self:finish_send(ctx, res, err)
-end
+Mini.finish_send = sender.finish_send
+Mini.send = sender.send
 
 return M

@@ -1,0 +1,91 @@
+-- What sending a template message has in common on a Life Account
+-- (alipay.lifeaccount) and a mini program (alipay.mini): the channel
+-- check, local refusals as typed "invalid" errors, the registry's verdict
+-- on the template, and learning from Alipay's answer that a template is
+-- gone. The API-specific parts (the biz content) stay in those modules.
+local errors = require "alipay.errors"
+
+local sender = {}
+
+-- UTF-8 characters of s (Alipay's limits count characters, not bytes).
+function sender.chars(s)
+  local _, n = s:gsub("[^\128-\191]", "")
+  return n
+end
+
+-- A send refused locally, before any call (kind "invalid"; err.reason is
+-- "recipient", "template", "data" or "request").
+function sender.invalid(method, reason, field, msg, extra)
+  local fields = { method = method, reason = reason, field = field, msg = msg, retryable = false }
+  for k, v in pairs(extra or {}) do fields[k] = v end
+  return errors.new("invalid", fields)
+end
+
+-- Only the options client:execute understands travel with a call.
+function sender.call_opts(opts)
+  if not opts then return nil end
+  return { app_auth_token = opts.app_auth_token, timeout_ms = opts.timeout_ms }
+end
+
+-- A registry record, {id=, keywords=}, or a bare id -> the record | nil, msg
+function sender.template_arg(template, id_name)
+  if type(template) == "string" then template = { id = template } end
+  if type(template) ~= "table" or type(template.id) ~= "string" or template.id == "" then
+    return nil, "template must be a template record, {id=, keywords=}, or a " .. id_name
+  end
+  return template
+end
+
+-- sender.new(module_name, kind, class, channel, registry) -> the object
+function sender.new(module_name, kind, class, channel, registry)
+  if type(channel) ~= "table" or type(channel.client) ~= "table" then
+    error(module_name .. ".new: expected a channel with a client", 3)
+  end
+  if channel.kind ~= nil and channel.kind ~= kind then
+    error(("%s.new: channel %s is a %s channel, not %s"):format(
+      module_name, tostring(channel.code), tostring(channel.kind), kind), 3)
+  end
+  return setmetatable({ channel = channel, client = channel.client, registry = registry,
+                        code = channel.code }, class)
+end
+
+-- The registry's template, when there is a registry: a template known to be
+-- invalid is refused before any call, since every send with it would fail
+-- the same way. -> template (or true without a registry) | nil, err
+function sender.usable(self, method, tpl)
+  if not self.registry then return true end
+  local usable, why = self.registry:usable(self.code, tpl.id)
+  if not usable then
+    return nil, sender.invalid(method, "template", "template",
+                               why or ("template " .. tpl.id .. " is not usable"), { template_id = tpl.id })
+  end
+  return usable
+end
+
+-- The request of a send with its biz content, and the context finish needs.
+function sender.prepare(self, method, biz, tpl, opts)
+  local req, call = self.client:prepare_v2(method, biz, sender.call_opts(opts))
+  return req, { call = call, template_id = tpl.id }
+end
+
+-- The result of a send. Alipay offers no API that lists claimed Life
+-- Account templates: a failed send is how a deleted one is discovered, so
+-- the registry learns it here and later sends refuse it without a call.
+function sender.finish_send(self, ctx, res, err)
+  local node, e = self.client:finish_v2(ctx.call, res, err)
+  if node then return node end
+  if self.registry and e.kind == "business" and errors.classify(e) == "template" then
+    self.registry:mark_invalid(self.code, ctx.template_id, e.sub_code or e.code)
+  end
+  return nil, e
+end
+
+-- prepare, request, finish: one blocking send.
+function sender.send(self, recipient, template, data, opts)
+  local req, ctx = self:prepare_send(recipient, template, data, opts)
+  if not req then return nil, ctx end
+  local res, err = self.client.transport:request(req)
+  return self:finish_send(ctx, res, err)
+end
+
+return sender
