@@ -20,6 +20,7 @@ void ap_register_aes(lua_State *L);
 void ap_register_codec(lua_State *L);
 void ap_register_http(lua_State *L);
 void ap_register_charset(lua_State *L);
+void ap_register_clock(lua_State *L);
 
 /* Failure return for an OpenSSL call: pushes nil and "what: reason" (the
  * reason string from the OpenSSL queue, never data), clears the queue,

@@ -51,7 +51,9 @@ function errors.new(kind, fields)
   local e = setmetatable({}, Error)
   for k, v in pairs(fields or {}) do e[k] = v end
   e.kind = kind
-  if e.unknown == nil then e.unknown = OUTCOME_UNKNOWN[kind] or false end
+  -- An answer whose signature is not Alipay's came from a server that did
+  -- receive the request: what it did is unknown, and a retry will not help.
+  if e.unknown == nil then e.unknown = OUTCOME_UNKNOWN[kind] or kind == "signature" end
   if e.retryable == nil then
     e.retryable = OUTCOME_UNKNOWN[kind] or errors.retryable_codes[e.code] == true
       or errors.retryable_sub_codes[e.sub_code] == true

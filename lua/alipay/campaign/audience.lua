@@ -1,0 +1,212 @@
+-- The audience of a campaign, read as a stream of entries, never held in
+-- memory: a CSV or JSONL file, a list of business user ids, a list of
+-- recipients, or every follower of a Life Account.
+--
+--   local audience = require "alipay.campaign.audience"
+--   local source, err = audience.open(spec.audience, { life = <alipay.lifeaccount>, sleep_ms = fn })
+--   source.columns        -- {name = true}: the values every entry has (CSV header, list
+--                         -- fields), or nil when entries differ (JSONL, recipients)
+--   source:next() -> entry | nil (end) | nil, err (the import cannot go on)
+--     entry = {line = n, fields = {name = value}} | {line = n, error = "why the line is malformed"}
+--   source:close()
+--   audience.describe(spec.audience) -> a JSON-friendly description (stored with the campaign)
+--
+-- `line` is the physical line of a file (so an operator can find it), or the
+-- 1-based position in a list or in the follower listing.
+local cjson = require("cjson.safe").new()
+local csv_source = require "alipay.campaign.csv_source"
+
+local M = {}
+
+-- ---- JSONL ----
+
+local Jsonl = {}
+Jsonl.__index = Jsonl
+
+-- JSON scalars as the strings placeholders use; integers without ".0".
+local function scalar_text(v)
+  if type(v) == "string" then return v end
+  if type(v) == "number" then
+    if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return ("%d"):format(v) end
+    return tostring(v)
+  end
+  if type(v) == "boolean" then return tostring(v) end
+  return nil
+end
+
+function Jsonl:next()
+  if not self.fh then return nil end
+  while true do
+    local text, err = self.fh:read("L")
+    if not text then
+      if err then return nil, ("line %d: read error: %s"):format(self.line + 1, tostring(err)) end
+      return nil
+    end
+    self.line = self.line + 1
+    if self.line == 1 then text = text:gsub("^\239\187\191", "") end
+    if text:find("%S") then
+      local value, derr = cjson.decode(text)
+      if type(value) ~= "table" then
+        return { line = self.line, error = "not a JSON object: " .. tostring(derr or type(value)) }
+      end
+      if next(value) ~= nil and value[1] ~= nil then
+        return { line = self.line, error = "a JSON array, not an object" }
+      end
+      local fields, raw = {}, {}
+      for k, v in pairs(value) do
+        if type(k) == "string" then
+          raw[k] = v
+          fields[k] = scalar_text(v)
+        end
+      end
+      -- Ids must arrive as strings (a JSON number loses digits): the raw
+      -- types travel along so the importer can tell.
+      return { line = self.line, fields = fields, raw = raw }
+    end
+  end
+end
+
+function Jsonl:close()
+  if self.fh then self.fh:close() end
+  self.fh = nil
+end
+
+local function open_jsonl(path)
+  local fh, err = io.open(path, "rb")
+  if not fh then return nil, "cannot read the audience: " .. tostring(err) end
+  return setmetatable({ fh = fh, line = 0 }, Jsonl)
+end
+
+-- ---- lists ----
+
+local List = {}
+List.__index = List
+
+function List:next()
+  local i = self.i + 1
+  if i > self.n then return nil end
+  self.i = i
+  return self.entry(i, self.list[i])
+end
+
+function List.close() end
+
+local function open_list(list, entry, columns)
+  return setmetatable({ list = list, n = #list, i = 0, entry = entry, columns = columns }, List)
+end
+
+local function userid_entry(i, v)
+  if type(v) ~= "string" or v == "" then return { line = i, error = "a userid must be a non-empty string" } end
+  return { line = i, fields = { userid = v } }
+end
+
+local function recipient_entry(i, v)
+  if type(v) ~= "table" then return { line = i, error = "a recipient must be a table {user_id=} or {open_id=}" } end
+  local fields = {}
+  for k, x in pairs(v) do
+    if type(k) == "string" then fields[k] = scalar_text(x) end
+  end
+  return { line = i, fields = fields, raw = v }
+end
+
+-- ---- followers ----
+
+local Followers = {}
+Followers.__index = Followers
+
+local PAGE_RETRIES = 5
+
+-- The next page, retrying a transient failure from the same cursor.
+function Followers:page()
+  for attempt = 1, PAGE_RETRIES do
+    local page, err = self.pages()
+    if page or not err then return page end
+    if not err.retryable or attempt == PAGE_RETRIES then
+      return nil, "listing the followers failed: " .. tostring(err)
+    end
+    self.sleep_ms(200 * 2 ^ (attempt - 1))
+    self.pages = self.life:followers { start = self.pages.cursor }
+  end
+end
+
+function Followers:next()
+  while true do
+    if self.ids and self.k < #self.ids then
+      self.k = self.k + 1
+      self.line = self.line + 1
+      return { line = self.line, fields = { [self.id_type] = self.ids[self.k] } }
+    end
+    if self.done then return nil end
+    local page, err = self:page()
+    if not page then
+      self.done = true
+      if err then return nil, err end
+      return nil
+    end
+    self.ids, self.id_type, self.k = page.ids, page.id_type, 0
+  end
+end
+
+function Followers.close() end
+
+local function open_followers(life, sleep_ms)
+  if not life then return nil, "audience.followers: only a Life Account channel has followers" end
+  return setmetatable({ life = life, pages = life:followers(), line = 0, sleep_ms = sleep_ms,
+                        columns = { user_id = true, open_id = true } }, Followers)
+end
+
+-- ---- dispatch ----
+
+local function format_of(a)
+  if a.format then return a.format end
+  local ext = a.file:lower():match("%.([%w]+)$")
+  if ext == "jsonl" or ext == "ndjson" or ext == "json" then return "jsonl" end
+  return "csv"
+end
+
+-- Which kind of audience a spec gives -> kind | nil, err
+function M.kind(a)
+  if type(a) ~= "table" then return nil, "audience: expected a table" end
+  local kinds = {}
+  for _, k in ipairs { "file", "userids", "recipients", "followers" } do
+    if a[k] ~= nil then kinds[#kinds + 1] = k end
+  end
+  if #kinds ~= 1 then
+    return nil, "audience: give exactly one of file, userids, recipients, followers"
+  end
+  local kind = kinds[1]
+  if kind == "file" then
+    if type(a.file) ~= "string" or a.file == "" then return nil, "audience.file: expected a path" end
+    if a.format ~= nil and a.format ~= "csv" and a.format ~= "jsonl" then
+      return nil, "audience.format: csv or jsonl"
+    end
+  elseif kind == "followers" then
+    if a.followers ~= true then return nil, "audience.followers: expected true" end
+  elseif type(a[kind]) ~= "table" then
+    return nil, ("audience.%s: expected a list"):format(kind)
+  end
+  return kind
+end
+
+function M.describe(a)
+  local kind = M.kind(a)
+  if kind == "file" then return { file = a.file, format = format_of(a) } end
+  if kind == "followers" then return { followers = true } end
+  return { [kind] = #a[kind] }
+end
+
+function M.open(a, opts)
+  local kind, err = M.kind(a)
+  if not kind then return nil, err end
+  if kind == "file" then
+    if format_of(a) == "jsonl" then return open_jsonl(a.file) end
+    return csv_source.open(a.file)
+  elseif kind == "userids" then
+    return open_list(a.userids, userid_entry, { userid = true })
+  elseif kind == "recipients" then
+    return open_list(a.recipients, recipient_entry, nil)
+  end
+  return open_followers(opts.life, opts.sleep_ms)
+end
+
+return M

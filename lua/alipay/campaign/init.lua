@@ -1,0 +1,305 @@
+-- Campaigns (design.md §6): one template message to a large audience,
+-- quickly, without losing or duplicating anyone, with an exact account of
+-- what happened to each recipient.
+--
+--   local campaign = require "alipay.campaign"
+--   local ctx = { store = store, channels = set, registry = registry, users = users,
+--                 clock = function() return os.time() end,   -- optional
+--                 log = function(level, msg) end }            -- optional; never gets keys or bodies
+--   local c, err = campaign.create(ctx, spec)   -- validates, stores, imports the audience (streaming)
+--   local summary, err = c:run{ on_progress = fn, progress_every_ms = 250, retry_unknown = false }
+--                                 -- on_progress(stats) returning false stops the run (resumable)
+--   local c, err = campaign.open(ctx, id)
+--   c:status()                                  -- status, counts, by_code, times
+--   c:export(path_or_file, "csv" | "jsonl")     -- per recipient -> count | nil, err
+--   campaign.list(ctx)                          -- status tables, newest first
+--
+-- spec = { id = "spring-sale" (optional: generated), channel = "<channel code>",
+--          template = "<template id>", audience = {file=} | {userids=} | {recipients=} | {followers=true},
+--          data = {...}, page = "...", policy = {in_flight=, qps=, max_attempts=, backoff_ms=,
+--          max_backoff_ms=, retry_unknown=} }
+-- (alipay.campaign.definition checks it; alipay.campaign.audience and
+-- .importer say how audiences are read; .outcome says what every answer does.)
+--
+-- Statuses: created -> running -> completed | stopped. A campaign whose
+-- runner died (kill -9, a crash) reads "interrupted" until it is run again;
+-- one whose audience import is under way in another process reads
+-- "importing". Running a stopped or interrupted campaign resumes it: rows
+-- left inflight become unknown (pending with retry_unknown, which also
+-- retries earlier unknown rows), then every pending row is sent once.
+local definition = require "alipay.campaign.definition"
+local audience = require "alipay.campaign.audience"
+local importer = require "alipay.campaign.importer"
+local message = require "alipay.campaign.message"
+local sender = require "alipay.campaign.sender"
+local state = require "alipay.campaign.state"
+local export = require "alipay.campaign.export"
+local clock = require "alipay.campaign.clock"
+local campaigns_store = require "alipay.store.campaigns"
+local cjson = require("cjson").new()
+
+local M = {}
+
+local Campaign = {}
+Campaign.__index = Campaign
+
+-- ---- context ----
+
+local function now_s(ctx)
+  return math.floor((ctx.clock or os.time)())
+end
+
+local function log(ctx, level, msg)
+  if ctx.log then pcall(ctx.log, level, msg) end
+end
+
+local function check_ctx(ctx)
+  if type(ctx) ~= "table" then return nil, "campaign: expected a context table {store=, channels=, registry=}" end
+  for _, field in ipairs { "store", "channels", "registry" } do
+    if type(ctx[field]) ~= "table" then return nil, ("campaign: ctx.%s is required"):format(field) end
+  end
+  local _, err = campaigns_store.attach(ctx.store)
+  if err then return nil, err end
+  return true
+end
+
+local function decode_spec(text)
+  local ok, spec = pcall(cjson.decode, text)
+  if not ok or type(spec) ~= "table" then return nil end
+  -- JSON numbers come back as floats: the integer settings become integers again.
+  for k, v in pairs(spec.policy or {}) do
+    if type(v) == "number" and math.tointeger(v) then spec.policy[k] = math.tointeger(v) end
+  end
+  return spec
+end
+
+local function message_for(ctx, row, spec)
+  local channel, err = ctx.channels:get(row.channel)
+  if not channel then return nil, tostring(err) end
+  if channel.kind ~= row.kind then
+    return nil, ("channel %s is now a %s channel; the campaign was made for %s"):format(row.channel,
+      channel.kind, row.kind)
+  end
+  return message.new { channel = channel, registry = ctx.registry, template = row.template,
+                       data = spec.data, page = spec.page }
+end
+
+-- ---- create ----
+
+local function import_audience(ctx, def, msg, runner)
+  local store = ctx.store
+  local source, err = audience.open(def.audience, { life = msg.kind == "alipaylife" and msg.api or nil,
+                                                    sleep_ms = clock.sleep_ms })
+  if not source then return nil, err end
+  local ok, perr = msg:preflight(source.columns)
+  if not ok then
+    source:close()
+    return nil, perr
+  end
+  if def.audience.userids or (def.audience.file and source.columns and source.columns.userid) then
+    if type(ctx.users) ~= "table" then
+      source:close()
+      return nil, "campaign: ctx.users is required to resolve the audience's userids"
+    end
+  end
+  local created, cerr = store:campaign_insert {
+    id = def.id, channel = def.channel, template = def.template, kind = msg.kind,
+    spec = cjson.encode(definition.stored(def)), status = "importing", created_at = now_s(ctx),
+  }
+  if not created then
+    source:close()
+    return nil, cerr
+  end
+  local row = assert(store:campaign_get(def.id))
+  row.runner, row.heartbeat_at = runner, now_s(ctx)
+  assert(store:campaign_update(row))
+  local total, ierr = importer.run {
+    store = store, campaign = def.id, source = source, message = msg, channel = msg.channel, users = ctx.users,
+    now = function() return now_s(ctx) end, encode = cjson.encode,
+    progress = function() store:campaign_heartbeat(def.id, runner, now_s(ctx)) end,
+  }
+  source:close()
+  if not total then
+    pcall(store.transaction, store, function() assert(store:campaign_delete(def.id)) end)
+    return nil, "campaign: importing the audience failed: " .. tostring(ierr)
+  end
+  row.status, row.total, row.runner, row.heartbeat_at = "created", total, nil, nil
+  assert(store:campaign_update(row))
+  return total
+end
+
+function M.create(ctx, spec)
+  local ok, err = check_ctx(ctx)
+  if not ok then return nil, err end
+  local def
+  def, err = definition.check(spec)
+  if not def then return nil, "campaign: " .. err end
+  local channel
+  channel, err = ctx.channels:get(def.channel)
+  if not channel then return nil, "campaign: " .. tostring(err) end
+  if def.page ~= nil and channel.kind ~= "alipaymini" then
+    return nil, "campaign: page: only mini-program messages have a page"
+  end
+  local existing = ctx.store:campaign_get(def.id)
+  if existing then return nil, ("campaign: a campaign %s already exists"):format(def.id) end
+  local msg = message.new { channel = channel, registry = ctx.registry, template = def.template,
+                            data = def.data, page = def.page }
+  local done, total, ierr = pcall(import_audience, ctx, def, msg, state.identity())
+  if not done then return nil, "campaign: " .. tostring(total) end
+  if not total then return nil, ierr end
+  log(ctx, "info", ("campaign %s created: channel %s, template %s, %d audience lines"):format(def.id,
+    def.channel, def.template, total))
+  return setmetatable({ ctx = ctx, id = def.id }, Campaign)
+end
+
+-- ---- open, status, list ----
+
+function M.open(ctx, id)
+  local ok, err = check_ctx(ctx)
+  if not ok then return nil, err end
+  if type(id) ~= "string" then return nil, "campaign.open: expected a campaign id" end
+  local row, gerr = ctx.store:campaign_get(id)
+  if not row then return nil, gerr or ("campaign %s does not exist"):format(id) end
+  return setmetatable({ ctx = ctx, id = id }, Campaign)
+end
+
+local function status_of(ctx, row)
+  local store = ctx.store
+  local status, reason = state.visible(row, now_s(ctx))
+  return {
+    id = row.id, channel = row.channel, template = row.template, kind = row.kind,
+    status = status, stop_reason = reason, total = row.total,
+    counts = assert(store:recipient_counts(row.id)), by_code = assert(store:recipient_codes(row.id)),
+    created_at = row.created_at, started_at = row.started_at, finished_at = row.finished_at,
+  }
+end
+
+function Campaign:status()
+  local row, err = self.ctx.store:campaign_get(self.id)
+  if not row then return nil, err or ("campaign %s does not exist"):format(self.id) end
+  local ok, st = pcall(status_of, self.ctx, row)
+  if not ok then return nil, tostring(st) end
+  return st
+end
+
+function M.list(ctx)
+  local ok, err = check_ctx(ctx)
+  if not ok then return nil, err end
+  local rows, lerr = ctx.store:campaign_list()
+  if not rows then return nil, lerr end
+  for i, row in ipairs(rows) do
+    local done, st = pcall(status_of, ctx, row)
+    if not done then return nil, tostring(st) end
+    rows[i] = st
+  end
+  return rows
+end
+
+function Campaign:export(target, format)
+  return export.write(self.ctx.store, self.id, target, format)
+end
+
+-- ---- run ----
+
+local DRAIN_MS = 15000 -- after a failed run, wait this long for the answers in flight
+
+local INTERRUPTED_MSG = "in flight when an earlier run ended: it may have been delivered"
+
+-- Resume: rows a dead run left inflight, then (retry_unknown) unknown rows.
+local function recover(store, id, retry_unknown, at)
+  return store:transaction(function()
+    local n = assert(store:recipients_interrupted(id, retry_unknown and "pending" or "unknown", INTERRUPTED_MSG, at))
+    local u = 0
+    if retry_unknown then u = assert(store:recipients_retry_unknown(id, at)) end
+    assert(store:recipients_clear_backoff(id))
+    return n, u
+  end)
+end
+
+local function summary_of(self, s, status, stop_reason, counts)
+  local summary = s and s:stats(status) or { id = self.id, rate = 0, qps = 0, elapsed_s = 0 }
+  summary.status, summary.stop_reason, summary.counts = status, stop_reason, counts
+  local total = 0
+  for _, n in pairs(counts) do total = total + n end
+  summary.total = total
+  local left = counts.pending + counts.inflight
+  if left == 0 then summary.eta_s = 0 end
+  return summary
+end
+
+-- Ends a run: the campaign's status from what the store holds now.
+local function end_run(self, row, s, stop_reason, on_progress)
+  local ctx, store = self.ctx, self.ctx.store
+  local counts = assert(store:recipient_counts(self.id))
+  local status = "completed"
+  if stop_reason or counts.pending + counts.inflight > 0 then status = "stopped" end
+  if status == "stopped" and not stop_reason then
+    stop_reason = "stopped with recipients left to send; run it again to resume"
+  end
+  assert(state.release(store, row, status, stop_reason, now_s(ctx)))
+  local summary = summary_of(self, s, status, stop_reason, counts)
+  log(ctx, status == "completed" and "info" or "warn", ("campaign %s %s: %d sent, %d failed, %d skipped, %d unknown%s")
+    :format(self.id, status, counts.sent, counts.failed, counts.skipped, counts.unknown,
+      stop_reason and (" (" .. stop_reason .. ")") or ""))
+  if on_progress then pcall(on_progress, summary) end
+  return summary
+end
+
+local function finish_run(self, row, s, stop_reason, on_progress)
+  local ok, summary = pcall(end_run, self, row, s, stop_reason, on_progress)
+  if not ok then return nil, "campaign: ending the run failed: " .. tostring(summary) end
+  return summary
+end
+
+function Campaign:run(opts)
+  opts = opts or {}
+  local ctx, store = self.ctx, self.ctx.store
+  local row, runner = state.claim(store, self.id, now_s(ctx))
+  if not row then return nil, runner end
+  local spec = decode_spec(row.spec)
+  if not spec then
+    return finish_run(self, row, nil, "the stored definition of the campaign cannot be read", opts.on_progress)
+  end
+  local policy = spec.policy
+  local retry_unknown = opts.retry_unknown == true or (opts.retry_unknown == nil and policy.retry_unknown == true)
+  local ok, interrupted, retried = pcall(recover, store, self.id, retry_unknown, now_s(ctx))
+  if not ok then
+    pcall(state.release, store, row, "stopped", "resuming failed: " .. tostring(interrupted), now_s(ctx))
+    return nil, "campaign: resuming failed: " .. tostring(interrupted)
+  end
+  if interrupted > 0 or retried > 0 then
+    log(ctx, "warn", ("campaign %s resumes: %d left in flight by an earlier run are now %s; %d unknown retried")
+      :format(self.id, interrupted, retry_unknown and "pending" or "unknown", retried))
+  end
+  local msg, merr = message_for(ctx, row, spec)
+  if not msg then return finish_run(self, row, nil, merr, opts.on_progress) end
+  local fits, ferr = msg:preflight(nil)
+  if not fits then return finish_run(self, row, nil, ferr, opts.on_progress) end
+  log(ctx, "info", ("campaign %s runs (in_flight %d, qps %s)"):format(self.id, policy.in_flight, policy.qps))
+  local counts, cerr = store:recipient_counts(self.id)
+  if not counts then
+    pcall(state.release, store, row, "stopped", cerr, now_s(ctx))
+    return nil, "campaign: " .. tostring(cerr)
+  end
+  local s = sender.new {
+    store = store, campaign = row, runner = runner, message = msg, policy = policy, retry_unknown = retry_unknown,
+    counts = counts, now_s = function() return now_s(ctx) end,
+    on_progress = opts.on_progress, progress_every_ms = opts.progress_every_ms,
+    log = function(level, text) log(ctx, level, text) end,
+  }
+  local ran, stop_reason = pcall(s.run, s)
+  if not ran then
+    -- Record what answers still come; rows left in flight stay inflight and
+    -- the next run makes them unknown.
+    pcall(s.drain, s, DRAIN_MS)
+    local reason = "the run failed: " .. tostring(stop_reason)
+    pcall(state.release, store, row, "stopped", reason, now_s(ctx))
+    log(ctx, "error", ("campaign %s: %s"):format(self.id, reason))
+    return nil, "campaign: " .. reason
+  end
+  return finish_run(self, row, s, stop_reason, opts.on_progress)
+end
+
+M.POLICY = definition.POLICY
+
+return M

@@ -1,0 +1,160 @@
+-- What a campaign sends, whatever the channel kind: the data and page with
+-- their placeholders, checked against the imported template, and the
+-- channel module (alipay.lifeaccount or alipay.mini) that sends it.
+--
+--   local message = require "alipay.campaign.message"
+--   local msg, err = message.new{ channel = ch, registry = reg, template = id, data = d, page = p }
+--   msg.names                       {column = true}: the placeholders of data and page
+--   msg.fixed                       true when there is none (one check serves every row)
+--   msg:preflight(columns) -> true | nil, err     the template is usable and the data fits it
+--                                                 (placeholders filled with "x"); columns, when
+--                                                 known, must hold every placeholder
+--   msg:render(vars) -> data, page | nil, err     one recipient's content
+--   msg:check(data, page) -> true | nil, err      the registry's checks, as the send will make them
+--   msg:check_row(data, page)                     the same, the template read once (imports)
+--   msg:prepare(recipient, data, page) -> req, ctx | nil, err   (the channel module's prepare_send)
+--   msg:finish(ctx, res, err) -> node | nil, err
+--   msg:prepare_check(recipient) -> req, ctx       mini programs: the subscription query of one
+--   msg:finish_check(ctx, res, err) -> {subscribed=, type=, state=} | nil, err   recipient
+--   msg.api                         the channel module object (lifeaccount or mini)
+--
+-- The subscription query is built here rather than with mini:subscriptions,
+-- which blocks: a campaign runs these queries concurrently, like its sends.
+local lifeaccount = require "alipay.lifeaccount"
+local mini = require "alipay.mini"
+local data_mod = require "alipay.campaign.data"
+
+local M = {}
+
+local PAGE_MAX = 128
+
+local Message = {}
+Message.__index = Message
+
+function M.new(opts)
+  local channel = opts.channel
+  local self = setmetatable({
+    channel = channel, registry = opts.registry, template_id = opts.template,
+    data = opts.data, page = opts.page, kind = channel.kind,
+  }, Message)
+  if channel.kind == "alipaylife" then
+    self.api = lifeaccount.new(channel, opts.registry)
+  else
+    self.api = mini.new(channel, opts.registry)
+  end
+  self.names = data_mod.names(opts.data)
+  for name in pairs(data_mod.names(opts.page)) do self.names[name] = true end
+  self.fixed = next(self.names) == nil
+  return self
+end
+
+local function sorted(set)
+  local list = {}
+  for k in pairs(set) do list[#list + 1] = k end
+  table.sort(list)
+  return list
+end
+
+function Message:template_record()
+  return self.registry:usable(self.channel.code, self.template_id)
+end
+
+function Message:check(data, page, template)
+  local err
+  if not template then
+    template, err = self:template_record()
+    if not template then return nil, err end
+  end
+  if template.kind ~= self.kind then
+    return nil, ("template %s is a %s template, but channel %s is %s"):format(self.template_id, template.kind,
+      self.channel.code, self.kind)
+  end
+  if self.kind == "alipaylife" then
+    if page ~= nil then return nil, "page: only mini-program messages have a page" end
+    return self.registry:check_life_context(template, data)
+  end
+  local normalized, nerr = mini.normalize_data(data)
+  if not normalized then return nil, nerr end
+  local ok, cerr = self.registry:check_mini_data(template, normalized)
+  if not ok then return nil, cerr end
+  if page ~= nil then
+    if type(page) ~= "string" then return nil, "page: must be a string" end
+    local encoded = mini.encode_page(page)
+    local _, chars = encoded:gsub("[^\128-\191]", "")
+    if chars > PAGE_MAX then
+      return nil, ("page: %d characters once its query is encoded, at most %d"):format(chars, PAGE_MAX)
+    end
+  end
+  return true
+end
+
+-- check() for the rows of an import: the template record is read once.
+function Message:check_row(data, page)
+  if not self.row_template then
+    local template, err = self:template_record()
+    if not template then return nil, err end
+    self.row_template = template
+  end
+  return self:check(data, page, self.row_template)
+end
+
+function Message:preflight(columns)
+  if columns then
+    for _, name in ipairs(sorted(self.names)) do
+      if not columns[name] then
+        return nil, ("the placeholder {%s} names no column of the audience (columns: %s)")
+          :format(name, table.concat(sorted(columns), ", "))
+      end
+    end
+  end
+  local template, terr = self:template_record()
+  if not template then return nil, terr end
+  local ok, err = self:check(data_mod.sample(self.data), data_mod.sample(self.page), template)
+  if not ok then
+    return nil, ("the data does not fit template %s: %s"):format(self.template_id, err)
+  end
+  return true
+end
+
+function Message:render(vars)
+  if self.fixed then return self.data, self.page end
+  local data, err = data_mod.render(self.data, vars)
+  if err then return nil, err end
+  local page
+  page, err = data_mod.render(self.page, vars)
+  if err then return nil, err end
+  return data, page
+end
+
+function Message:prepare(recipient, data, page)
+  if self.kind == "alipaylife" then
+    return self.api:prepare_send(recipient, self.template_id, data)
+  end
+  return self.api:prepare_send(recipient, self.template_id, data, { page = page })
+end
+
+function Message:finish(ctx, res, err)
+  return self.api:finish_send(ctx, res, err)
+end
+
+function Message:prepare_check(recipient)
+  local biz = { [recipient.id_type] = recipient.id, template_id_list = { self.template_id } }
+  return self.channel.client:prepare_v2(mini.METHODS.subscriptions, biz)
+end
+
+function Message:finish_check(ctx, res, err)
+  local node, e = self.channel.client:finish_v2(ctx, res, err)
+  if not node then return nil, e end
+  -- subscribe_relations is absent when the user never answered.
+  local relations = type(node.subscribe_relations) == "table" and node.subscribe_relations or {}
+  for _, rel in ipairs(relations) do
+    if type(rel) == "table" and rel.template_id == self.template_id then
+      local state = rel.subscribe_state
+      return { subscribed = state == "1" or state == 1, type = type(rel.subscribe_type) == "string"
+               and rel.subscribe_type or nil, state = type(state) == "string" and state or nil }
+    end
+  end
+  return { subscribed = false }
+end
+
+return M

@@ -1,0 +1,347 @@
+-- The send loop of one campaign run: up to policy.in_flight requests on the
+-- channel client's transport (submit/wait), paced by the limiter, each
+-- recipient's state written to the store around its request.
+--
+--   local sender = require "alipay.campaign.sender"
+--   local s = sender.new{ store =, campaign = c (store row), runner =, message = msg,
+--     policy =, retry_unknown =, counts = {status = n}, now_s = fn, on_progress = fn,
+--     progress_every_ms =, log = fn }
+--   local stop_reason = s:run()          -- nil when every recipient was handled
+--   s:drain(max_ms) -> requests still in flight   after run() raised
+--   s:stats(status) -> the progress table of campaign.run
+--
+-- The order that makes a crash harmless: a batch of rows is marked
+-- inflight (attempts + 1) and COMMITTED, and only then submitted; answers
+-- are committed once per wait round. A process killed at any point leaves
+-- each recipient either pending (never sent), inflight (maybe sent: the next
+-- run makes it unknown), or final.
+--
+-- Memory is bounded by in_flight: pending rows are read from the store in
+-- line order, as many as can be sent at once, never the whole audience.
+--
+-- A circuit breaker: when the gateway is down, each recipient would spend
+-- its attempts and end failed (or, on timeouts, unknown) one after the
+-- other until the whole audience is gone. After a streak of transient
+-- failures with no working answer in between (streak_limit: 3 x in_flight,
+-- at least 10) the run stops instead, the rest still pending.
+local clock = require "alipay.campaign.clock"
+local limiter_mod = require "alipay.campaign.limiter"
+local outcome = require "alipay.campaign.outcome"
+local classify = require "alipay.classify"
+local errors = require "alipay.errors"
+local cjson = require("cjson.safe").new()
+
+local M = {}
+
+local MAX_WAIT_MS = 200        -- the loop wakes at least this often (progress, heartbeat)
+local MAX_IDLE_SLEEP_MS = 1000 -- nothing in flight: sleep at most this long before looking again
+local HEARTBEAT_MS = 2000
+local RATE_WINDOW_MS = 5000
+local BUCKET_MS = 100
+
+local Sender = {}
+Sender.__index = Sender
+
+function M.new(opts)
+  local now = clock.now_ms()
+  local policy = opts.policy
+  local self = setmetatable({
+    store = opts.store, campaign = opts.campaign, id = opts.campaign.id, runner = opts.runner,
+    message = opts.message, transport = opts.message.channel.client.transport, policy = policy,
+    retry_unknown = opts.retry_unknown, counts = opts.counts, now_s = opts.now_s,
+    on_progress = opts.on_progress, progress_every_ms = opts.progress_every_ms or 250,
+    log = opts.log or function() end,
+    limiter = limiter_mod.new { qps = policy.qps, now_ms = now },
+    jobs = {}, in_flight = 0, busy = {}, busy_count = 0,
+    started_ms = now, last_progress_ms = -math.huge, last_heartbeat_ms = now,
+    buckets = {}, stop_reason = nil,
+    streak = 0, streak_limit = math.max(10, 3 * policy.in_flight),
+  }, Sender)
+  return self
+end
+
+-- ---- bookkeeping ----
+
+function Sender:move(from, to)
+  if from == to then return end
+  self.counts[from] = self.counts[from] - 1
+  self.counts[to] = self.counts[to] + 1
+end
+
+function Sender:stop(reason)
+  if not self.stop_reason then
+    self.stop_reason = reason
+    self.log("warn", ("campaign %s stops: %s"):format(self.id, reason))
+  end
+end
+
+function Sender:finished_one(now)
+  local k = math.floor(now / BUCKET_MS)
+  self.buckets[k] = (self.buckets[k] or 0) + 1
+end
+
+-- Recipients finished per second over the last few seconds.
+function Sender:rate(now)
+  local newest = math.floor(now / BUCKET_MS)
+  local oldest = newest - RATE_WINDOW_MS / BUCKET_MS + 1
+  local sum = 0
+  for k, n in pairs(self.buckets) do
+    if k < oldest then self.buckets[k] = nil else sum = sum + n end
+  end
+  local window_s = math.min(RATE_WINDOW_MS, math.max(now - self.started_ms, BUCKET_MS)) / 1000
+  return sum / window_s
+end
+
+function Sender:stats(status, now)
+  now = now or clock.now_ms()
+  local counts = {}
+  for k, v in pairs(self.counts) do counts[k] = v end
+  local total = 0
+  for _, v in pairs(counts) do total = total + v end
+  local rate = self:rate(now)
+  local left = counts.pending + counts.inflight
+  return {
+    id = self.id, status = status, stop_reason = self.stop_reason, total = total, counts = counts,
+    rate = math.floor(rate * 10 + 0.5) / 10, qps = math.floor(self.limiter.rate * 10 + 0.5) / 10,
+    eta_s = (rate > 0 and left > 0) and math.ceil(left / rate) or (left == 0 and 0 or nil),
+    elapsed_s = math.floor((now - self.started_ms) / 100 + 0.5) / 10,
+  }
+end
+
+-- on_progress may return false to stop the run (no new sends; those in
+-- flight are awaited), e.g. when an operator asks a server to stop.
+function Sender:progress(now, force)
+  if not self.on_progress then return end
+  if not force and now - self.last_progress_ms < self.progress_every_ms then return end
+  self.last_progress_ms = now
+  if self.on_progress(self:stats("running", now)) == false then
+    self:stop("stopped by the caller (on_progress returned false); run it again to resume")
+  end
+end
+
+function Sender:rules(now)
+  local p = self.policy
+  return { max_attempts = p.max_attempts, backoff_ms = p.backoff_ms, max_backoff_ms = p.max_backoff_ms,
+           retry_unknown = self.retry_unknown, now_ms = now, template_id = self.message.template_id }
+end
+
+-- ---- starting requests ----
+
+local function recipient_of(row)
+  return { id_type = row.id_type, id = row.alipay_id }
+end
+
+local function vars_of(row)
+  if not row.vars then return nil end
+  return cjson.decode(row.vars)
+end
+
+-- A row to send -> job | nil, update (a row to write instead) | nil, nil, stop reason
+function Sender:prepare_send(row)
+  local msg = self.message
+  local data, page = msg:render(vars_of(row))
+  local req, ctx
+  if data then
+    req, ctx = msg:prepare(recipient_of(row), data, page)
+  else
+    ctx = errors.new("invalid", { reason = "data", msg = page, retryable = false })
+  end
+  if req then return { kind = "send", row = row, req = req, ctx = ctx } end
+  local class = classify.classify(ctx)
+  if class == "template" or class == "configuration" then
+    return nil, nil, ("the template can no longer be used: %s"):format(tostring(ctx.msg or ctx))
+  end
+  -- Refused locally (the row's data no longer fits, e.g. the template was
+  -- imported again with other keywords): skipped, nothing was sent.
+  local update = {}
+  for k, v in pairs(row) do update[k] = v end
+  update.status, update.sub_code, update.msg = "skipped", nil, tostring(ctx.msg or ctx)
+  update.code = ctx.reason == "recipient" and "INVALID_ID" or "INVALID_DATA"
+  return nil, update
+end
+
+-- Reads due rows and starts as many requests as slots and tokens allow.
+function Sender:fill(now)
+  if self.stop_reason then return end
+  local n = math.min(self.policy.in_flight - self.in_flight, self.limiter:available(now))
+  if n <= 0 then return end
+  local rows = assert(self.store:recipients_due(self.id, math.floor(now), n + self.busy_count))
+  local jobs, updates = {}, {}
+  for _, row in ipairs(rows) do
+    if #jobs >= n then break end
+    if not self.busy[row.line] then
+      if row.checked then
+        local job, update, stop = self:prepare_send(row)
+        if stop then
+          self:stop(stop)
+          jobs = {} -- nothing more leaves once the campaign stops
+          break
+        end
+        if job then jobs[#jobs + 1] = job else updates[#updates + 1] = update end
+      else
+        local req, ctx = self.message:prepare_check(recipient_of(row))
+        jobs[#jobs + 1] = { kind = "check", row = row, req = req, ctx = ctx }
+      end
+    end
+  end
+  if #jobs == 0 and #updates == 0 then return end
+  local now_s = self.now_s()
+  -- Committed before any request leaves: see the header.
+  self.store:transaction(function(store)
+    for _, job in ipairs(jobs) do
+      if job.kind == "send" then
+        local row = job.row
+        local marked = {}
+        for k, v in pairs(row) do marked[k] = v end
+        marked.status, marked.attempts, marked.updated_at = "inflight", row.attempts + 1, now_s
+        assert(store:recipient_update(self.id, marked))
+        job.row = marked
+      end
+    end
+    for _, row in ipairs(updates) do
+      row.updated_at = now_s
+      assert(store:recipient_update(self.id, row))
+    end
+  end)
+  for _, row in ipairs(updates) do self:move("pending", row.status) end
+  self.limiter:take(#jobs)
+  local failed_to_start = {}
+  for _, job in ipairs(jobs) do
+    if job.kind == "send" then self:move("pending", "inflight") end
+    self:submit(job, now, failed_to_start)
+  end
+  if #failed_to_start > 0 then self:handle(failed_to_start) end
+end
+
+function Sender:submit(job, now, failed_to_start)
+  local id, err = self.transport:submit(job.req)
+  job.sent_at = now
+  if job.kind == "check" then
+    self.busy[job.row.line] = true
+    self.busy_count = self.busy_count + 1
+  end
+  self.in_flight = self.in_flight + 1
+  if not id then
+    -- The transfer never started: certainly not executed.
+    id = {}
+    failed_to_start[#failed_to_start + 1] = { id = id, err = errors.new("transport", {
+      msg = "the request could not be started: " .. tostring(err), reason = "submit", retryable = true,
+      unknown = false }) }
+  end
+  self.jobs[id] = job
+end
+
+-- ---- answers ----
+
+function Sender:handle(done)
+  local now = clock.now_ms()
+  local rules = self:rules(now)
+  local changes = {}
+  for _, d in ipairs(done) do
+    local job = self.jobs[d.id]
+    if job then
+      self.jobs[d.id] = nil
+      self.in_flight = self.in_flight - 1
+      local row, effects
+      if job.kind == "send" then
+        local node, err = self.message:finish(job.ctx, d.res, d.err)
+        row, effects = outcome.send(job.row, node, err, rules)
+      else
+        self.busy[job.row.line] = nil
+        self.busy_count = self.busy_count - 1
+        local subscription, err = self.message:finish_check(job.ctx, d.res, d.err)
+        row, effects = outcome.check(job.row, subscription, err, rules)
+      end
+      if effects.throttled and self.limiter:throttled(now, job.sent_at) then
+        self.log("info", ("campaign %s: throttled, rate now %.1f/s"):format(self.id, self.limiter.rate))
+      end
+      if effects.stop then self:stop(effects.stop) end
+      self:count_streak(effects, row)
+      if effects.finished then self:finished_one(now) end
+      changes[#changes + 1] = { from = job.row.status, row = row }
+    end
+  end
+  if #changes == 0 then return end
+  local now_s = self.now_s()
+  local beat = now - self.last_heartbeat_ms >= HEARTBEAT_MS
+  self.store:transaction(function(store)
+    for _, c in ipairs(changes) do
+      c.row.updated_at = now_s
+      assert(store:recipient_update(self.id, c.row))
+    end
+    if beat then assert(store:campaign_heartbeat(self.id, self.runner, now_s)) end
+  end)
+  if beat then self.last_heartbeat_ms = now end
+  for _, c in ipairs(changes) do self:move(c.from, c.row.status) end
+end
+
+function Sender:count_streak(effects, row)
+  if effects.answered then
+    self.streak = 0
+  elseif effects.transient then
+    self.streak = self.streak + 1
+    if self.streak >= self.streak_limit then
+      self:stop(("the gateway keeps failing: %d answers in a row were network or platform errors (last: %s %s);"
+        .. " run the campaign again once it answers"):format(self.streak, tostring(row.code), tostring(row.sub_code
+        or row.msg or "")))
+    end
+  end
+end
+
+function Sender:heartbeat(now)
+  if now - self.last_heartbeat_ms < HEARTBEAT_MS then return end
+  assert(self.store:campaign_heartbeat(self.id, self.runner, self.now_s()))
+  self.last_heartbeat_ms = now
+end
+
+-- ---- the loop ----
+
+-- How long to wait for answers before looking for more work.
+function Sender:wait_ms(now)
+  if self.stop_reason or self.in_flight >= self.policy.in_flight then return MAX_WAIT_MS end
+  return math.max(1, math.min(MAX_WAIT_MS, self.limiter:next_token_ms(now)))
+end
+
+-- Nothing in flight: sleeps until the next pending row is due (or a token
+-- comes). -> false when no row is pending at all.
+function Sender:idle(now)
+  if self.counts.pending == 0 then return false end
+  local due = assert(self.store:recipients_next_due(self.id))
+  if not due then return false end
+  local ms = math.max(due - now, self.limiter:next_token_ms(now), 1)
+  clock.sleep_ms(math.min(ms, MAX_IDLE_SLEEP_MS))
+  return true
+end
+
+-- After the loop raised (a store error, an error in on_progress, an
+-- interrupt): records the answers of the requests still in flight, for at
+-- most max_ms, so that fewer of them end unknown. Raises if the store does.
+function Sender:drain(max_ms)
+  self:stop("the run was interrupted")
+  local deadline = clock.now_ms() + max_ms
+  while self.in_flight > 0 and clock.now_ms() < deadline do
+    local done = self.transport:wait(MAX_WAIT_MS)
+    if #done > 0 then self:handle(done) end
+  end
+  return self.in_flight
+end
+
+function Sender:run()
+  while true do
+    local now = clock.now_ms()
+    self.limiter:tick(now)
+    self:fill(now)
+    if self.in_flight > 0 then
+      local done = self.transport:wait(self:wait_ms(now))
+      if #done > 0 then self:handle(done) end
+    elseif self.stop_reason or not self:idle(now) then
+      break
+    end
+    now = clock.now_ms()
+    self:heartbeat(now)
+    self:progress(now)
+  end
+  return self.stop_reason
+end
+
+return M

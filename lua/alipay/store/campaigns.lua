@@ -1,0 +1,350 @@
+-- Campaign state in the SQLite store (design.md §5, §6): one row per
+-- campaign and one per audience line, so that a run can be killed at any
+-- instant and resumed without losing or re-sending anyone.
+--
+--   local campaigns = require "alipay.store.campaigns"
+--   campaigns.attach(store)      -- creates the tables if absent, adds the methods below; idempotent
+--   campaigns.MIGRATION          -- the same DDL as a list, for store/sqlite.lua's MIGRATIONS
+--
+-- The tables are created with IF NOT EXISTS, so the DDL is safe both from
+-- attach() and as a later numbered migration of store/sqlite.lua.
+--
+-- Methods added to the store (same conventions as store/init.lua: nil, err
+-- on failure with err naming the operation; "not found" is nil without an
+-- error; integer Unix seconds unless a name ends in _ms):
+--   campaign_insert(c) -> true | nil, err         c = {id=, channel=, template=, kind=, spec=<JSON text>,
+--                                                  status=, created_at=}; an existing id is an error
+--   campaign_get(id) -> c | nil                    every column (see campaign_from_row)
+--   campaign_list() -> {c, ...}                     newest first
+--   campaign_update(c) -> n                         writes status, stop_reason, runner, heartbeat_at,
+--                                                  total, started_at, finished_at of c.id
+--   campaign_heartbeat(id, runner, at) -> n        only while `runner` still holds the campaign
+--   campaign_delete(id) -> n                        the campaign and its recipients
+--   recipient_add(id, r) -> true | duplicate_line  r = {line=, userid=, id_type=, alipay_id=, vars=,
+--                                                  status=, checked=, code=, sub_code=, msg=, updated_at=};
+--                                                  a second line with the same id_type + alipay_id is
+--                                                  not added: the first one's line is returned
+--   recipient_add_duplicate(id, r, first_line) -> true   stored skipped, "duplicate of line N"
+--   recipients_due(id, now_ms, limit) -> rows      pending, due, in line order
+--   recipients_next_due(id) -> Unix ms of the earliest pending row | nil (none pending)
+--   recipient_get(id, line) -> row | nil
+--   recipient_update(id, row) -> n                  writes the mutable fields of row (see SQL.update)
+--   recipients_interrupted(id, to, msg, at) -> n   every inflight row becomes `to` ("unknown", or
+--                                                  "pending" to retry), code INTERRUPTED (resume)
+--   recipients_retry_unknown(id, at) -> n          every unknown row becomes pending again
+--   recipients_clear_backoff(id) -> n              pending rows become due now
+--   recipient_counts(id) -> {status = n}
+--   recipient_codes(id) -> {{status=, code=, sub_code=, count=}, ...}
+--   recipients_page(id, after_line, limit) -> rows  every row, in line order (export)
+local M = {}
+
+-- ---- schema ----
+
+M.MIGRATION = {
+  [[CREATE TABLE IF NOT EXISTS campaigns (
+      id           TEXT PRIMARY KEY,
+      channel      TEXT NOT NULL,
+      template     TEXT NOT NULL,
+      kind         TEXT NOT NULL CHECK (kind IN ('alipaylife', 'alipaymini')),
+      spec         TEXT NOT NULL,       -- JSON: the audience as described (never its rows), data, page, policy
+      status       TEXT NOT NULL CHECK (status IN ('importing', 'created', 'running', 'completed', 'stopped')),
+      stop_reason  TEXT,
+      runner       TEXT,                -- host/pid/token of the process that runs it now
+      heartbeat_at INTEGER,             -- last sign of life of that runner
+      total        INTEGER NOT NULL DEFAULT 0,
+      created_at   INTEGER NOT NULL,
+      started_at   INTEGER,
+      finished_at  INTEGER
+    )]],
+  [[CREATE TABLE IF NOT EXISTS campaign_recipients (
+      campaign        TEXT NOT NULL,
+      line            INTEGER NOT NULL,  -- the audience line (or list index): every input line has a row
+      userid          TEXT,              -- the business user id, when the audience gave one
+      id_type         TEXT CHECK (id_type IN ('user_id', 'open_id')),
+      alipay_id       TEXT,
+      vars            TEXT,              -- JSON object: the line's values for {column} placeholders
+      status          TEXT NOT NULL
+        CHECK (status IN ('pending', 'inflight', 'sent', 'failed', 'skipped', 'unknown')),
+      checked         INTEGER NOT NULL DEFAULT 1, -- 0: the mini-program subscription is still to be queried
+      dup_of          INTEGER,           -- the line this one repeats (then status is skipped)
+      code            TEXT,
+      sub_code        TEXT,
+      msg             TEXT,
+      attempts        INTEGER NOT NULL DEFAULT 0, -- send requests that left
+      tries           INTEGER NOT NULL DEFAULT 0, -- failures that count toward policy.max_attempts
+      uncertain       INTEGER NOT NULL DEFAULT 0, -- 1: an earlier attempt may have been delivered
+      next_attempt_at INTEGER NOT NULL DEFAULT 0, -- Unix milliseconds: not before (backoff)
+      updated_at      INTEGER NOT NULL,
+      PRIMARY KEY (campaign, line)
+    )]],
+  -- One live row per recipient: duplicates are found by this index.
+  [[CREATE UNIQUE INDEX IF NOT EXISTS campaign_recipients_once
+      ON campaign_recipients (campaign, id_type, alipay_id) WHERE dup_of IS NULL AND alipay_id IS NOT NULL]],
+  -- Pending rows in line order (the send queue), and counts by status.
+  [[CREATE INDEX IF NOT EXISTS campaign_recipients_by_status
+      ON campaign_recipients (campaign, status, line)]],
+}
+
+-- ---- statements ----
+
+local CAMPAIGN_COLUMNS = [[id, channel, template, kind, spec, status, stop_reason, runner,
+  CAST(heartbeat_at AS TEXT) AS heartbeat_at, CAST(total AS TEXT) AS total,
+  CAST(created_at AS TEXT) AS created_at, CAST(started_at AS TEXT) AS started_at,
+  CAST(finished_at AS TEXT) AS finished_at]]
+
+-- Integer columns are read as text (lua-dbi reads INTEGER as a 32-bit int).
+-- ORDER BY and WHERE name them through the table: a bare name would be the
+-- text alias, which sorts "10" before "2".
+local RECIPIENT_COLUMNS = [[CAST(line AS TEXT) AS line, userid, id_type, alipay_id, vars, status,
+  CAST(checked AS TEXT) AS checked, CAST(dup_of AS TEXT) AS dup_of, code, sub_code, msg,
+  CAST(attempts AS TEXT) AS attempts, CAST(tries AS TEXT) AS tries, CAST(uncertain AS TEXT) AS uncertain,
+  CAST(next_attempt_at AS TEXT) AS next_attempt_at, CAST(updated_at AS TEXT) AS updated_at]]
+
+local SQL = {
+  campaign_insert = [[
+    INSERT INTO campaigns (id, channel, template, kind, spec, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)]],
+  campaign_exists = "SELECT id FROM campaigns WHERE id = ?",
+  campaign_get = "SELECT " .. CAMPAIGN_COLUMNS .. " FROM campaigns WHERE id = ?",
+  campaign_list = "SELECT " .. CAMPAIGN_COLUMNS
+    .. " FROM campaigns ORDER BY campaigns.created_at DESC, campaigns.rowid DESC",
+  campaign_update = [[
+    UPDATE campaigns SET status = ?, stop_reason = ?, runner = ?, heartbeat_at = ?, total = ?,
+      started_at = ?, finished_at = ? WHERE id = ?]],
+  campaign_heartbeat = "UPDATE campaigns SET heartbeat_at = ? WHERE id = ? AND runner = ?",
+  campaign_delete = "DELETE FROM campaigns WHERE id = ?",
+  recipients_delete = "DELETE FROM campaign_recipients WHERE campaign = ?",
+
+  recipient_add = [[
+    INSERT INTO campaign_recipients (campaign, line, userid, id_type, alipay_id, vars, status, checked,
+      code, sub_code, msg, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (campaign, id_type, alipay_id) WHERE dup_of IS NULL AND alipay_id IS NOT NULL DO NOTHING]],
+  recipient_first = [[
+    SELECT CAST(line AS TEXT) AS line FROM campaign_recipients
+    WHERE campaign = ? AND id_type = ? AND alipay_id = ? AND dup_of IS NULL]],
+  recipient_add_duplicate = [[
+    INSERT INTO campaign_recipients (campaign, line, userid, id_type, alipay_id, vars, status, checked,
+      dup_of, code, msg, updated_at)
+    VALUES (?, ?, ?, ?, ?, NULL, 'skipped', 1, ?, 'DUPLICATE', ?, ?)]],
+  recipients_due = "SELECT " .. RECIPIENT_COLUMNS .. [[ FROM campaign_recipients
+    WHERE campaign = ? AND status = 'pending' AND next_attempt_at <= ?
+    ORDER BY campaign_recipients.line LIMIT ?]],
+  recipients_next_due = [[
+    SELECT CAST(min(next_attempt_at) AS TEXT) AS at FROM campaign_recipients
+    WHERE campaign = ? AND status = 'pending']],
+  recipient_get = "SELECT " .. RECIPIENT_COLUMNS .. " FROM campaign_recipients WHERE campaign = ? AND line = ?",
+  recipient_update = [[
+    UPDATE campaign_recipients SET status = ?, checked = ?, code = ?, sub_code = ?, msg = ?, attempts = ?,
+      tries = ?, uncertain = ?, next_attempt_at = ?, updated_at = ?
+    WHERE campaign = ? AND line = ?]],
+  -- Rows left inflight by a run that ended without their answer: maybe delivered.
+  recipients_interrupted = [[
+    UPDATE campaign_recipients SET status = ?, code = 'INTERRUPTED', sub_code = NULL, msg = ?, uncertain = 1,
+      next_attempt_at = 0, updated_at = ?
+    WHERE campaign = ? AND status = 'inflight']],
+  recipients_retry_unknown = [[
+    UPDATE campaign_recipients SET status = 'pending', uncertain = 1, next_attempt_at = 0, updated_at = ?
+    WHERE campaign = ? AND status = 'unknown']],
+  recipients_clear_backoff = [[
+    UPDATE campaign_recipients SET next_attempt_at = 0
+    WHERE campaign = ? AND status = 'pending' AND next_attempt_at > 0]],
+  recipient_counts = [[
+    SELECT status, CAST(count(*) AS TEXT) AS n FROM campaign_recipients WHERE campaign = ? GROUP BY status]],
+  recipient_codes = [[
+    SELECT status, code, sub_code, CAST(count(*) AS TEXT) AS n FROM campaign_recipients
+    WHERE campaign = ? AND status IN ('sent', 'failed', 'skipped', 'unknown')
+    GROUP BY status, code, sub_code ORDER BY status, count(*) DESC, code, sub_code]],
+  recipients_page = "SELECT " .. RECIPIENT_COLUMNS .. [[ FROM campaign_recipients
+    WHERE campaign = ? AND campaign_recipients.line > ? ORDER BY campaign_recipients.line LIMIT ?]],
+}
+M.SQL = SQL
+
+local STATUSES = { "pending", "inflight", "sent", "failed", "skipped", "unknown" }
+M.STATUSES = STATUSES
+
+-- ---- rows ----
+
+local function to_integer(text)
+  local n = tonumber(text)
+  if n == nil then return nil end
+  return math.tointeger(math.floor(n))
+end
+
+local function campaign_from_row(row)
+  return {
+    id = row.id, channel = row.channel, template = row.template, kind = row.kind, spec = row.spec,
+    status = row.status, stop_reason = row.stop_reason, runner = row.runner,
+    heartbeat_at = to_integer(row.heartbeat_at), total = to_integer(row.total) or 0,
+    created_at = to_integer(row.created_at), started_at = to_integer(row.started_at),
+    finished_at = to_integer(row.finished_at),
+  }
+end
+
+local function recipient_from_row(row)
+  return {
+    line = to_integer(row.line), userid = row.userid, id_type = row.id_type, alipay_id = row.alipay_id,
+    vars = row.vars, status = row.status, checked = to_integer(row.checked) == 1,
+    dup_of = to_integer(row.dup_of), code = row.code, sub_code = row.sub_code, msg = row.msg,
+    attempts = to_integer(row.attempts) or 0, tries = to_integer(row.tries) or 0,
+    uncertain = to_integer(row.uncertain) == 1, next_attempt_at = to_integer(row.next_attempt_at) or 0,
+    updated_at = to_integer(row.updated_at),
+  }
+end
+M.recipient_from_row = recipient_from_row
+
+local function rows_of(rows, convert)
+  for i, row in ipairs(rows) do rows[i] = convert(row) end
+  return rows
+end
+
+-- ---- methods ----
+
+local methods = {}
+
+function methods:campaign_insert(c)
+  local rows, err = self:query("campaign_insert", SQL.campaign_exists, c.id)
+  if not rows then return nil, err end
+  if rows[1] then return nil, ("campaign_insert: a campaign %s already exists"):format(c.id) end
+  local _, ierr = self:exec("campaign_insert", SQL.campaign_insert, c.id, c.channel, c.template, c.kind,
+    c.spec, c.status, c.created_at)
+  if ierr then return nil, ierr end
+  return true
+end
+
+function methods:campaign_get(id)
+  local rows, err = self:query("campaign_get", SQL.campaign_get, id)
+  if not rows then return nil, err end
+  return rows[1] and campaign_from_row(rows[1]) or nil
+end
+
+function methods:campaign_list()
+  local rows, err = self:query("campaign_list", SQL.campaign_list)
+  if not rows then return nil, err end
+  return rows_of(rows, campaign_from_row)
+end
+
+function methods:campaign_update(c)
+  return self:exec("campaign_update", SQL.campaign_update, c.status, c.stop_reason, c.runner, c.heartbeat_at,
+    c.total or 0, c.started_at, c.finished_at, c.id)
+end
+
+function methods:campaign_heartbeat(id, runner, at)
+  return self:exec("campaign_heartbeat", SQL.campaign_heartbeat, at, id, runner)
+end
+
+function methods:campaign_delete(id)
+  local _, err = self:exec("campaign_delete", SQL.recipients_delete, id)
+  if err then return nil, err end
+  return self:exec("campaign_delete", SQL.campaign_delete, id)
+end
+
+function methods:recipient_add(id, r)
+  local n, err = self:exec("recipient_add", SQL.recipient_add, id, r.line, r.userid, r.id_type, r.alipay_id,
+    r.vars, r.status, r.checked == false and 0 or 1, r.code, r.sub_code, r.msg, r.updated_at)
+  if not n then return nil, err end
+  if n == 1 then return true end
+  local rows, qerr = self:query("recipient_add", SQL.recipient_first, id, r.id_type, r.alipay_id)
+  if not rows then return nil, qerr end
+  if not rows[1] then return nil, "recipient_add: the row was neither added nor found" end
+  return to_integer(rows[1].line)
+end
+
+function methods:recipient_add_duplicate(id, r, first_line)
+  local _, err = self:exec("recipient_add_duplicate", SQL.recipient_add_duplicate, id, r.line, r.userid,
+    r.id_type, r.alipay_id, first_line, ("duplicate of line %d"):format(first_line), r.updated_at)
+  if err then return nil, err end
+  return true
+end
+
+function methods:recipients_due(id, now_ms, limit)
+  local rows, err = self:query("recipients_due", SQL.recipients_due, id, now_ms, limit)
+  if not rows then return nil, err end
+  return rows_of(rows, recipient_from_row)
+end
+
+function methods:recipients_next_due(id)
+  local rows, err = self:query("recipients_next_due", SQL.recipients_next_due, id)
+  if not rows then return nil, err end
+  return rows[1] and to_integer(rows[1].at) or nil
+end
+
+function methods:recipient_get(id, line)
+  local rows, err = self:query("recipient_get", SQL.recipient_get, id, line)
+  if not rows then return nil, err end
+  return rows[1] and recipient_from_row(rows[1]) or nil
+end
+
+function methods:recipient_update(id, r)
+  return self:exec("recipient_update", SQL.recipient_update, r.status, r.checked and 1 or 0, r.code, r.sub_code,
+    r.msg, r.attempts, r.tries, r.uncertain and 1 or 0, math.floor(r.next_attempt_at or 0), r.updated_at, id, r.line)
+end
+
+function methods:recipients_interrupted(id, to, msg, at)
+  return self:exec("recipients_interrupted", SQL.recipients_interrupted, to, msg, at, id)
+end
+
+function methods:recipients_retry_unknown(id, at)
+  return self:exec("recipients_retry_unknown", SQL.recipients_retry_unknown, at, id)
+end
+
+function methods:recipients_clear_backoff(id)
+  return self:exec("recipients_clear_backoff", SQL.recipients_clear_backoff, id)
+end
+
+function methods:recipient_counts(id)
+  local rows, err = self:query("recipient_counts", SQL.recipient_counts, id)
+  if not rows then return nil, err end
+  local counts = {}
+  for _, s in ipairs(STATUSES) do counts[s] = 0 end
+  for _, row in ipairs(rows) do counts[row.status] = to_integer(row.n) end
+  return counts
+end
+
+function methods:recipient_codes(id)
+  local rows, err = self:query("recipient_codes", SQL.recipient_codes, id)
+  if not rows then return nil, err end
+  local list = {}
+  for i, row in ipairs(rows) do
+    list[i] = { status = row.status, code = row.code, sub_code = row.sub_code, count = to_integer(row.n) }
+  end
+  return list
+end
+
+function methods:recipients_page(id, after_line, limit)
+  local rows, err = self:query("recipients_page", SQL.recipients_page, id, after_line, limit)
+  if not rows then return nil, err end
+  return rows_of(rows, recipient_from_row)
+end
+
+M.methods = methods
+
+-- ---- attaching ----
+
+-- DDL runs once per store: its prepared statements leave the driver's
+-- cache at once, as store/sqlite.lua's migrate() does with its own.
+local function run_ddl(store, sql)
+  local _, err = store:exec("campaigns schema", sql)
+  local cached = store.statements and store.statements[sql]
+  if cached then
+    cached.handle:close()
+    store.statements[sql] = nil
+  end
+  if err then error(err, 0) end
+end
+
+-- Creates the tables if absent and adds the methods -> store | nil, err
+function M.attach(store)
+  if type(store) ~= "table" or type(store.exec) ~= "function" or type(store.query) ~= "function" then
+    return nil, "campaigns.attach: the store has no exec/query (only the SQLite store keeps campaigns so far)"
+  end
+  if store.campaigns_attached then return store end
+  local ok, err = pcall(store.transaction, store, function()
+    for _, sql in ipairs(M.MIGRATION) do run_ddl(store, sql) end
+  end)
+  if not ok then return nil, "campaigns.attach: " .. tostring(err) end
+  for name, fn in pairs(methods) do store[name] = fn end
+  store.campaigns_attached = true
+  return store
+end
+
+return M

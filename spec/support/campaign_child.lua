@@ -1,0 +1,46 @@
+-- Runs (resumes) one campaign in a process of its own, so that
+-- spec/71-campaign_crash_spec.lua can kill -9 it at any point.
+--
+--   lua5.4 spec/support/campaign_child.lua <config.json>
+--
+-- config = { store = "<db path>", campaign = "<id>", app_id = "...", channel = "<code>",
+--            kind = "alipaylife", gateway = "<sandbox gateway>",
+--            private_key_file = "...", alipay_public_key_file = "...", retry_unknown = false }
+-- Prints the summary's status and counts as one JSON line, and exits 0 when
+-- the run ended (completed or stopped), 1 when it could not run.
+-- Run from the repository root (spec/helpers.lua sets the module paths).
+package.path = "spec/?.lua;" .. package.path
+require "helpers"
+local cjson = require "cjson"
+local channels = require "alipay.channels"
+local campaign = require "alipay.campaign"
+local templates = require "alipay.templates"
+local users_mod = require "alipay.users"
+local store_mod = require "alipay.store"
+
+local function fail(msg)
+  io.stderr:write("campaign_child: ", tostring(msg), "\n")
+  os.exit(1)
+end
+
+local path = arg[1] or fail("usage: campaign_child.lua <config.json>")
+local f = io.open(path, "rb") or fail("cannot read " .. path)
+local cfg = cjson.decode(f:read("a"))
+f:close()
+
+local set, serr = channels.load { channels = { [cfg.channel] = {
+  kind = cfg.kind, app_id = cfg.app_id, gateway = cfg.gateway, timeout_ms = 10000,
+  private_key_file = cfg.private_key_file, alipay_public_key_file = cfg.alipay_public_key_file,
+} } }
+if not set then fail(serr) end
+local store, oerr = store_mod.open(cfg.store)
+if not store then fail(oerr) end
+local ctx = { store = store, channels = set, registry = templates.new(store),
+              users = assert(users_mod.new(store, set:channels_info())) }
+local c, cerr = campaign.open(ctx, cfg.campaign)
+if not c then fail(cerr) end
+local summary, rerr = c:run { retry_unknown = cfg.retry_unknown == true }
+if not summary then fail(rerr) end
+print(cjson.encode { status = summary.status, stop_reason = summary.stop_reason, counts = summary.counts })
+store:close()
+set:close()
