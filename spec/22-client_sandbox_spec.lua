@@ -116,6 +116,24 @@ describe("the client against the sandbox", function()
     assert.are.equal(3, seen)
   end)
 
+  it("deletes a template at runtime, and sends with it then fail as Alipay's do", function()
+    local c = client()
+    local send = {
+      to_user_id = "2088857585575154",
+      template = { template_id = "14330d60f0ab4516853a0900827cee35", context = {
+        head_color = "#85be53", url = "https://example.com/o/1", action_name = "查看",
+        keyword1 = { value = "1", color = "#000000" }, keyword2 = { value = "2", color = "#000000" },
+        keyword3 = { value = "3", color = "#000000" } } },
+    }
+    assert(c:execute("alipay.open.public.message.single.send", send))
+    assert(sb:delete_template("14330d60f0ab4516853a0900827cee35"))
+    local _, err = c:execute("alipay.open.public.message.single.send", send)
+    assert.are.equal("MSG_TEMPLATE_NOT_EXIST", err.sub_code)
+    local ok, derr = sb:delete_template("14330d60f0ab4516853a0900827cee35")
+    assert.is_nil(ok)
+    assert.matches("no live template", tostring(derr))
+  end)
+
   describe("faults", function()
     local function fault_call(faults, extra)
       sb:faults(faults)

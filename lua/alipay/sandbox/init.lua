@@ -12,7 +12,8 @@
 --   sb.alipay_public_key             -- PEM of the sandbox's signing key
 --   sb.alipay_cert, sb.alipay_root_cert   -- PEMs, with cert_mode
 --   sb.files                         -- the same PEMs as files in the prefix
---   sb:deliveries(), sb:arrivals([since]), sb:faults([faults]), sb:reset(), sb:health()
+--   sb:deliveries(), sb:arrivals([since]), sb:faults([faults]), sb:reset(), sb:health(),
+--   sb:delete_template(id)
 --   sb:stop()
 --   require("alipay.sandbox").attach(state)   -- a sandbox started by another process
 --
@@ -288,6 +289,11 @@ function Sandbox:faults(faults)
 end
 
 function Sandbox:reset() return self:call_admin("POST", "reset", {}) end
+
+-- Deletes a claimed or mini-program template now (as in Alipay's console).
+function Sandbox:delete_template(template_id)
+  return self:call_admin("POST", "templates/delete", { template_id = template_id })
+end
 
 function Sandbox:error_log()
   if self.server then return self.server:error_log() end

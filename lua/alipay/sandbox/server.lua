@@ -4,7 +4,8 @@
 --   init_worker_by_lua_block { require("alipay.sandbox.server").init_worker(config_path) }
 --   location = /gateway.do  -> .v2()       v2 calls (POST, or GET with everything in the query)
 --   location /v3/           -> .v3()       v3 calls
---   location /__sandbox/    -> .admin()    deliveries, arrivals, faults, reset, health
+--   location /__sandbox/    -> .admin()    deliveries, arrivals, faults, reset, health,
+--                                          templates/delete
 --
 -- The protocol itself (signatures, APIs, seeded state) is
 -- alipay.sandbox.gateway; this file reads requests, keeps the arrival log,
@@ -401,6 +402,24 @@ ADMIN["POST faults"] = function()
   table.sort(names)
   log("sandbox: faults set: %s", #names > 0 and table.concat(names, ",") or "none")
   send_json(200, next(faults) and cjson.encode(faults) or "{}")
+end
+
+-- Deletes a claimed Life Account template or a mini-program template now,
+-- as an operator would in the console: later sends with it fail the way
+-- Alipay's do (MSG_TEMPLATE_NOT_EXIST, USER_TEMPLATE_ILLEGAL).
+ADMIN["POST templates/delete"] = function()
+  if not gw then return send_error(500, "the sandbox gateway is not running") end
+  local input = cjson.decode(read_body())
+  local id = type(input) == "table" and input.template_id
+  if type(id) ~= "string" or id == "" then
+    return send_error(400, "templates/delete: expected {\"template_id\": \"...\"}")
+  end
+  local state = gw:state()
+  if not (state:delete_claim(id) or state:delete_mini_template(id)) then
+    return send_error(404, "templates/delete: no live template " .. id)
+  end
+  log("sandbox: template %s deleted", id)
+  send_json(200, cjson.encode { ok = true, template_id = id })
 end
 
 ADMIN["POST reset"] = function()
