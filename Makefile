@@ -119,6 +119,7 @@ rock: deps
 bench: deps all
 	lua5.4 bench/core.lua
 	lua5.4 bench/client.lua
+	lua5.4 bench/campaign.lua
 
 demo: deps all
 	lua5.4 examples/demo.lua

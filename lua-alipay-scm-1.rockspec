@@ -87,6 +87,8 @@ build = {
     ["alipay.cli.users"] = "lua/alipay/cli/users.lua",
     ["alipay.cli.send"] = "lua/alipay/cli/send.lua",
     ["alipay.cli.call"] = "lua/alipay/cli/call.lua",
+    ["alipay.cli.campaign"] = "lua/alipay/cli/campaign.lua",
+    ["alipay.cli.progress"] = "lua/alipay/cli/progress.lua",
   },
   install = {
     bin = { alipay = "bin/alipay" },

@@ -1,0 +1,402 @@
+-- `alipay campaign run|resume|status|export|list`: send campaigns
+-- (design.md §6) from a shell, with a live progress bar on a terminal, a
+-- plain log line every few seconds otherwise, and a summary by status and
+-- by Alipay code at the end. The engine is alipay.campaign; this file reads
+-- options, shows progress and chooses the exit status:
+--   0  the campaign completed (every recipient reached a final state)
+--   1  it stopped (template deleted, configuration refused, ...) or failed
+--   2  the command line was wrong
+--
+-- Ctrl-C: lua5.4 turns the first SIGINT into an error ("interrupted!") at
+-- the next Lua instruction, which the engine catches: it marks the campaign
+-- stopped and exits, leaving the requests then in flight `inflight`. A
+-- second Ctrl-C, a kill or a crash ends the process at once. Either way
+-- nothing is lost and nothing is sent twice, by design: each recipient's
+-- state is written to the store before and after its request, so
+-- `alipay campaign resume ID` picks up where the run stopped, and recipients
+-- that were in flight (they may have been delivered) become `unknown`; they
+-- are only sent again with --retry-unknown.
+local common = require "alipay.cli.common"
+local progress = require "alipay.cli.progress"
+
+local M = { summary = "Send a template message to an audience, resumably; status, export, list." }
+
+local PROGRESS_EVERY_MS = 250 -- bar redraws
+local LOG_EVERY_S = 5         -- plain log lines when stderr is not a terminal
+
+local EPILOG = [[
+Ctrl-C stops a run (a second one, or a kill, ends it at once). Nothing is lost: every recipient's
+state is in the store, and `alipay campaign resume ID` continues where it stopped. Recipients
+that were in flight may have been delivered: they become `unknown`, and are sent again only
+with --retry-unknown.
+Exit status: 0 completed, 1 stopped or failed, 2 usage error.]]
+
+-- The engine's context over the command's shared one (alipay.cli.common):
+-- channels from the configuration file, the store, the template registry
+-- and the user bindings, each opened once and closed by common.runner.
+local function engine_context(ctx, log)
+  local set, err = ctx:channels()
+  if not set then return nil, err end
+  local st, registry, users
+  st, err = ctx:store()
+  if not st then return nil, err end
+  registry, err = ctx:registry()
+  if not registry then return nil, err end
+  users, err = ctx:users()
+  if not users then return nil, err end
+  return { store = st, channels = set, registry = registry, users = users, log = log }
+end
+
+-- ---- the terminal ----
+
+local function stderr_is_terminal()
+  return os.execute("test -t 2") == true
+end
+
+local function terminal_width()
+  local cols = tonumber(os.getenv("COLUMNS") or "")
+  if cols and cols > 0 then return cols end
+  -- In a subshell: without a controlling terminal, opening /dev/tty fails
+  -- and the shell's complaint must not reach the user.
+  local p = io.popen("(stty size </dev/tty) 2>/dev/null")
+  local out = p and p:read("*a") or ""
+  if p then p:close() end
+  return tonumber(out:match("^%d+%s+(%d+)")) or 80
+end
+
+local function reporter(args)
+  local mode = args.progress or (stderr_is_terminal() and "bar" or "lines")
+  return progress.reporter {
+    mode = mode, width = mode == "bar" and terminal_width() or 80, every_s = LOG_EVERY_S,
+    write = function(text)
+      io.stderr:write(text)
+      io.stderr:flush()
+    end,
+  }
+end
+
+-- The engine's log lines on stderr, above the bar: warnings and errors
+-- always (a resume that turned rows unknown, a stop), its info lines with
+-- --verbose. What was said is kept, so the final message need not repeat it.
+local function logger(rep, verbose)
+  local said = {}
+  local log = function(level, msg)
+    if level == "debug" or (level == "info" and not verbose) then return end
+    said[#said + 1] = tostring(msg)
+    rep:note(("alipay campaign: %s: %s"):format(tostring(level), tostring(msg)))
+  end
+  local function already_said(text)
+    for _, m in ipairs(said) do
+      if m:find(text, 1, true) then return true end
+    end
+    return false
+  end
+  return log, already_said
+end
+
+-- ---- output ----
+
+local function settled(counts)
+  counts = counts or {}
+  local n = 0
+  for _, k in ipairs { "sent", "failed", "skipped", "unknown" } do n = n + (tonumber(counts[k]) or 0) end
+  return n
+end
+
+-- run = {elapsed_s=, settled=}: this run only (a resumed campaign's counts
+-- include earlier runs).
+local function print_summary(out, status, run)
+  for _, line in ipairs(progress.summary(status)) do out.line("%s", line) end
+  if run then
+    out.line("")
+    if run.elapsed_s >= 1 then
+      out.line("  this run: %s recipients settled in %s, %.1f/s", progress.count(run.settled),
+        progress.duration(run.elapsed_s), run.settled / run.elapsed_s)
+    else
+      out.line("  this run: %s recipients settled in under a second", progress.count(run.settled))
+    end
+  end
+end
+
+-- JSON: lists that may be empty come out as [].
+local function json_status(status)
+  status.by_code = common.array(status.by_code)
+  return status
+end
+
+-- Exit status and message of a finished (or stopped) run.
+local function outcome(out, status, already_said)
+  if status.status == "completed" then return true end
+  local reason = status.stop_reason and tostring(status.stop_reason)
+  if reason and not already_said(reason) then
+    out.err("alipay campaign: campaign %s %s: %s", tostring(status.id), tostring(status.status), reason)
+  else
+    out.err("alipay campaign: campaign %s %s", tostring(status.id), tostring(status.status))
+  end
+  if status.status == "stopped" then
+    out.err("Fix the cause, then continue with `alipay campaign resume %s`.", tostring(status.id))
+  end
+  return 1
+end
+
+-- A run that ended with an error (Ctrl-C, the store failed): the requests
+-- then in flight stay inflight, and the next run makes them unknown. The
+-- error goes back to common.runner, which prints it (and JSON with --json).
+local function run_failed(id, err)
+  local text = tostring(err)
+  if text:find("interrupted!", 1, true) then
+    text = ("campaign %s interrupted (Ctrl-C)"):format(tostring(id))
+  end
+  return nil, ("%s; continue with `alipay campaign resume %s` (requests that were in flight become "
+    .. "unknown: they may have been delivered; --retry-unknown sends them again)"):format(text, tostring(id))
+end
+
+-- ---- run and resume ----
+
+-- --data / --data-file -> table | nil, usage error.
+local function read_data(args)
+  local text, where = args.data, "--data"
+  if args.data_file then
+    local err
+    text, err = common.read_file(args.data_file, "--data-file")
+    if not text then return nil, common.usage("%s", err) end
+    where = "--data-file " .. args.data_file
+  end
+  if not text then return nil, common.usage("--data JSON or --data-file FILE is required") end
+  local data, err = common.decode_json(text, where)
+  if not data then return nil, common.usage("%s", err) end
+  return data
+end
+
+local function spec_of(args, channel)
+  if args.audience == nil and not args.followers then
+    return nil, common.usage("--audience FILE or --followers is required")
+  end
+  local data, err = read_data(args)
+  if not data then return nil, err end
+  local policy = {
+    in_flight = args.in_flight, qps = args.qps, max_attempts = args.max_attempts,
+    retry_unknown = args.retry_unknown or nil,
+  }
+  return {
+    id = args.id, channel = channel.code, template = args.template, data = data, page = args.page,
+    audience = args.audience and { file = args.audience } or { followers = true },
+    policy = next(policy) and policy or nil,
+  }
+end
+
+-- Runs c to its end with the progress display; prints the outcome.
+local function drive(c, rep, already_said, args, out)
+  local before, err = c:status()
+  if not before then return nil, err end
+  local result
+  result, err = c:run {
+    progress_every_ms = PROGRESS_EVERY_MS,
+    -- nil: the campaign's own policy decides (set when it was created).
+    retry_unknown = args.retry_unknown or nil,
+    on_progress = function(stats) rep:update(stats) end,
+  }
+  rep:finish(result)
+  if not result then return run_failed(c.id, err) end
+  local status
+  status, err = c:status()
+  if not status then return nil, err end
+  local this_run = { elapsed_s = tonumber(result.elapsed_s) or 0,
+    settled = settled(status.counts) - settled(before.counts) }
+  if args.json then
+    status.elapsed_s = this_run.elapsed_s
+    status.rate = this_run.elapsed_s > 0 and this_run.settled / this_run.elapsed_s or 0
+    common.json(out, json_status(status))
+  else
+    print_summary(out, status, this_run)
+  end
+  return outcome(out, status, already_said)
+end
+
+local run = common.runner(function(ctx, args, out)
+  local channel, err = ctx:channel()
+  if not channel then return nil, err end
+  local spec
+  spec, err = spec_of(args, channel)
+  if not spec then return nil, err end
+  local rep = reporter(args)
+  local log, already_said = logger(rep, args.verbose)
+  local engine
+  engine, err = engine_context(ctx, log)
+  if not engine then return nil, err end
+  local c
+  c, err = require("alipay.campaign").create(engine, spec)
+  if not c then return nil, err end
+  return drive(c, rep, already_said, args, out)
+end)
+
+local resume = common.runner(function(ctx, args, out)
+  local rep = reporter(args)
+  local log, already_said = logger(rep, args.verbose)
+  local engine, err = engine_context(ctx, log)
+  if not engine then return nil, err end
+  local c
+  c, err = require("alipay.campaign").open(engine, args.id)
+  if not c then return nil, err end
+  return drive(c, rep, already_said, args, out)
+end)
+
+-- ---- status, export, list ----
+
+local function open_campaign(ctx, id)
+  local engine, err = engine_context(ctx, function() end)
+  if not engine then return nil, err end
+  return require("alipay.campaign").open(engine, id)
+end
+
+local function when(t)
+  return common.format_time(tonumber(t) and math.floor(tonumber(t))) or "-"
+end
+
+local status_cmd = common.runner(function(ctx, args, out)
+  local c, err = open_campaign(ctx, args.id)
+  if not c then return nil, err end
+  local status
+  status, err = c:status()
+  if not status then return nil, err end
+  if args.json then
+    common.json(out, json_status(status))
+    return true
+  end
+  print_summary(out, status)
+  out.line("")
+  out.line("  created %s, started %s, finished %s", when(status.created_at), when(status.started_at),
+    when(status.finished_at))
+  return true
+end)
+
+local function export_format(args)
+  if args.format then return args.format end
+  return args.output:lower():match("%.jsonl?$") and "jsonl" or "csv"
+end
+
+local export_cmd = common.runner(function(ctx, args, out)
+  local c, err = open_campaign(ctx, args.id)
+  if not c then return nil, err end
+  local format = export_format(args)
+  local count
+  count, err = c:export(args.output, format)
+  if not count then return nil, err end
+  if args.json then
+    common.json(out, { id = args.id, output = args.output, format = format, count = count })
+  else
+    out.line("exported %s recipients of campaign %s to %s (%s)", progress.count(count), args.id,
+      args.output, format)
+  end
+  return true
+end)
+
+local LIST_COLUMNS = {
+  { key = "id", title = "id" }, { key = "status", title = "status" },
+  { key = "channel", title = "channel" }, { key = "template", title = "template" },
+  { key = "total", title = "total" }, { key = "sent", title = "sent" },
+  { key = "failed", title = "failed" }, { key = "skipped", title = "skipped" },
+  { key = "unknown", title = "unknown" }, { key = "created", title = "created" },
+}
+
+local list_cmd = common.runner(function(ctx, args, out)
+  local engine, err = engine_context(ctx, function() end)
+  if not engine then return nil, err end
+  local list
+  list, err = require("alipay.campaign").list(engine)
+  if not list then return nil, err end
+  if args.json then
+    common.json(out, common.array(list))
+    return true
+  end
+  if #list == 0 then
+    out.line("no campaigns in this store")
+    return true
+  end
+  local rows = {}
+  for i, s in ipairs(list) do
+    local counts = s.counts or {}
+    rows[i] = { id = s.id, status = s.status, channel = s.channel, template = s.template,
+      total = progress.count(s.total), sent = progress.count(counts.sent),
+      failed = progress.count(counts.failed), skipped = progress.count(counts.skipped),
+      unknown = progress.count(counts.unknown), created = when(s.created_at) }
+  end
+  common.print_table(out, LIST_COLUMNS, rows)
+  return true
+end)
+
+-- ---- argparse ----
+
+local function positive(name, integer)
+  return function(text)
+    local n = tonumber(text)
+    if not n or n <= 0 or (integer and n % 1 ~= 0) then
+      return nil, name .. ": expected a positive " .. (integer and "integer" or "number")
+    end
+    return n
+  end
+end
+
+local function progress_options(cmd)
+  cmd:flag("-v --verbose", "Also print the engine's informational log lines.")
+  cmd:option("--progress", "Progress display on stderr: a bar redrawn in place (default on a "
+    .. "terminal), a log line every " .. LOG_EVERY_S .. " s (default otherwise), or none.")
+    :choices { "bar", "lines", "none" }
+end
+
+function M.configure(cmd, cli)
+  cmd:command_target("action")
+  cmd:epilog(EPILOG)
+
+  local run_cmd = cmd:command("run", "Create a campaign and send it.")
+  run_cmd:epilog(EPILOG)
+  run_cmd:option("--template", "Imported template id (what sends name: a Life Account's "
+    .. "msg_template_id, a mini program's template id)."):argname("<id>"):count(1)
+  run_cmd:mutex(
+    run_cmd:option("--audience", "Recipients: a CSV file (with a header row) or JSONL (.jsonl)."):argname("<file>"),
+    run_cmd:flag("--followers", "Send to every follower of the Life Account instead of --audience."))
+  run_cmd:mutex(
+    run_cmd:option("--data", "Message data as a JSON object; \"{column}\" is replaced per recipient.")
+      :argname("<json>"),
+    run_cmd:option("--data-file", "File holding the --data JSON."):argname("<file>"))
+  run_cmd:option("--page", "Mini-program page opened from the message."):argname("<page>")
+  run_cmd:option("--id", "Campaign id (default: generated)."):argname("<id>")
+  run_cmd:option("--in-flight", "Requests in flight at once (default 8)."):argname("<n>")
+    :convert(positive("--in-flight", true))
+  run_cmd:option("--qps", "Most requests per second (default 50; lowered on throttling)."):argname("<n>")
+    :convert(positive("--qps", false))
+  run_cmd:option("--max-attempts", "Attempts per recipient on transient errors (default 5)."):argname("<n>")
+    :convert(positive("--max-attempts", true))
+  run_cmd:flag("--retry-unknown", "Also send to recipients whose earlier attempt has an unknown outcome.")
+  progress_options(run_cmd)
+  common.options(run_cmd, cli, { channel = true })
+
+  local resume_cmd = cmd:command("resume", "Continue a stopped or interrupted campaign.")
+  resume_cmd:epilog(EPILOG)
+  resume_cmd:argument("id", "Campaign id.")
+  resume_cmd:flag("--retry-unknown", "Send again to recipients that were in flight when it stopped.")
+  progress_options(resume_cmd)
+  common.options(resume_cmd, cli)
+
+  local status_c = cmd:command("status", "Show a campaign's counts by status and by Alipay code.")
+  status_c:argument("id", "Campaign id.")
+  common.options(status_c, cli)
+
+  local export_c = cmd:command("export", "Write every recipient's result to a file.")
+  export_c:argument("id", "Campaign id.")
+  export_c:option("--output", "File to write."):argname("<file>"):count(1)
+  export_c:option("--format", "csv or jsonl (default: jsonl for a .jsonl/.json name, else csv).")
+    :choices { "csv", "jsonl" }
+  common.options(export_c, cli)
+
+  local list_c = cmd:command("list", "List the campaigns of the store.")
+  common.options(list_c, cli)
+end
+
+local ACTIONS = { run = run, resume = resume, status = status_cmd, export = export_cmd, list = list_cmd }
+
+function M.run(args, out)
+  return ACTIONS[args.action](args, out)
+end
+
+return M
