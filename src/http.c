@@ -105,6 +105,7 @@ typedef struct {
   char *ca_file, *proxy, *user_agent;
   long connect_timeout_ms, timeout_ms;
   size_t max_response;
+  int insecure_skip_verify; /* 1 only when the caller passed insecure_skip_verify = true */
   lua_Integer last_id;
   queue idle;    /* easy handles ready for reuse */
   queue running; /* added to the multi handle */
@@ -328,7 +329,21 @@ static lua_Integer field_integer(lua_State *L, int t, const char *key, lua_Integ
 typedef struct {
   const char *ca_file, *proxy, *user_agent;
   lua_Integer connect_timeout_ms, timeout_ms, max_response, max_connections;
+  int insecure_skip_verify;
 } engine_options;
+
+/* insecure_skip_verify turns TLS peer and host verification off. Only the
+ * boolean true does: anything else but nil/false is a misuse and raises, so
+ * that a stray "0" or "false" string can never switch verification off. */
+static int field_insecure(lua_State *L, int t) {
+  lua_getfield(L, t, "insecure_skip_verify");
+  int on = 0;
+  if (lua_type(L, -1) == LUA_TBOOLEAN) on = lua_toboolean(L, -1);
+  else if (!lua_isnil(L, -1))
+    luaL_error(L, "http: field 'insecure_skip_verify' must be a boolean, got %s", luaL_typename(L, -1));
+  lua_pop(L, 1);
+  return on;
+}
 
 /* Reads core.http's options; the strings stay on the stack. */
 static void read_engine_options(lua_State *L, int idx, engine_options *o) {
@@ -342,6 +357,7 @@ static void read_engine_options(lua_State *L, int idx, engine_options *o) {
   luaL_checkstack(L, 8, "http options");
   o->ca_file = field_cstring(L, idx, "ca_file");
   o->proxy = field_cstring(L, idx, "proxy");
+  o->insecure_skip_verify = field_insecure(L, idx);
   const char *ua = field_cstring(L, idx, "user_agent");
   if (ua) o->user_agent = ua;
   o->connect_timeout_ms =
@@ -365,6 +381,7 @@ static int engine_init(engine *e, const engine_options *o) {
   e->connect_timeout_ms = (long)o->connect_timeout_ms;
   e->timeout_ms = (long)o->timeout_ms;
   e->max_response = (size_t)o->max_response;
+  e->insecure_skip_verify = o->insecure_skip_verify;
   e->ca_file = copy_string(o->ca_file, &ok);
   e->proxy = copy_string(o->proxy, &ok);
   e->user_agent = copy_string(o->user_agent, &ok);
@@ -534,8 +551,10 @@ static CURLcode set_options(const engine *e, transfer *t, const request *r) {
 #else
   SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
-  SET(CURLOPT_SSL_VERIFYPEER, 1L);
-  SET(CURLOPT_SSL_VERIFYHOST, 2L);
+  /* Verification is on unless the client was created with the loudly named
+   * insecure_skip_tls_verify (alipay.config warns every time it is used). */
+  SET(CURLOPT_SSL_VERIFYPEER, e->insecure_skip_verify ? 0L : 1L);
+  SET(CURLOPT_SSL_VERIFYHOST, e->insecure_skip_verify ? 0L : 2L);
   if (e->ca_file) SET(CURLOPT_CAINFO, e->ca_file);
   /* An empty proxy also disables the *_proxy environment variables: the
    * route to the payment gateway is what the configuration says. */

@@ -26,7 +26,7 @@ local FIELDS = {
   sign_type = "string", encrypt_key = "string", encrypt_key_file = "string",
   app_auth_token = "string", timeout_ms = "number", connect_timeout_ms = "number",
   max_response_bytes = "number", transport = "any", ca_file = "string", proxy = "string",
-  user_agent = "string",
+  user_agent = "string", insecure_skip_tls_verify = "boolean",
   private_key = "string", private_key_file = "string",
   alipay_public_key = "string", alipay_public_key_file = "string",
   app_cert = "string", app_cert_file = "string",
@@ -188,6 +188,36 @@ local function check_transport(cfg, out)
   return fail("transport", 'must be "auto", "curl", "ngx" or a table with a request function')
 end
 
+-- insecure_skip_tls_verify = true turns off TLS certificate and host name
+-- verification (curl: CURLOPT_SSL_VERIFYPEER/HOST = 0; cosockets:
+-- sslhandshake(..., false)). For a test gateway with a throw-away
+-- certificate only: never a default, refused with the production gateway,
+-- and config.warn is called every time a client is created with it.
+config.INSECURE_WARNING = "alipay: WARNING: insecure_skip_tls_verify is set (app_id %s, gateway %s): " ..
+  "the gateway's TLS certificate is NOT verified, anyone on the network path can read and forge " ..
+  "this app's Alipay traffic; never use it in production"
+
+-- config.warn(msg): where the warning goes; replace it to route it to your
+-- logger. Default: ngx.log(ngx.WARN) inside nginx, else stderr.
+function config.warn(msg)
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) == "table" and ngx.log and ngx.WARN then
+    ngx.log(ngx.WARN, msg)
+  else
+    io.stderr:write(msg, "\n")
+  end
+end
+
+local function check_insecure(cfg, out)
+  if not cfg.insecure_skip_tls_verify then return end
+  local prod = config.ENDPOINTS.production
+  if out.gateway == prod.gateway or out.base_url == prod.base_url then
+    return fail("insecure_skip_tls_verify", "refused with the production gateway")
+  end
+  out.insecure_skip_tls_verify = true
+  config.warn(config.INSECURE_WARNING:format(out.app_id, out.gateway))
+end
+
 -- config.validate(cfg) -> normalised config | nil, err
 function config.validate(cfg)
   local err = check_types(cfg)
@@ -218,6 +248,7 @@ function config.validate(cfg)
   end
   err = err or check_endpoints(cfg, out) or check_app_key(cfg, out) or check_cert_mode(cfg, out)
         or check_alipay_key(cfg, out) or check_encrypt_key(cfg, out) or check_transport(cfg, out)
+        or check_insecure(cfg, out)
   if err then return nil, err end
   return out
 end

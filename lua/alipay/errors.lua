@@ -39,6 +39,13 @@ function Error:__tostring()
   if self.code then parts[#parts + 1] = self.code end
   if self.sub_code then parts[#parts + 1] = self.sub_code end
   local text = self.sub_msg or self.msg
+  -- On isv.invalid-signature Alipay echoes the whole string it signed
+  -- (every parameter, biz_content included): it stays in err.sub_msg for
+  -- debugging and out of the one line that goes to logs.
+  if self.sub_code == "isv.invalid-signature" and self.sub_msg then
+    text = (self.msg or "invalid signature") .. "; the gateway's string to sign (" .. #self.sub_msg ..
+           " bytes) is in err.sub_msg"
+  end
   if text then parts[#parts + 1] = "(" .. text .. ")" end
   if self.trace_id then parts[#parts + 1] = "[trace " .. self.trace_id .. "]" end
   if self.retryable then parts[#parts + 1] = "[retryable]" end

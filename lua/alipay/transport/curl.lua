@@ -17,6 +17,7 @@ function M.new(opts)
     ca_file = opts.ca_file, proxy = opts.proxy, connect_timeout_ms = opts.connect_timeout_ms,
     timeout_ms = opts.timeout_ms, max_response_bytes = opts.max_response_bytes,
     user_agent = opts.user_agent,
+    insecure_skip_verify = opts.insecure_skip_tls_verify == true or nil,
   }
   if not engine then return nil, errors.new("config", { msg = "transport: " .. tostring(err) }) end
   return setmetatable({ engine = engine, name = "curl" }, Transport)
