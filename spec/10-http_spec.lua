@@ -204,6 +204,16 @@ describe("core.http requests", function()
     assert.is_true(res.time_ms >= 0)
   end)
 
+  it("keeps its sockets out of the processes the application starts (close-on-exec)", function()
+    local e = core.http {}
+    assert(e:request { url = url("/echo") })
+    local p = io.popen("ls -l /proc/self/fd | grep -c socket")
+    local inherited = tonumber(p:read("*a"))
+    p:close()
+    e:close()
+    assert.are.equal(0, inherited)
+  end)
+
   it("POSTs a body (binary safe) and gets it back", function()
     local body = "a=1&b=\0\255\r\n" .. string.rep("z", 100000)
     local res = assert(engine:request {

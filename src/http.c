@@ -11,12 +11,14 @@
  * a Lua error (misuse, a memory error while pushing a result), the engine
  * still reaches every byte, so __gc frees everything. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 #include <curl/curl.h>
 #include <openssl/err.h>
 #include "alipay.h"
@@ -376,6 +378,22 @@ static char *copy_string(const char *s, int *ok) {
 }
 
 /* Creates the curl handles and copies the options into e. */
+/* curl_multi_init opens a socketpair to wake up its poll, without
+ * close-on-exec and out of our reach: mark every descriptor that appeared
+ * during the call (new descriptors take the lowest free numbers). */
+#define FD_WINDOW 64
+static CURLM *multi_init_cloexec(void) {
+  int first = dup(0), was_open[FD_WINDOW];
+  if (first >= 0) close(first);
+  for (int i = 0; i < FD_WINDOW && first >= 0; i++) was_open[i] = fcntl(first + i, F_GETFD) != -1;
+  CURLM *multi = curl_multi_init();
+  for (int i = 0; i < FD_WINDOW && first >= 0; i++) {
+    int flags = was_open[i] ? -1 : fcntl(first + i, F_GETFD);
+    if (flags != -1) fcntl(first + i, F_SETFD, flags | FD_CLOEXEC);
+  }
+  return multi;
+}
+
 static int engine_init(engine *e, const engine_options *o) {
   int ok = 1;
   e->connect_timeout_ms = (long)o->connect_timeout_ms;
@@ -385,7 +403,7 @@ static int engine_init(engine *e, const engine_options *o) {
   e->ca_file = copy_string(o->ca_file, &ok);
   e->proxy = copy_string(o->proxy, &ok);
   e->user_agent = copy_string(o->user_agent, &ok);
-  e->multi = curl_multi_init();
+  e->multi = multi_init_cloexec();
   e->share = curl_share_init();
   if (!ok || !e->multi || !e->share) return 0;
   /* Single-threaded use: the share needs no lock callbacks. */
@@ -538,6 +556,17 @@ static CURLcode set_method(transfer *t, const request *r) {
   return rc;
 }
 
+/* Gateway connections must not leak into processes the application starts
+ * (os.execute, io.popen, a sandbox nginx): mark every socket close-on-exec
+ * as curl creates it. */
+static int close_on_exec(void *userdata, curl_socket_t fd, curlsocktype purpose) {
+  (void)userdata;
+  (void)purpose;
+  int flags = fcntl(fd, F_GETFD);
+  if (flags != -1) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  return CURL_SOCKOPT_OK;
+}
+
 static CURLcode set_options(const engine *e, transfer *t, const request *r) {
   CURL *h = t->easy;
   CURLcode rc = CURLE_OK;
@@ -545,6 +574,7 @@ static CURLcode set_options(const engine *e, transfer *t, const request *r) {
   SET(CURLOPT_SHARE, e->share);
   SET(CURLOPT_ERRORBUFFER, t->errbuf);
   SET(CURLOPT_NOSIGNAL, 1L);
+  SET(CURLOPT_SOCKOPTFUNCTION, close_on_exec);
   SET(CURLOPT_URL, r->url);
 #if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85: the bitmask form is deprecated */
   SET(CURLOPT_PROTOCOLS_STR, "http,https");

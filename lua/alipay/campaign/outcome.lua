@@ -51,6 +51,9 @@ local MSG_MAX = 200
 -- gateway computed for a bad signature: it holds the message body.
 function M.codes(err)
   local code, sub_code = err.code, err.sub_code
+  -- An answer that is not Alipay's: its codes cannot be trusted (a
+  -- "10000" here would read as a success in the summary).
+  if err.kind == "signature" then code, sub_code = nil, nil end
   if not code then
     code = (err.kind or "error"):upper()
     sub_code = sub_code or (err.status and tostring(err.status)) or err.reason
