@@ -42,11 +42,11 @@ CORE_SPECS := $(wildcard spec/0*_spec.lua) spec/10-http_spec.lua spec/32-charset
 # the Lua module for the sandbox gateway), test (busted, luacheck, valgrind).
 DEB_BUILD := gcc make pkg-config liblua5.4-dev libluajit2-5.1-dev libssl-dev libcurl4-openssl-dev
 DEB_RUN := lua5.4 luajit2 lua-cjson lua-argparse lua-expat lua-dbi-sqlite3 openssl nginx libnginx-mod-http-lua
-DEB_TEST := lua-busted lua-check valgrind luarocks
+DEB_TEST := lua-busted lua-check valgrind luarocks clang
 DEB_PACKAGES := $(DEB_BUILD) $(DEB_RUN) $(DEB_TEST)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps print-deps rock test test-54 test-jit lint asan valgrind bench demo install uninstall clean
+.PHONY: all deps print-deps print-core-specs rock fuzz test test-54 test-jit lint asan valgrind bench demo install uninstall clean
 
 all: $(CORE_54) $(CORE_JIT)
 
@@ -61,6 +61,9 @@ deps:
 
 print-deps:
 	@echo $(DEB_PACKAGES)
+
+print-core-specs:
+	@echo $(CORE_SPECS)
 
 $(CORE_54): $(SRC) $(HDR)
 	@mkdir -p $(@D)
@@ -89,19 +92,26 @@ test-jit:
 	ALIPAY_BUILD=build/luajit $(BUSTED_JIT) $(BUSTED_FLAGS) $(JIT_SPECS)
 
 lint: deps
-	luacheck -q $(wildcard lua bin spec bench examples)
+	luacheck -q $(wildcard lua bin spec bench examples fuzz)
 
-# The Lua interpreter is not instrumented, so the sanitizer runtime is
-# preloaded; leaks are checked at exit by LeakSanitizer.
-asan: deps $(CORE_ASAN)
+# Every plain-Lua spec, with an ASan/UBSan build of the core. The Lua
+# interpreter is not instrumented, so the sanitizer runtime is preloaded;
+# leaks are checked at exit by LeakSanitizer. (nginx, the sandbox and child
+# processes run the ordinary builds.) ASAN_SPECS=… runs fewer.
+ASAN_SPECS ?= spec
+asan: deps all $(CORE_ASAN)
 	ALIPAY_BUILD=build/asan LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/spec/lsan.supp:print_suppressions=0 \
-	$(BUSTED_54) $(BUSTED_FLAGS) $(CORE_SPECS)
+	$(BUSTED_54) $(BUSTED_FLAGS) $(ASAN_SPECS)
 
-valgrind: deps $(CORE_54)
-	valgrind --quiet --error-exitcode=99 --leak-check=full --suppressions=spec/valgrind.supp --errors-for-leak-kinds=definite,indirect \
-	  --show-leak-kinds=definite,indirect $(BUSTED_54) $(BUSTED_FLAGS) $(CORE_SPECS)
+# Every plain-Lua spec under valgrind by default (slow: the whole suite
+# takes a long time); VALGRIND_SPECS=… runs fewer (CI runs the core specs).
+VALGRIND_SPECS ?= spec
+valgrind: deps all
+	valgrind --quiet --error-exitcode=99 --leak-check=full --suppressions=spec/valgrind.supp \
+	  --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
+	  $(BUSTED_54) $(BUSTED_FLAGS) $(VALGRIND_SPECS)
 
 # The rockspec builds and installs into a throwaway tree (offline: Debian's
 # lua-cjson stands in for the rock), and the installed module loads.
@@ -115,6 +125,12 @@ rock: deps
 	  package.path='$$tree/share/lua/5.4/?.lua;$$tree/share/lua/5.4/?/init.lua;'..package.path \
 	  local a = require 'alipay' assert(a.core.sign_content{a='1'} == 'a=1') \
 	  print('luarocks make: installed and loaded lua-alipay ' .. a.VERSION)"
+
+# libFuzzer targets of the core and of the ngx transport's response parser
+# (fuzz/README.md); each runs FUZZ_SECONDS.
+FUZZ_SECONDS ?= 10
+fuzz: deps
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 bench: deps all
 	lua5.4 bench/core.lua

@@ -8,14 +8,16 @@ package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path
 local cjson = require "cjson"
 
 -- Under `make asan` the sanitizer runtime is preloaded into the Lua
--- interpreter. Keep it out of the shell, openssl and mktemp children the
--- specs start: their exit-time leak checks are about them, not us.
+-- interpreter. Keep it out of the shell, openssl, nginx and Lua children
+-- the specs start: their exit-time leak checks are about them, not us.
 -- Busted loads this file again for every spec file: wrap only once (while
 -- io.popen is still the C function).
 if (os.getenv("LD_PRELOAD") or ""):find("libasan", 1, true) and debug.getinfo(io.popen, "S").what == "C" then
   local popen, execute = io.popen, os.execute
   local function unpreloaded(cmd)
-    return "env -u LD_PRELOAD sh -c '" .. cmd:gsub("'", "'\\''") .. "'"
+    -- ALIPAY_BUILD too: a child Lua would load the instrumented core
+    -- without the runtime it needs.
+    return "env -u LD_PRELOAD -u ALIPAY_BUILD sh -c '" .. cmd:gsub("'", "'\\''") .. "'"
   end
   -- luacheck: push ignore 122 (the point is to replace them for every spec)
   io.popen = function(cmd, mode) return popen(unpreloaded(cmd), mode) end

@@ -283,6 +283,7 @@ local function framing(method, status, headers)
       if not v:find("^%d+$") or (first and v ~= first) then return nil, "bad Content-Length" end
       first = v
     end
+    if not first then return nil, "bad Content-Length" end -- empty, blank or only commas
     return "length", tonumber(first)
   end
   return "close"
