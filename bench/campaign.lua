@@ -20,6 +20,7 @@
 --   lua5.4 bench/campaign.lua
 package.cpath = (os.getenv("ALIPAY_BUILD") or "build/lua5.4") .. "/?.so;" .. package.cpath
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+local fs = require "alipay.util.fs"
 
 local cjson = require "cjson"
 local core = require "alipay.core"
@@ -44,25 +45,12 @@ local DATA = {
 
 -- ---- helpers ----
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local function read(path) return assert(fs.read(path)) end
 
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local function write(path, data) assert(fs.write(path, data)) end
 
-local function now()
-  local p = io.popen("date +%s.%N")
-  local t = tonumber(p:read("*l"))
-  p:close()
-  return t
-end
+-- Wall-clock seconds with sub-millisecond resolution.
+local function now() return require("alipay.core").now_ms() / 1000 end
 
 local function sh(cmd)
   local ok = os.execute(cmd)

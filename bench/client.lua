@@ -6,6 +6,7 @@
 --     injected latency, against the ideal in_flight / latency.
 package.cpath = (os.getenv("ALIPAY_BUILD") or "build/lua5.4") .. "/?.so;" .. package.cpath
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+local fs = require "alipay.util.fs"
 
 local alipay = require "alipay"
 local sandbox = require "alipay.sandbox"
@@ -15,12 +16,7 @@ local LATENCY_MS = 50
 local APP_ID = "2021000122671080"
 local METHOD = "alipay.open.public.user.follow.query"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local function read(path) return assert(fs.read(path)) end
 
 local function openssl_speed()
   local p = assert(io.popen("openssl speed -seconds 2 rsa2048 2>/dev/null"))
@@ -32,12 +28,7 @@ local function openssl_speed()
 end
 
 -- Wall-clock seconds, for throughput only (CPU figures use os.clock).
-local function now()
-  local p = io.popen("date +%s.%N")
-  local t = tonumber(p:read("*l"))
-  p:close()
-  return t
-end
+local function now() return require("alipay.core").now_ms() / 1000 end
 
 local sb = assert(sandbox.start {
   app_id = APP_ID,

@@ -3,18 +3,14 @@
 -- RSA, cjson.decode of the same body for extraction). CPU time, one core.
 package.cpath = (os.getenv("ALIPAY_BUILD") or "build/lua5.4") .. "/?.so;" .. package.cpath
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+local fs = require "alipay.util.fs"
 
 local core = require "alipay.core"
 local cjson = require "cjson"
 
 local SECONDS = tonumber(os.getenv("BENCH_SECONDS") or "") or 2
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local function read(path) return assert(fs.read(path)) end
 
 -- Runs fn in batches until SECONDS of CPU time have passed; returns ops/s.
 local function rate(fn)

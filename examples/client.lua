@@ -3,6 +3,7 @@
 --   lua5.4 examples/client.lua      (from a checkout, after `make`)
 package.cpath = "build/lua5.4/?.so;" .. package.cpath
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+local fs = require "alipay.util.fs"
 
 local alipay = require "alipay"
 local sandbox = require "alipay.sandbox"
@@ -10,12 +11,7 @@ local sandbox = require "alipay.sandbox"
 local APP_ID = "2021000122671080"
 local KEYS = "spec/fixtures/keys/"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local function read(path) return assert(fs.read(path)) end
 
 -- The sandbox verifies our requests with the app public key and signs its
 -- answers with its own key, which plays the part of Alipay's.

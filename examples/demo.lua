@@ -18,6 +18,7 @@
 -- Exits non-zero when anything is off.
 package.cpath = (os.getenv("ALIPAY_BUILD") or "build/lua5.4") .. "/?.so;" .. package.cpath
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+local fs = require "alipay.util.fs"
 
 local alipay = require "alipay"
 local cjson = require "cjson"
@@ -80,12 +81,8 @@ local function heading(text)
   print("== " .. text)
 end
 
-local function now()
-  local p = io.popen("date +%s.%N")
-  local t = tonumber(p:read("*l"))
-  p:close()
-  return t
-end
+-- Wall-clock seconds with sub-millisecond resolution.
+local function now() return require("alipay.core").now_ms() / 1000 end
 
 local function count(n)
   return require("alipay.cli.progress").count(n)
@@ -93,18 +90,9 @@ end
 
 -- ---- files ----
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local function read(path) return assert(fs.read(path)) end
 
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local function write(path, data) assert(fs.write(path, data)) end
 
 -- The working directory (the repository root): the channel file names the
 -- fixture key by an absolute path, as a real one would.
