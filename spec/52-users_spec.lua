@@ -307,21 +307,19 @@ describe("alipay.users", function()
       assert.are.same({ success = {}, fail = {} }, res)
     end)
 
-    it("uploads 10,000 rows in reasonable time", function()
+    it("uploads 10,000 rows, keeping all but the one bad line", function()
       local lines = { "userid,alipaylife_userid" }
       for i = 1, 10000 do
         lines[#lines + 1] = ("user%05d,2088%012d"):format(i, i)
       end
       lines[5001] = "broken,123" -- line 5001
-      local started = os.clock()
+      -- Speed is measured by benchmarks, not asserted here.
       local res = assert(upload(table.concat(lines, "\r\n") .. "\r\n"))
-      local elapsed = os.clock() - started
       assert.are.equal(9999, #res.success)
       assert.are.equal(1, #res.fail)
       assert.are.equal(5001, res.fail[1].row)
       assert.are.equal(9999, u:count("alipaylife123"))
       assert.are.same({ "2088000000000042", "user_id" }, { u:resolve("user00042", "alipaylife123") })
-      assert.is_true(elapsed < 10, ("took %.2f s of CPU"):format(elapsed))
     end)
   end)
 
