@@ -7,3 +7,4 @@ files["spec/"] = { std = "max+busted" }
 files["lua/alipay/sandbox/"] = { globals = { "ngx" } }
 files["lua/alipay/transport/ngx.lua"] = { globals = { "ngx" } }
 files["examples/openresty/"] = { globals = { "ngx" } }
+color = false

