@@ -20,23 +20,8 @@ local SHIPPED_TEMPLATE = "14330d60f0ab4516853a0900827cee35" -- claimed in the se
 
 -- ---- where things are ----
 
-local function cwd()
-  local ok, out = helpers.run("pwd")
-  assert(ok, out)
-  return (out:gsub("%s+$", ""))
-end
+local ROOT = helpers.cwd()
 
-local ROOT = cwd()
-
--- Debian's LuaJIT C modules (cjson) for nginx's package.cpath.
-local function luajit_c_dirs()
-  local ok, out = helpers.run("ls -d /usr/lib/*/lua/5.1 2>/dev/null")
-  local dirs = {}
-  if ok then
-    for dir in out:gmatch("[^\n]+") do dirs[#dirs + 1] = dir .. "/?.so" end
-  end
-  return table.concat(dirs, ";")
-end
 
 -- ---- the code that runs inside the test nginx ----
 -- One module, written into the nginx prefix. It keeps one client per
@@ -288,7 +273,7 @@ local function start_app(settings, opts)
       end
       local lua_path = table.concat({ ROOT .. "/lua/?.lua", ROOT .. "/lua/?/init.lua",
         ROOT .. "/examples/openresty/?.lua", prefix .. "/?.lua" }, ";") .. ";;"
-      local cpath = ROOT .. "/build/luajit/?.so;" .. luajit_c_dirs() .. ";;"
+      local cpath = helpers.nginx_lua_cpath()
       local app = "require('t40_app')"
       return table.concat({
         "  lua_package_path " .. nginx_string(lua_path) .. ";",

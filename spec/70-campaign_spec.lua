@@ -61,12 +61,6 @@ local function write_lines(path, lines)
   return path
 end
 
-local function cwd()
-  local p = io.popen("pwd")
-  local dir = p:read("l")
-  p:close()
-  return dir
-end
 
 -- Deliveries of a sandbox by recipient id -> {[id] = count}, total
 local function delivered(list)
@@ -270,7 +264,7 @@ describe("campaign", function()
         return fields
       end
       return real
-    ]]):format(cwd() .. "/lua/alipay/sandbox/apis.lua", SEND, DELETE_AFTER))
+    ]]):format(helpers.cwd() .. "/lua/alipay/sandbox/apis.lua", SEND, DELETE_AFTER))
     deleting_sb = assert(sandbox.start { app_id = APP_ID, app_public_key = pem, seed = SEED_PATH,
                                          lua_path = shim .. "/?.lua" })
   end)

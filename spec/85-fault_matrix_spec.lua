@@ -41,22 +41,8 @@ local FIXED = {
 
 local function generated(n) return ("20880000%08d"):format(n) end
 
-local function cwd()
-  local ok, out = helpers.run("pwd")
-  assert(ok, out)
-  return (out:gsub("%s+$", ""))
-end
+local ROOT = helpers.cwd()
 
-local ROOT = cwd()
-
-local function luajit_c_dirs()
-  local ok, out = helpers.run("ls -d /usr/lib/*/lua/5.1 2>/dev/null")
-  local dirs = {}
-  if ok then
-    for dir in out:gmatch("[^\n]+") do dirs[#dirs + 1] = dir .. "/?.so" end
-  end
-  return table.concat(dirs, ";")
-end
 
 local function nginx_string(s)
   return '"' .. s:gsub("[\\\"]", "\\%0") .. '"'
@@ -142,7 +128,7 @@ local function start_app(settings)
       helpers.write(prefix .. "/t85.json", cjson.encode(settings))
       local lua_path = table.concat({ ROOT .. "/lua/?.lua", ROOT .. "/lua/?/init.lua", prefix .. "/?.lua" }, ";")
         .. ";;"
-      local cpath = ROOT .. "/build/luajit/?.so;" .. luajit_c_dirs() .. ";;"
+      local cpath = helpers.nginx_lua_cpath()
       local app = "require('t85_app')"
       return table.concat({
         "  lua_package_path " .. nginx_string(lua_path) .. ";",

@@ -75,6 +75,24 @@ function helpers.run(cmd)
   return status == "0", text or out
 end
 
+-- The working directory (specs run from the repository root).
+function helpers.cwd()
+  local ok, out = helpers.run("pwd")
+  assert(ok, out)
+  return (out:gsub("%s+$", ""))
+end
+
+-- package.cpath for Lua code running inside a test nginx: the checkout's
+-- LuaJIT build of the core, then Debian's LuaJIT C modules (cjson, lxp).
+function helpers.nginx_lua_cpath()
+  local ok, out = helpers.run("ls -d /usr/lib/*/lua/5.1 2>/dev/null")
+  local dirs = { helpers.cwd() .. "/build/luajit/?.so" }
+  if ok then
+    for dir in out:gmatch("[^\n]+") do dirs[#dirs + 1] = dir .. "/?.so" end
+  end
+  return table.concat(dirs, ";") .. ";;"
+end
+
 function helpers.cleanup()
   for _, dir in ipairs(made) do
     os.execute("rm -rf '" .. dir .. "'")
