@@ -837,6 +837,43 @@ describe("campaign", function()
     assert.are.equal("completed", assert(c:run()).status)
   end)
 
+  it("deletes a campaign: never one a live process holds, one with results only when forced", function()
+    local ctx = context(sb)
+    local state = require "alipay.campaign.state"
+    local spec = { id = "doomed", channel = LIFE, template = TEMPLATE, data = FIXED,
+                   audience = { recipients = { { user_id = generated(901) }, { user_id = generated(902) } } } }
+    local c = assert(campaign.create(ctx, spec))
+    -- An import under way in another process, then killed.
+    local row = ctx.store:campaign_get("doomed")
+    row.status, row.runner, row.heartbeat_at = "importing", state.identity(), os.time()
+    assert(ctx.store:campaign_update(row))
+    local counts, err = c:delete()
+    assert.is_nil(counts)
+    assert.matches("importing its audience", err)
+    row.runner = state.host .. "/999999999/dead"
+    assert(ctx.store:campaign_update(row))
+    local st = c:status()
+    assert.are.equal("interrupted", st.status)
+    assert.matches("campaign delete", st.stop_reason)
+    counts = assert(c:delete())
+    assert.are.equal(2, counts.pending)
+    assert.is_nil(campaign.open(ctx, "doomed"))
+    assert.is_nil(c:status())
+
+    -- The id is free again; a campaign that sent refuses to go without force.
+    c = assert(campaign.create(ctx, spec))
+    assert.are.equal("completed", assert(c:run()).status)
+    counts, err = c:delete()
+    assert.is_nil(counts)
+    assert.matches("2 recipients with results %(sent 2, failed 0, unknown 0, inflight 0%)", err)
+    assert.are.equal(2, c:status().counts.sent)
+    counts = assert(c:delete { force = true })
+    assert.are.equal(2, counts.sent)
+    local left = assert(ctx.store:query("spec", "SELECT count(*) AS n FROM campaign_recipients WHERE campaign = ?",
+      "doomed"))
+    assert.are.equal(0, tonumber(left[1].n))
+  end)
+
   it("mini program: queries subscriptions, skips the unsubscribed, consumes one-time ones", function()
     local ctx = context(sb)
     local recipients = {

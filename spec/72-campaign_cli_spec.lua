@@ -1,4 +1,4 @@
--- `alipay campaign run|resume|status|export|list` (lua/alipay/cli/campaign.lua)
+-- `alipay campaign run|resume|status|export|list|delete` (lua/alipay/cli/campaign.lua)
 -- as child processes against the sandbox gateway, with a temporary channel
 -- file and store; and the rendering of alipay.cli.progress.
 local helpers = require "helpers"
@@ -174,11 +174,14 @@ describe("alipay campaign (child processes against the sandbox)", function()
   local sb, dir, good_config, bad_config
 
   -- Runs bin/alipay with args; returns exit status, stdout, stderr.
-  -- opts.interrupt_after_s: sends SIGINT (Ctrl-C) after that long.
+  -- opts.interrupt_after_s: sends SIGINT (Ctrl-C) after that long. Only to
+  -- the child (--foreground): without it timeout signals the child and then
+  -- its process group, and on a loaded machine the child can handle the first
+  -- INT before the second arrives, which then kills it as a second Ctrl-C does.
   local function alipay(args, opts)
     local prefix = ""
     if opts and opts.interrupt_after_s then
-      prefix = ("timeout --preserve-status -s INT %s "):format(opts.interrupt_after_s)
+      prefix = ("timeout --foreground --preserve-status -s INT %s "):format(opts.interrupt_after_s)
     end
     local out, err = dir .. "/stdout", dir .. "/stderr"
     local cmd = ("%slua5.4 bin/alipay %s >%s 2>%s"):format(prefix, args, shell_quote(out), shell_quote(err))
@@ -281,7 +284,7 @@ describe("alipay campaign (child processes against the sandbox)", function()
   it("--help explains the actions, resume and Ctrl-C", function()
     local code, out = alipay("campaign --help")
     assert.equal(0, code)
-    for _, word in ipairs { "run", "resume", "status", "export", "list", "Ctrl-C", "unknown" } do
+    for _, word in ipairs { "run", "resume", "status", "export", "list", "delete", "Ctrl-C", "unknown" } do
       assert.truthy(out:find(word, 1, true), word .. " missing from --help")
     end
     code, out = alipay("campaign run --help")
@@ -418,6 +421,28 @@ describe("alipay campaign (child processes against the sandbox)", function()
     for _, c in ipairs(cjson.decode(out)) do ids[c.id] = c.status end
     assert.equal("completed", ids.small)
     assert.equal("completed", ids.readable)
+  end)
+
+  it("deletes a campaign: results need --force", function()
+    local path = audience("to-delete.csv", { follower(350) .. ",,D350", follower(351) .. ",,D351" })
+    local code, _, err = alipay(run_args(good_config, "to-delete", path, "--progress none"))
+    assert.equal(0, code, err)
+    local out
+    code, _, err = alipay(("campaign delete to-delete --config %s"):format(shell_quote(good_config)))
+    assert.equal(1, code)
+    assert.truthy(err:find("2 recipients with results", 1, true), err)
+    assert.truthy(err:find("export them first", 1, true), err)
+    code, out, err = alipay(("campaign delete to-delete --force --json --config %s"):format(shell_quote(good_config)))
+    assert.equal(0, code, err)
+    local result = cjson.decode(out)
+    assert.equal(2, result.recipients)
+    assert.equal(2, result.counts.sent)
+    code, _, err = alipay(("campaign status to-delete --config %s"):format(shell_quote(good_config)))
+    assert.equal(1, code)
+    assert.truthy(err:find("does not exist", 1, true), err)
+    code, _, err = alipay(("campaign delete to-delete --config %s"):format(shell_quote(good_config)))
+    assert.equal(1, code)
+    assert.truthy(err:find("does not exist", 1, true), err)
   end)
 
   it("stops on a deleted template: exit 1 with the reason", function()

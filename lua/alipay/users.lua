@@ -31,8 +31,10 @@
 --       channel's kind (alipaylife_userid, alipaylife_openid; alipaymini_… for a mini program);
 --       other columns are ignored, names are case-insensitive. Values are trimmed of spaces.
 --       Rows whose fields are all empty are skipped. RFC 4180 (see alipay.csv).
---   u:resolve(userid, channel) -> alipay_id, id_type | nil, err
---       ("user zhangsan has no binding for channel alipaylife123")
+--   u:resolve(userid, channel) -> alipay_id, id_type | false, msg | nil, err
+--       false when the user has no binding for the channel ("user zhangsan has no binding for
+--       channel alipaylife123"); nil when the store failed, so callers tell the two apart
+--       without reading the text
 --   u:show(userid) -> {[channel] = {alipay_id=, id_type=, kind=}} | nil, err
 --   u:count(channel?) -> n | nil, err
 --
@@ -431,7 +433,7 @@ function Users:resolve(userid, channel)
   local b, err = self.store:binding_get(userid, channel)
   if err then return nil, err end
   if not b then
-    return nil, ("user %s has no binding for channel %s"):format(tostring(userid), tostring(channel))
+    return false, ("user %s has no binding for channel %s"):format(tostring(userid), tostring(channel))
   end
   return b.alipay_id, b.id_type
 end

@@ -73,12 +73,8 @@ local function recipient_of(entry, channel, users)
   elseif found.userid then
     if not users then error("ctx.users is required to resolve the audience's userids", 0) end
     local alipay_id, resolved = users:resolve(found.userid, channel.code)
-    if not alipay_id then
-      if tostring(resolved):find("no binding", 1, true) then
-        return nil, skip("NO_BINDING", "no binding"), found.userid
-      end
-      error(resolved, 0) -- the store failed: the import cannot go on
-    end
+    if alipay_id == false then return nil, skip("NO_BINDING", "no binding"), found.userid end
+    if not alipay_id then error(resolved, 0) end -- the store failed: the import cannot go on
     id_type, id = resolved, alipay_id
   else
     return nil, skip("INVALID_ID", "no recipient id (user_id, open_id, alipay_id + id_type, or userid)")

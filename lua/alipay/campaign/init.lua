@@ -13,6 +13,7 @@
 --   c:status()                                  -- status, counts, by_code, times
 --   c:export(path_or_file, "csv" | "jsonl")     -- per recipient -> count | nil, err
 --   campaign.list(ctx)                          -- status tables, newest first
+--   c:delete{ force = false }                   -- the campaign and its recipients -> counts | nil, err
 --
 -- spec = { id = "spring-sale" (optional: generated), channel = "<channel code>",
 --          template = "<template id>", audience = {file=} | {userids=} | {recipients=} | {followers=true},
@@ -27,6 +28,10 @@
 -- "importing". Running a stopped or interrupted campaign resumes it: rows
 -- left inflight become unknown (pending with retry_unknown, which also
 -- retries earlier unknown rows), then every pending row is sent once.
+--
+-- Deleting refuses a campaign that a live process runs or imports, and,
+-- without force, one whose recipients hold results (sent, failed, unknown
+-- or inflight): the store is the only record of who got the message.
 local definition = require "alipay.campaign.definition"
 local audience = require "alipay.campaign.audience"
 local importer = require "alipay.campaign.importer"
@@ -197,6 +202,35 @@ end
 
 function Campaign:export(target, format)
   return export.write(self.ctx.store, self.id, target, format)
+end
+
+local RESULT_STATUSES = { "sent", "failed", "unknown", "inflight" }
+
+function Campaign:delete(opts)
+  local force = opts ~= nil and opts.force == true
+  local ctx, store = self.ctx, self.ctx.store
+  local ok, counts, err = pcall(store.transaction, store, function()
+    local row, gerr = store:campaign_get(self.id)
+    if not row then return nil, gerr or ("campaign %s does not exist"):format(self.id) end
+    if (row.status == "running" or row.status == "importing") and state.alive(row, now_s(ctx)) then
+      return nil, ("campaign %s is %s in another process (%s): stop it first"):format(self.id,
+        row.status == "importing" and "importing its audience" or "running", tostring(row.runner))
+    end
+    local n = assert(store:recipient_counts(self.id))
+    local with_results = 0
+    for _, status in ipairs(RESULT_STATUSES) do with_results = with_results + n[status] end
+    if with_results > 0 and not force then
+      return nil, ("campaign %s has %d recipients with results (sent %d, failed %d, unknown %d, inflight %d); "
+        .. "export them first, then delete with force"):format(self.id, with_results, n.sent, n.failed,
+        n.unknown, n.inflight)
+    end
+    assert(store:campaign_delete(self.id))
+    return n
+  end)
+  if not ok then return nil, "campaign: deleting failed: " .. tostring(counts) end
+  if not counts then return nil, err end
+  log(ctx, "info", ("campaign %s deleted"):format(self.id))
+  return counts
 end
 
 -- ---- run ----

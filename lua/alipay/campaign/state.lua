@@ -60,7 +60,8 @@ function M.visible(c, now)
       :format(tostring(c.runner))
   end
   if c.status == "importing" and not M.alive(c, now) then
-    return "interrupted", "the audience import did not finish; create the campaign again under another id"
+    return "interrupted", "the audience import did not finish; delete the campaign (campaign delete ID), "
+      .. "then create it again"
   end
   return c.status, c.stop_reason
 end
@@ -71,7 +72,8 @@ function M.claim(store, id, now)
     local current, gerr = store:campaign_get(id)
     if not current then return nil, gerr or ("campaign %s does not exist"):format(id) end
     if current.status == "importing" then
-      return nil, ("campaign %s: its audience is still being imported, or the import was interrupted"):format(id)
+      return nil, ("campaign %s: its audience is still being imported, or the import was interrupted "
+        .. "(then delete it and create it again)"):format(id)
     end
     if current.status == "running" and M.alive(current, now) then
       return nil, ("campaign %s is already running (%s)"):format(id, current.runner)

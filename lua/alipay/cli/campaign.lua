@@ -1,4 +1,4 @@
--- `alipay campaign run|resume|status|export|list`: send campaigns
+-- `alipay campaign run|resume|status|export|list|delete`: send campaigns
 -- (design.md §6) from a shell, with a live progress bar on a terminal, a
 -- plain log line every few seconds otherwise, and a summary by status and
 -- by Alipay code at the end. The engine is alipay.campaign; this file reads
@@ -19,7 +19,7 @@
 local common = require "alipay.cli.common"
 local progress = require "alipay.cli.progress"
 
-local M = { summary = "Send a template message to an audience, resumably; status, export, list." }
+local M = { summary = "Send a template message to an audience, resumably; status, export, list, delete." }
 
 local PROGRESS_EVERY_MS = 250 -- bar redraws
 local LOG_EVERY_S = 5         -- plain log lines when stderr is not a terminal
@@ -291,6 +291,22 @@ local export_cmd = common.runner(function(ctx, args, out)
   return true
 end)
 
+local delete_cmd = common.runner(function(ctx, args, out)
+  local c, err = open_campaign(ctx, args.id)
+  if not c then return nil, err end
+  local counts
+  counts, err = c:delete { force = args.force }
+  if not counts then return nil, err end
+  local total = 0
+  for _, n in pairs(counts) do total = total + n end
+  if args.json then
+    common.json(out, { id = args.id, deleted = true, recipients = total, counts = counts })
+  else
+    out.line("deleted campaign %s and its %s recipients", args.id, progress.count(total))
+  end
+  return true
+end)
+
 local LIST_COLUMNS = {
   { key = "id", title = "id" }, { key = "status", title = "status" },
   { key = "channel", title = "channel" }, { key = "template", title = "template" },
@@ -391,9 +407,17 @@ function M.configure(cmd, cli)
 
   local list_c = cmd:command("list", "List the campaigns of the store.")
   common.options(list_c, cli)
+
+  local delete_c = cmd:command("delete", "Delete a campaign and its recipients from the store (an "
+    .. "interrupted import, a campaign no longer needed).")
+  delete_c:argument("id", "Campaign id.")
+  delete_c:flag("--force", "Also delete a campaign whose recipients hold results (sent, failed, unknown): "
+    .. "export them first.")
+  common.options(delete_c, cli)
 end
 
-local ACTIONS = { run = run, resume = resume, status = status_cmd, export = export_cmd, list = list_cmd }
+local ACTIONS = { run = run, resume = resume, status = status_cmd, export = export_cmd, list = list_cmd,
+                  delete = delete_cmd }
 
 function M.run(args, out)
   return ACTIONS[args.action](args, out)
