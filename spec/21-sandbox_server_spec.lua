@@ -392,6 +392,22 @@ describe("alipay.sandbox gateway", function()
       if node.code == "40005" then assert.matches("call%-limited", node.sub_code) end
     end)
 
+    it("throttle with count answers 40005 to exactly the next N requests, at any speed", function()
+      assert(sb:faults { throttle = 1, count = 3 })
+      local codes = {}
+      for i = 1, 5 do
+        codes[i] = code_of(pub, SUBSCRIBE_QUERY, assert(call_v2(client, sb, SUBSCRIBE_QUERY)))
+      end
+      assert.same({ "40005", "40005", "40005", "10000", "10000" }, codes)
+      local _, answers = split_events(assert(sb:arrivals()))
+      local marked = 0
+      for _, answer in pairs(answers) do
+        if has_fault(answer, "throttle") then marked = marked + 1 end
+      end
+      assert.equal(3, marked)
+      assert.same({ throttle = 1, count = 0 }, assert(sb:faults()))
+    end)
+
     it("error_rate answers a signed 20000, on v2 and v3", function()
       assert(sb:faults { error_rate = 1 })
       local code, node = code_of(pub, SUBSCRIBE_QUERY, assert(call_v2(client, sb, SUBSCRIBE_QUERY)))

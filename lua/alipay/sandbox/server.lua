@@ -19,11 +19,13 @@
 --   http_502      probability: 502 with an HTML body
 --   throttle_qps  rate: past N requests within the current second (counted
 --                 over every request in scope), the gateway's signed 40005
+--   throttle      probability: the signed 40005 whatever the rate (with
+--                 count: exactly the next N requests, however fast they come)
 --   error_rate    probability: the gateway's signed 20000
 --   truncate      probability: announce the full Content-Length, send half
 --                 the body, close (also applies to 40005/20000 answers)
 --   bad_sign      probability: the normal answer with a wrong signature
--- The first of reset, http_502, throttle_qps, error_rate that fires decides
+-- The first of reset, http_502, throttle_qps, throttle, error_rate that fires decides
 -- the answer, in that order. Probabilities are 0..1 (1 = every request).
 -- methods (a list of v2 method names or v3 paths; a v3 path also matches as
 -- its dotted name) limits which requests are in scope; [] leaves none.
@@ -130,7 +132,7 @@ end
 
 -- ---- faults ----
 
-local PROBABILITIES = { reset = true, http_502 = true, error_rate = true, truncate = true,
+local PROBABILITIES = { reset = true, http_502 = true, throttle = true, error_rate = true, truncate = true,
   bad_sign = true }
 
 local function validate_faults(input)
@@ -196,10 +198,11 @@ local function plan_faults(name, path, at_ms)
   if chance(faults.reset) then take("reset")
   elseif chance(faults.http_502) then take("http_502")
   elseif throttled then take("throttle_qps")
+  elseif chance(faults.throttle) then take("throttle")
   elseif chance(faults.error_rate) then take("error_rate")
   end
   if not (plan.reset or plan.http_502) and chance(faults.truncate) then take("truncate") end
-  if not (plan.reset or plan.http_502 or plan.throttle_qps or plan.error_rate)
+  if not (plan.reset or plan.http_502 or plan.throttle_qps or plan.throttle or plan.error_rate)
     and chance(faults.bad_sign) then
     take("bad_sign")
   end
@@ -291,7 +294,7 @@ local function serve(api, req, name, path, timestamp)
 
   local status, headers, body
   local fault_fn = api == "v2" and gw.fault_v2 or gw.fault_v3
-  if plan and plan.throttle_qps then
+  if plan and (plan.throttle_qps or plan.throttle) then
     status, headers, body = call_gateway(fault_fn, req, "40005")
   elseif plan and plan.error_rate then
     status, headers, body = call_gateway(fault_fn, req, "20000")
