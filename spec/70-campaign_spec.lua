@@ -295,6 +295,7 @@ describe("campaign", function()
         { with { audience = { userids = {}, followers = true } }, "exactly one of" },
         { with { policy = { qps = 0 } }, "policy.qps" },
         { with { policy = { burst = 1 } }, "policy.burst: unknown field" },
+        { with { policy = { max_throttled_s = 0 } }, "policy.max_throttled_s" },
         { with { page = "pages/x" }, "only mini%-program messages have a page" },
         { with { data = { head_color = "#85be53", url = "u", action_name = "a",
                           keyword1 = { value = "1", color = "#85be53" },
@@ -624,6 +625,33 @@ describe("campaign", function()
     assert.are.equal("20000", row.code)
     assert.are.equal(3, row.attempts)
     assert.are.equal(0, #sb:deliveries())
+  end)
+
+  it("stops, resumable, when every answer for max_throttled_s was a throttle (a quota used up)", function()
+    local ctx = context(sb)
+    local ids = {}
+    for i = 1, 10 do ids[i] = { user_id = generated(i) } end
+    local c = assert(campaign.create(ctx, { id = "quota", channel = LIFE, template = TEMPLATE,
+                                            audience = { recipients = ids }, data = FIXED,
+                                            policy = { backoff_ms = 50, max_throttled_s = 1 } }))
+    assert(sb:faults { throttle = 1, methods = { SEND } })
+    local summary = assert(c:run())
+    assert(sb:faults {})
+    assert.are.equal("stopped", summary.status)
+    assert.matches("every answer for 1 s was a throttle", summary.stop_reason)
+    assert.matches("run the campaign again later", summary.stop_reason)
+    assert.are.equal(10, summary.counts.pending)
+    assert.is_true(count_arrivals(sb, SEND, "throttle") > 1)
+    assert.are.equal(0, #sb:deliveries())
+    for line in pairs(rows_of(c)) do
+      local row = assert(ctx.store:recipient_get("quota", line))
+      assert.are.equal(0, row.tries) -- throttles use up no attempts
+      assert.are.equal("40005", row.code)
+    end
+    summary = assert(c:run())
+    assert.are.equal("completed", summary.status)
+    assert.are.equal(10, summary.counts.sent)
+    assert_exactly_once(c, sb:deliveries())
   end)
 
   it("records unknown outcomes without re-sending, and re-sends them with retry_unknown", function()

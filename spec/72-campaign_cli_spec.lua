@@ -290,7 +290,7 @@ describe("alipay campaign (child processes against the sandbox)", function()
     code, out = alipay("campaign run --help")
     assert.equal(0, code)
     for _, word in ipairs { "--audience", "--data", "--data-file", "--in-flight", "--qps", "--max-attempts",
-                            "--retry-unknown", "--progress", "--json", "--config", "--store" } do
+                            "--max-throttled", "--retry-unknown", "--progress", "--json", "--config", "--store" } do
       assert.truthy(out:find(word, 1, true), word .. " missing from run --help")
     end
   end)

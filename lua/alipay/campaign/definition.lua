@@ -17,6 +17,7 @@ M.POLICY = {
   backoff_ms = 500,       -- first retry delay, doubled per retry, with jitter
   max_backoff_ms = 30000,
   retry_unknown = false,  -- re-send when a previous attempt's outcome is unknown
+  max_throttled_s = 900,  -- stop (resumable) after this long with nothing but throttled answers
 }
 
 local POLICY_RULES = {
@@ -25,6 +26,7 @@ local POLICY_RULES = {
   max_attempts = { integer = true, min = 1, max = 100 },
   backoff_ms = { min = 0, max = 3600000 },
   max_backoff_ms = { min = 0, max = 86400000 },
+  max_throttled_s = { min = 1, max = 604800 },
 }
 
 local FIELDS = { id = true, channel = true, template = true, audience = true, data = true, page = true,
@@ -82,6 +84,14 @@ function M.check(spec)
   if not policy then return nil, perr end
   return { id = id, channel = spec.channel, template = spec.template, audience = spec.audience,
            data = spec.data, page = spec.page, policy = policy }
+end
+
+-- A stored policy with the defaults of fields added since it was stored.
+function M.with_defaults(policy)
+  local full = {}
+  for k, v in pairs(M.POLICY) do full[k] = v end
+  for k, v in pairs(policy or {}) do full[k] = v end
+  return full
 end
 
 -- The definition as stored: the audience described, not its rows.

@@ -18,7 +18,7 @@
 -- spec = { id = "spring-sale" (optional: generated), channel = "<channel code>",
 --          template = "<template id>", audience = {file=} | {userids=} | {recipients=} | {followers=true},
 --          data = {...}, page = "...", policy = {in_flight=, qps=, max_attempts=, backoff_ms=,
---          max_backoff_ms=, retry_unknown=} }
+--          max_backoff_ms=, retry_unknown=, max_throttled_s=} }
 -- (alipay.campaign.definition checks it; alipay.campaign.audience and
 -- .importer say how audiences are read; .outcome says what every answer does.)
 --
@@ -72,7 +72,8 @@ local function decode_spec(text)
   local ok, spec = pcall(cjson.decode, text)
   if not ok or type(spec) ~= "table" then return nil end
   -- JSON numbers come back as floats: the integer settings become integers again.
-  for k, v in pairs(spec.policy or {}) do
+  spec.policy = definition.with_defaults(spec.policy)
+  for k, v in pairs(spec.policy) do
     if type(v) == "number" and math.tointeger(v) then spec.policy[k] = math.tointeger(v) end
   end
   return spec

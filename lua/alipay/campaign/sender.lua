@@ -24,6 +24,12 @@
 -- other until the whole audience is gone. After a streak of transient
 -- failures with no working answer in between (streak_limit: 3 x in_flight,
 -- at least 10) the run stops instead, the rest still pending.
+--
+-- Throttling never uses up a recipient's attempts (the request did not
+-- execute), so a quota that stays exhausted (Alipay also limits calls per
+-- day) would keep a campaign retrying at its lowest rate forever. When every
+-- answer for policy.max_throttled_s has been a throttle, the run stops,
+-- resumable, and says so.
 local clock = require "alipay.campaign.clock"
 local limiter_mod = require "alipay.campaign.limiter"
 local outcome = require "alipay.campaign.outcome"
@@ -56,6 +62,7 @@ function M.new(opts)
     started_ms = now, last_progress_ms = -math.huge, last_heartbeat_ms = now,
     buckets = {}, stop_reason = nil,
     streak = 0, streak_limit = math.max(10, 3 * policy.in_flight),
+    throttled_since_ms = nil, -- the first throttle after the last answer that was not one
   }, Sender)
   return self
 end
@@ -255,6 +262,7 @@ function Sender:handle(done)
       if effects.throttled and self.limiter:throttled(now, job.sent_at) then
         self.log("info", ("campaign %s: throttled, rate now %.1f/s"):format(self.id, self.limiter.rate))
       end
+      self:count_throttled(effects, now)
       if effects.stop then self:stop(effects.stop) end
       self:count_streak(effects, row)
       if effects.finished then self:finished_one(now) end
@@ -285,6 +293,19 @@ function Sender:count_streak(effects, row)
         .. " run the campaign again once it answers"):format(self.streak, tostring(row.code), tostring(row.sub_code
         or row.msg or "")))
     end
+  end
+end
+
+function Sender:count_throttled(effects, now)
+  if not effects.throttled then
+    if effects.answered or effects.transient then self.throttled_since_ms = nil end
+    return
+  end
+  self.throttled_since_ms = self.throttled_since_ms or now
+  local limit_s = self.policy.max_throttled_s
+  if limit_s and now - self.throttled_since_ms >= limit_s * 1000 then
+    self:stop(("every answer for %d s was a throttle (40005; rate down to %.1f/s): the app's call quota may "
+      .. "be used up for today; run the campaign again later"):format(limit_s, self.limiter.rate))
   end
 end
 

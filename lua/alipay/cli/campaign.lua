@@ -176,7 +176,7 @@ local function spec_of(args, channel)
   if not data then return nil, err end
   local policy = {
     in_flight = args.in_flight, qps = args.qps, max_attempts = args.max_attempts,
-    retry_unknown = args.retry_unknown or nil,
+    max_throttled_s = args.max_throttled, retry_unknown = args.retry_unknown or nil,
   }
   return {
     id = args.id, channel = channel.code, template = args.template, data = data, page = args.page,
@@ -383,6 +383,9 @@ function M.configure(cmd, cli)
     :convert(positive("--qps", false))
   run_cmd:option("--max-attempts", "Attempts per recipient on transient errors (default 5)."):argname("<n>")
     :convert(positive("--max-attempts", true))
+  run_cmd:option("--max-throttled", "Stop (resumable) after this many seconds of nothing but throttled "
+    .. "answers, e.g. a daily quota used up (default 900)."):argname("<s>")
+    :convert(positive("--max-throttled", false))
   run_cmd:flag("--retry-unknown", "Also send to recipients whose earlier attempt has an unknown outcome.")
   progress_options(run_cmd)
   common.options(run_cmd, cli, { channel = true })
