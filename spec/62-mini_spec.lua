@@ -125,6 +125,38 @@ describe("mini", function()
       local _, bad = app():subscriptions({ user_id = F1, open_id = "0x" }, { MINI_A })
       assert.are.equal("invalid", bad.kind)
     end)
+
+    it("prepare/finish: queries for many users in flight at once on the transport", function()
+      local a = app()
+      local waiting = {}
+      for _, user in ipairs { F1, F2, F4, STRANGER } do
+        local req, ctx = assert(a:prepare_subscriptions({ user_id = user }, { MINI_A }))
+        waiting[assert(client.transport:submit(req))] = { ctx = ctx, user = user }
+      end
+      local results, rounds = {}, 0
+      while next(waiting) and rounds < 100 do
+        rounds = rounds + 1
+        for _, d in ipairs(client.transport:wait(100)) do
+          local w = waiting[d.id]
+          waiting[d.id] = nil
+          results[w.user] = assert(a:finish_subscriptions(w.ctx, d.res, d.err))[MINI_A]
+        end
+      end
+      assert.is_nil(next(waiting))
+      assert.are.equal("longterm", results[F1].type)
+      assert.are.equal("onetime", results[F2].type)
+      assert.is_false(results[F4].subscribed)
+      assert.are.same({ subscribed = false }, results[STRANGER])
+      assert.are.equal(4, arrivals(M.subscriptions))
+      -- One query holds 1 to 3 ids (subscriptions splits longer lists).
+      for _, ids in ipairs { { MINI_A, MINI_B, MINI_C, MINI_D }, {} } do
+        local req, err = a:prepare_subscriptions({ user_id = F1 }, ids)
+        assert.is_nil(req)
+        assert.are.equal("invalid", err.kind)
+        assert.matches("1 to 3 template ids", err.msg)
+      end
+      assert.are.equal(4, arrivals(M.subscriptions))
+    end)
   end)
 
   describe("send", function()

@@ -18,6 +18,9 @@
 --     keep_state is passed through as Alipay sent it and never interpreted:
 --     its meaning changed between SDK releases. On an error, partial holds
 --     the batches answered so far.
+--   app:prepare_subscriptions(recipient, template_ids (1 to 3), opts) -> req, ctx | nil, err
+--   app:finish_subscriptions(ctx, res, err) -> the same table as subscriptions | nil, err
+--     one query split in two, for many in flight on client.transport.
 --   app:send(recipient, template, data, opts) -> node | nil, err
 --     recipient {user_id=} | {open_id=} | {id_type=, id=}; template a registry
 --     record, {id=, keywords=}, or the user_template_id; data
@@ -101,10 +104,9 @@ local function relation_result(rel)
   }
 end
 
-function Mini:subscriptions(recipient, template_ids, opts)
-  local method = M.METHODS.subscriptions
-  local id_type, id = channels.recipient(recipient)
-  if not id_type then return nil, invalid(method, "recipient", "recipient", id) end
+-- The template ids of a query: a list (or one id) of non-empty strings,
+-- duplicates dropped. -> ids | nil, err
+local function template_ids_of(method, template_ids)
   if type(template_ids) == "string" then template_ids = { template_ids } end
   if type(template_ids) ~= "table" then
     return nil, invalid(method, "request", "template_ids", "template_ids must be a list of template ids")
@@ -119,22 +121,52 @@ function Mini:subscriptions(recipient, template_ids, opts)
       ids[#ids + 1] = tid
     end
   end
+  return ids
+end
+
+function Mini:prepare_subscriptions(recipient, template_ids, opts)
+  local method = M.METHODS.subscriptions
+  local id_type, id = channels.recipient(recipient)
+  if not id_type then return nil, invalid(method, "recipient", "recipient", id) end
+  local ids, err = template_ids_of(method, template_ids)
+  if not ids then return nil, err end
+  if #ids == 0 or #ids > IDS_PER_QUERY then
+    return nil, invalid(method, "request", "template_ids", ("one query takes 1 to %d template ids, not %d")
+      :format(IDS_PER_QUERY, #ids))
+  end
+  local req, call = self.client:prepare_v2(method, { [id_type] = id, template_id_list = ids }, call_opts(opts))
+  return req, { call = call, ids = ids }
+end
+
+function Mini:finish_subscriptions(ctx, res, err)
+  local node, e = self.client:finish_v2(ctx.call, res, err)
+  if not node then return nil, e end
+  -- subscribe_relations is absent when the user never answered any of them.
+  local by_id = {}
+  if type(node.subscribe_relations) == "table" then
+    for _, rel in ipairs(node.subscribe_relations) do
+      if type(rel) == "table" and rel.template_id then by_id[rel.template_id] = rel end
+    end
+  end
+  local result = {}
+  for _, tid in ipairs(ctx.ids) do
+    result[tid] = by_id[tid] and relation_result(by_id[tid]) or { subscribed = false }
+  end
+  return result
+end
+
+function Mini:subscriptions(recipient, template_ids, opts)
+  local ids, err = template_ids_of(M.METHODS.subscriptions, template_ids)
+  if not ids then return nil, err end
   local result = {}
   for first = 1, #ids, IDS_PER_QUERY do
-    local batch = {}
-    for i = first, math.min(first + IDS_PER_QUERY - 1, #ids) do batch[#batch + 1] = ids[i] end
-    local res, err = self.client:execute(method, { [id_type] = id, template_id_list = batch }, call_opts(opts))
-    if not res then return nil, err, result end
-    -- subscribe_relations is absent when the user never answered any of them.
-    local by_id = {}
-    if type(res.subscribe_relations) == "table" then
-      for _, rel in ipairs(res.subscribe_relations) do
-        if type(rel) == "table" and rel.template_id then by_id[rel.template_id] = rel end
-      end
-    end
-    for _, tid in ipairs(batch) do
-      result[tid] = by_id[tid] and relation_result(by_id[tid]) or { subscribed = false }
-    end
+    local req, ctx = self:prepare_subscriptions(recipient, { table.unpack(ids, first,
+      math.min(first + IDS_PER_QUERY - 1, #ids)) }, opts)
+    if not req then return nil, ctx, result end
+    local res, terr = self.client.transport:request(req)
+    local batch, ferr = self:finish_subscriptions(ctx, res, terr)
+    if not batch then return nil, ferr, result end
+    for tid, r in pairs(batch) do result[tid] = r end
   end
   return result
 end

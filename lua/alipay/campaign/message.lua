@@ -15,11 +15,11 @@
 --   msg:prepare(recipient, data, page) -> req, ctx | nil, err   (the channel module's prepare_send)
 --   msg:finish(ctx, res, err) -> node | nil, err
 --   msg:prepare_check(recipient) -> req, ctx       mini programs: the subscription query of one
---   msg:finish_check(ctx, res, err) -> {subscribed=, type=, state=} | nil, err   recipient
+--   msg:finish_check(ctx, res, err) -> {subscribed=, type=, state=, ...} | nil, err   recipient
 --   msg.api                         the channel module object (lifeaccount or mini)
 --
--- The subscription query is built here rather than with mini:subscriptions,
--- which blocks: a campaign runs these queries concurrently, like its sends.
+-- The subscription queries use mini's prepare/finish halves: a campaign runs
+-- them concurrently, like its sends.
 local lifeaccount = require "alipay.lifeaccount"
 local mini = require "alipay.mini"
 local data_mod = require "alipay.campaign.data"
@@ -138,23 +138,13 @@ function Message:finish(ctx, res, err)
 end
 
 function Message:prepare_check(recipient)
-  local biz = { [recipient.id_type] = recipient.id, template_id_list = { self.template_id } }
-  return self.channel.client:prepare_v2(mini.METHODS.subscriptions, biz)
+  return self.api:prepare_subscriptions(recipient, { self.template_id })
 end
 
 function Message:finish_check(ctx, res, err)
-  local node, e = self.channel.client:finish_v2(ctx, res, err)
-  if not node then return nil, e end
-  -- subscribe_relations is absent when the user never answered.
-  local relations = type(node.subscribe_relations) == "table" and node.subscribe_relations or {}
-  for _, rel in ipairs(relations) do
-    if type(rel) == "table" and rel.template_id == self.template_id then
-      local state = rel.subscribe_state
-      return { subscribed = state == "1" or state == 1, type = type(rel.subscribe_type) == "string"
-               and rel.subscribe_type or nil, state = type(state) == "string" and state or nil }
-    end
-  end
-  return { subscribed = false }
+  local result, e = self.api:finish_subscriptions(ctx, res, err)
+  if not result then return nil, e end
+  return result[self.template_id]
 end
 
 return M

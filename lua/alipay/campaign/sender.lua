@@ -143,6 +143,16 @@ local function vars_of(row)
   return cjson.decode(row.vars)
 end
 
+-- Refused locally (the row's data no longer fits, e.g. the template was
+-- imported again with other keywords): skipped, nothing was sent.
+local function refused(row, err)
+  local update = {}
+  for k, v in pairs(row) do update[k] = v end
+  update.status, update.sub_code, update.msg = "skipped", nil, tostring(err.msg or err)
+  update.code = err.reason == "recipient" and "INVALID_ID" or "INVALID_DATA"
+  return update
+end
+
 -- A row to send -> job | nil, update (a row to write instead) | nil, nil, stop reason
 function Sender:prepare_send(row)
   local msg = self.message
@@ -158,13 +168,7 @@ function Sender:prepare_send(row)
   if class == "template" or class == "configuration" then
     return nil, nil, ("the template can no longer be used: %s"):format(tostring(ctx.msg or ctx))
   end
-  -- Refused locally (the row's data no longer fits, e.g. the template was
-  -- imported again with other keywords): skipped, nothing was sent.
-  local update = {}
-  for k, v in pairs(row) do update[k] = v end
-  update.status, update.sub_code, update.msg = "skipped", nil, tostring(ctx.msg or ctx)
-  update.code = ctx.reason == "recipient" and "INVALID_ID" or "INVALID_DATA"
-  return nil, update
+  return nil, refused(row, ctx)
 end
 
 -- Reads due rows and starts as many requests as slots and tokens allow.
@@ -187,7 +191,11 @@ function Sender:fill(now)
         if job then jobs[#jobs + 1] = job else updates[#updates + 1] = update end
       else
         local req, ctx = self.message:prepare_check(recipient_of(row))
-        jobs[#jobs + 1] = { kind = "check", row = row, req = req, ctx = ctx }
+        if req then
+          jobs[#jobs + 1] = { kind = "check", row = row, req = req, ctx = ctx }
+        else
+          updates[#updates + 1] = refused(row, ctx)
+        end
       end
     end
   end
