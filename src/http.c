@@ -591,6 +591,14 @@ static CURLcode set_options(const engine *e, transfer *t, const request *r) {
   SET(CURLOPT_PROXY, e->proxy ? e->proxy : "");
   SET(CURLOPT_CONNECTTIMEOUT_MS, e->connect_timeout_ms);
   SET(CURLOPT_TIMEOUT_MS, r->timeout_ms);
+  /* libcurl resends a request on its own when a reused connection dies
+   * before any answer, and a send could then execute twice. Connections are
+   * reused only while idle under 30 s (curl's default is 118 s), below the
+   * usual server idle timeouts (nginx 75 s), so a server does not close one
+   * as a request goes out on it; the ngx transport keeps the same limit. */
+#if LIBCURL_VERSION_NUM >= 0x074100 /* 7.65 */
+  SET(CURLOPT_MAXAGE_CONN, 30L);
+#endif
   SET(CURLOPT_TCP_KEEPALIVE, 1L);
   SET(CURLOPT_TCP_KEEPIDLE, 60L);
   SET(CURLOPT_TCP_KEEPINTVL, 30L);
