@@ -30,6 +30,7 @@ local ROOT = helpers.cwd()
 local APP = [==[
 local cjson = require "cjson.safe"
 local alipay = require "alipay"
+local fs = require "alipay.util.fs"
 local ngx_transport = require "alipay.transport.ngx"
 local auto = require "alipay.transport.auto"
 
@@ -38,10 +39,7 @@ local settings = {}
 local clients = {}
 
 local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local data = f:read("*a")
-  f:close()
-  return data
+  return assert(fs.read(path))
 end
 
 local function reply(t)

@@ -120,6 +120,19 @@ local function count_arrivals(sb, method, fault)
   return n
 end
 
+-- Puts campaign id in `status` under a live runner of this host that is not
+-- this process; the function returned makes that runner a dead process.
+local function held_by_another_process(ctx, id, status)
+  local state = require "alipay.campaign.state"
+  local row = assert(ctx.store:campaign_get(id))
+  row.status, row.runner, row.heartbeat_at = status, state.identity(), os.time()
+  assert(ctx.store:campaign_update(row))
+  return function()
+    row.runner = state.host .. "/999999999/dead"
+    assert(ctx.store:campaign_update(row))
+  end
+end
+
 describe("campaign rules", function()
   local limiter = require "alipay.campaign.limiter"
   local outcome = require "alipay.campaign.outcome"
@@ -856,16 +869,12 @@ describe("campaign", function()
     local ctx = context(sb)
     local c = assert(campaign.create(ctx, { id = "busy", channel = LIFE, template = TEMPLATE,
                                             audience = { userids = {} }, data = FIXED }))
-    local state = require "alipay.campaign.state"
-    local row = ctx.store:campaign_get("busy")
-    row.status, row.runner, row.heartbeat_at = "running", state.identity(), os.time()
-    assert(ctx.store:campaign_update(row))
+    local runner_dies = held_by_another_process(ctx, "busy", "running")
     assert.are.equal("running", c:status().status)
     local summary, err = c:run()
     assert.is_nil(summary)
     assert.matches("already running", err)
-    row.runner = state.host .. "/999999999/dead"
-    assert(ctx.store:campaign_update(row))
+    runner_dies()
     local st = c:status()
     assert.are.equal("interrupted", st.status)
     assert.matches("run it again to resume", st.stop_reason)
@@ -874,19 +883,15 @@ describe("campaign", function()
 
   it("deletes a campaign: never one a live process holds, one with results only when forced", function()
     local ctx = context(sb)
-    local state = require "alipay.campaign.state"
     local spec = { id = "doomed", channel = LIFE, template = TEMPLATE, data = FIXED,
                    audience = { recipients = { { user_id = generated(901) }, { user_id = generated(902) } } } }
     local c = assert(campaign.create(ctx, spec))
     -- An import under way in another process, then killed.
-    local row = ctx.store:campaign_get("doomed")
-    row.status, row.runner, row.heartbeat_at = "importing", state.identity(), os.time()
-    assert(ctx.store:campaign_update(row))
+    local importer_dies = held_by_another_process(ctx, "doomed", "importing")
     local counts, err = c:delete()
     assert.is_nil(counts)
     assert.matches("importing its audience", err)
-    row.runner = state.host .. "/999999999/dead"
-    assert(ctx.store:campaign_update(row))
+    importer_dies()
     local st = c:status()
     assert.are.equal("interrupted", st.status)
     assert.matches("campaign delete", st.stop_reason)

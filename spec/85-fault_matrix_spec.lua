@@ -56,16 +56,14 @@ end
 local APP = [==[
 local cjson = require "cjson.safe"
 local alipay = require "alipay"
+local fs = require "alipay.util.fs"
 
 local M = {}
 local settings = {}
 local clients = {}
 
 local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local data = f:read("*a")
-  f:close()
-  return data
+  return assert(fs.read(path))
 end
 
 local function flat(err)

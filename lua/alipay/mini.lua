@@ -124,6 +124,13 @@ local function template_ids_of(method, template_ids)
   return ids
 end
 
+-- One query of already checked ids.
+local function prepare_query(self, id_type, id, ids, opts)
+  local req, call = self.client:prepare_v2(M.METHODS.subscriptions, { [id_type] = id, template_id_list = ids },
+    call_opts(opts))
+  return req, { call = call, ids = ids }
+end
+
 function Mini:prepare_subscriptions(recipient, template_ids, opts)
   local method = M.METHODS.subscriptions
   local id_type, id = channels.recipient(recipient)
@@ -134,8 +141,7 @@ function Mini:prepare_subscriptions(recipient, template_ids, opts)
     return nil, invalid(method, "request", "template_ids", ("one query takes 1 to %d template ids, not %d")
       :format(IDS_PER_QUERY, #ids))
   end
-  local req, call = self.client:prepare_v2(method, { [id_type] = id, template_id_list = ids }, call_opts(opts))
-  return req, { call = call, ids = ids }
+  return prepare_query(self, id_type, id, ids, opts)
 end
 
 function Mini:finish_subscriptions(ctx, res, err)
@@ -156,13 +162,15 @@ function Mini:finish_subscriptions(ctx, res, err)
 end
 
 function Mini:subscriptions(recipient, template_ids, opts)
-  local ids, err = template_ids_of(M.METHODS.subscriptions, template_ids)
+  local method = M.METHODS.subscriptions
+  local id_type, id = channels.recipient(recipient)
+  if not id_type then return nil, invalid(method, "recipient", "recipient", id) end
+  local ids, err = template_ids_of(method, template_ids)
   if not ids then return nil, err end
   local result = {}
   for first = 1, #ids, IDS_PER_QUERY do
-    local req, ctx = self:prepare_subscriptions(recipient, { table.unpack(ids, first,
+    local req, ctx = prepare_query(self, id_type, id, { table.unpack(ids, first,
       math.min(first + IDS_PER_QUERY - 1, #ids)) }, opts)
-    if not req then return nil, ctx, result end
     local res, terr = self.client.transport:request(req)
     local batch, ferr = self:finish_subscriptions(ctx, res, terr)
     if not batch then return nil, ferr, result end

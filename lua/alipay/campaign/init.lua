@@ -213,7 +213,7 @@ function Campaign:delete(opts)
   local ok, counts, err = pcall(store.transaction, store, function()
     local row, gerr = store:campaign_get(self.id)
     if not row then return nil, gerr or ("campaign %s does not exist"):format(self.id) end
-    if (row.status == "running" or row.status == "importing") and state.alive(row, now_s(ctx)) then
+    if state.held(row, now_s(ctx)) then
       return nil, ("campaign %s is %s in another process (%s): stop it first"):format(self.id,
         row.status == "importing" and "importing its audience" or "running", tostring(row.runner))
     end

@@ -311,7 +311,7 @@ function Sender:count_throttled(effects, now)
   end
   self.throttled_since_ms = self.throttled_since_ms or now
   local limit_s = self.policy.max_throttled_s
-  if limit_s and now - self.throttled_since_ms >= limit_s * 1000 then
+  if now - self.throttled_since_ms >= limit_s * 1000 then
     self:stop(("every answer for %d s was a throttle (40005; rate down to %.1f/s): the app's call quota may "
       .. "be used up for today; run the campaign again later"):format(limit_s, self.limiter.rate))
   end

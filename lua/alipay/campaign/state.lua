@@ -4,6 +4,7 @@
 --   local state = require "alipay.campaign.state"
 --   state.identity() -> "host/pid/token"           this process (one token per run)
 --   state.alive(c, now_s) -> bool                   c.runner still works on it
+--   state.held(c, now_s) -> bool                    a live process runs it or imports its audience
 --   state.visible(c, now_s) -> status, stop_reason  "interrupted" for a runner that died
 --   state.claim(store, id, now_s) -> campaign, runner | nil, err   makes this process the runner
 --   state.release(store, c, status, reason, now_s)  records the end of a run
@@ -54,6 +55,12 @@ function M.alive(c, now)
   return (c.heartbeat_at or 0) >= now - STALE_S
 end
 
+local ACTIVE = { running = true, importing = true }
+
+function M.held(c, now)
+  return ACTIVE[c.status] == true and M.alive(c, now)
+end
+
 function M.visible(c, now)
   if c.status == "running" and not M.alive(c, now) then
     return "interrupted", ("the process that ran it (%s) stopped without finishing; run it again to resume")
@@ -75,7 +82,7 @@ function M.claim(store, id, now)
       return nil, ("campaign %s: its audience is still being imported, or the import was interrupted "
         .. "(then delete it and create it again)"):format(id)
     end
-    if current.status == "running" and M.alive(current, now) then
+    if M.held(current, now) then
       return nil, ("campaign %s is already running (%s)"):format(id, current.runner)
     end
     current.status, current.stop_reason, current.finished_at = "running", nil, nil
