@@ -1,6 +1,22 @@
--- Typed errors (design.md §3). Every failure of a call is one of these
--- tables, so callers branch on fields, never on message text:
---   kind       "config" | "transport" | "http" | "signature" | "gateway" | "business" | "decode"
+-- Typed errors. The convention of every public function (docs/errors.md):
+--
+--   local res, err, detail = client:execute(...)
+--     res     the result, or nil on failure
+--     err     ALWAYS a one-line string: it prints wherever Lua and OpenResty
+--             print (assert, error, "..", ngx.say, ngx.log; ngx_lua logs a
+--             table error as "unknown error", ngx.say refuses it)
+--     detail  the typed error below: callers branch on its fields, never on
+--             the message text; tostring(detail) == err
+--
+-- errors.fail(kind, fields) and errors.failure(detail) build the triple.
+--
+-- Fields of a detail:
+--   kind       calls: "config" | "transport" | "http" | "signature" | "gateway" | "business" | "decode"
+--              local: "input" (the caller's data is wrong) | "store" (the database failed)
+--                     | "io" (a file cannot be read or written) | "state" (refused in the
+--                     current state: a closed client, a running campaign, an unknown id)
+--   also "notify" (an inbound message refused) and "invalid" (a send refused before any
+--   call: its data does not fit the template)
 --   code, msg, sub_code, sub_msg   as Alipay sent them (gateway, business)
 --   retryable  a retry may succeed (possibly after slowing down)
 --   unknown    the request may have been executed although no answer arrived
@@ -31,7 +47,34 @@ local OUTCOME_UNKNOWN = { transport = true, http = true, decode = true }
 local Error = {}
 Error.__index = Error
 
-function Error:__tostring()
+-- Kinds of failures that happen here, not in a call to Alipay: their one
+-- line is the message alone ("store.open: cannot open …").
+local LOCAL_KINDS = { input = true, store = true, io = true, state = true }
+errors.LOCAL_KINDS = LOCAL_KINDS
+
+-- The one line is bounded: a message may quote input (a parameter, a path,
+-- a gateway's sub_msg), and logs must not grow with it.
+local MAX_LINE = 1024
+
+local function one_line(text)
+  text = text:gsub("[\r\n]+", " ")
+  if #text > MAX_LINE then
+    -- Cut on a UTF-8 character boundary.
+    local cut = MAX_LINE
+    while cut > 1 and text:byte(cut + 1) and text:byte(cut + 1) >= 0x80 and text:byte(cut + 1) < 0xC0 do
+      cut = cut - 1
+    end
+    text = text:sub(1, cut) .. "… (" .. #text .. " bytes)"
+  end
+  return text
+end
+
+local function describe(self)
+  if LOCAL_KINDS[self.kind] then
+    local text = tostring(self.msg or (self.kind .. " error"))
+    if self.method and not text:find(self.method, 1, true) then text = self.method .. ": " .. text end
+    return text
+  end
   local parts = {}
   if self.method then parts[#parts + 1] = self.method .. ":" end
   parts[#parts + 1] = self.kind .. " error"
@@ -50,6 +93,15 @@ function Error:__tostring()
   if self.trace_id then parts[#parts + 1] = "[trace " .. self.trace_id .. "]" end
   if self.retryable then parts[#parts + 1] = "[retryable]" end
   return table.concat(parts, " ")
+end
+
+function Error:__tostring()
+  return one_line(describe(self))
+end
+
+-- A detail also joins strings on either side ("failed: " .. detail).
+function Error.__concat(a, b)
+  return tostring(a) .. tostring(b)
 end
 
 -- errors.new(kind, fields) -> error table. retryable and unknown are
@@ -79,6 +131,33 @@ end
 
 function errors.is_error(v)
   return getmetatable(v) == Error
+end
+
+-- The failure triple of a detail: return errors.failure(detail)
+--   -> nil, tostring(detail), detail
+function errors.failure(detail)
+  return nil, tostring(detail), detail
+end
+
+-- errors.fail(kind, fields) -> nil, message, detail. fields may be a
+-- string: the message of a local failure.
+function errors.fail(kind, fields)
+  if type(fields) == "string" then fields = { msg = fields } end
+  return errors.failure(errors.new(kind, fields))
+end
+
+-- Passes a failure on, adding context to the detail (and the line):
+--   return errors.wrap(err, detail, "store", {channel = code})
+-- A failure without a detail (a plain string from a lower layer) gets one
+-- of kind `kind` (default "state").
+function errors.wrap(err, detail, kind, fields)
+  if not errors.is_error(detail) then
+    detail = errors.new(kind or "state", { msg = tostring(err or detail or "failed") })
+  end
+  for k, v in pairs(fields or {}) do
+    if detail[k] == nil then detail[k] = v end
+  end
+  return nil, tostring(detail), detail
 end
 
 -- Transport failures in which the request never reached the gateway (no
