@@ -195,19 +195,19 @@ export INSTALL_BIN
 # The LuaJIT build goes beside Lua 5.1 modules: OpenResty and the sandbox
 # gateway load it from there (the Lua modules are shared by both).
 install: $(CORE_54) $(CORE_JIT)
-	install -d $(DESTDIR)$(LUA_LIBDIR)/alipay $(DESTDIR)$(LUAJIT_LIBDIR)/alipay \
-	  $(DESTDIR)$(LUA_SHAREDIR) $(DESTDIR)$(BINDIR)
-	install -m 0755 $(CORE_54) $(DESTDIR)$(LUA_LIBDIR)/alipay/core.so
-	install -m 0755 $(CORE_JIT) $(DESTDIR)$(LUAJIT_LIBDIR)/alipay/core.so
+	install -d "$(DESTDIR)$(LUA_LIBDIR)/alipay" "$(DESTDIR)$(LUAJIT_LIBDIR)/alipay" \
+	  "$(DESTDIR)$(LUA_SHAREDIR)" "$(DESTDIR)$(BINDIR)"
+	install -m 0755 $(CORE_54) "$(DESTDIR)$(LUA_LIBDIR)/alipay/core.so"
+	install -m 0755 $(CORE_JIT) "$(DESTDIR)$(LUAJIT_LIBDIR)/alipay/core.so"
 	LUA_SHAREDIR='$(LUA_SHAREDIR)' LUA_LIBDIR='$(LUA_LIBDIR)' lua5.4 -e "$$INSTALL_BIN" \
-	  <bin/alipay >$(DESTDIR)$(BINDIR)/alipay
-	chmod 0755 $(DESTDIR)$(BINDIR)/alipay
+	  <bin/alipay >"$(DESTDIR)$(BINDIR)/alipay"
+	chmod 0755 "$(DESTDIR)$(BINDIR)/alipay"
 	cd lua && for f in $$(find alipay -name '*.lua'); do \
-	  install -D -m 0644 $$f $(DESTDIR)$(LUA_SHAREDIR)/$$f; done
+	  install -D -m 0644 $$f "$(DESTDIR)$(LUA_SHAREDIR)/$$f"; done
 
 uninstall:
-	rm -rf $(DESTDIR)$(LUA_LIBDIR)/alipay $(DESTDIR)$(LUAJIT_LIBDIR)/alipay \
-	  $(DESTDIR)$(LUA_SHAREDIR)/alipay $(DESTDIR)$(BINDIR)/alipay
+	rm -rf "$(DESTDIR)$(LUA_LIBDIR)/alipay" "$(DESTDIR)$(LUAJIT_LIBDIR)/alipay" \
+	  "$(DESTDIR)$(LUA_SHAREDIR)/alipay" "$(DESTDIR)$(BINDIR)/alipay"
 
 clean:
 	rm -rf build
