@@ -39,10 +39,11 @@ CORE_SPECS := $(wildcard spec/0*_spec.lua) spec/10-http_spec.lua spec/32-charset
 # Debian packages: build (compiler, headers), run (interpreters, cjson,
 # argparse for the CLI, expat for the app gateway's XML, SQLite through
 # lua-dbi for the store, the openssl CLI for keys of the sandbox, nginx with
-# the Lua module for the sandbox gateway), test (busted, luacheck, valgrind).
+# the Lua module for the sandbox gateway), test (busted, luacheck, valgrind,
+# luarocks and git for `make rock`, which packs a rock from a git+file:// clone).
 DEB_BUILD := gcc make pkg-config liblua5.4-dev libluajit2-5.1-dev libssl-dev libcurl4-openssl-dev
 DEB_RUN := lua5.4 luajit2 lua-cjson lua-argparse lua-expat lua-dbi-sqlite3 openssl nginx libnginx-mod-http-lua
-DEB_TEST := lua-busted lua-check valgrind luarocks clang
+DEB_TEST := lua-busted lua-check valgrind luarocks git clang
 DEB_PACKAGES := $(DEB_BUILD) $(DEB_RUN) $(DEB_TEST)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

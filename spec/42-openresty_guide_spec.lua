@@ -176,12 +176,31 @@ describe("the OpenResty guide (examples/openresty/nginx.conf as shipped)", funct
 
   if as_root then
     it("runs its workers as " .. WORKER_USER .. ", who reads the CA but no key, setting or code", guarded(function()
-      local out = run("ps -o user= --ppid " .. master)
-      local workers = 0
-      for user in out:gmatch("%S+") do
-        assert.are.equal(WORKER_USER, user)
-        workers = workers + 1
+      -- The master's children (uid by pid), from /proc: no procps needed.
+      local function children()
+        local uids = {}
+        for pid in run("ls /proc"):gmatch("%d+") do
+          local f = io.open("/proc/" .. pid .. "/status", "rb")
+          local status = f and f:read("*a") or ""
+          if f then f:close() end
+          if tonumber(status:match("\nPPid:%s*(%d+)")) == master then
+            uids[pid] = tonumber(status:match("\nUid:%s*(%d+)"))
+          end
+        end
+        return uids
       end
+      -- A worker forked a moment ago may not have dropped root yet.
+      local worker_uid = tonumber(run("id -u " .. WORKER_USER))
+      local uids, workers
+      for _ = 1, 50 do
+        uids, workers = children(), 0
+        for _, uid in pairs(uids) do
+          if uid == worker_uid then workers = workers + 1 end
+        end
+        if workers == 2 then break end
+        run("sleep 0.1")
+      end
+      for pid, uid in pairs(uids) do assert.are.equal(worker_uid, uid, "worker " .. pid) end
       assert.are.equal(2, workers) -- worker_processes 2
       for _, path in ipairs { base .. "/keys/app_private_key.pem", base .. "/keys/alipay_public_key.pem",
         prefix .. "/run/alipay.json", prefix .. "/handlers/notify.lua",
