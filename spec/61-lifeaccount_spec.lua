@@ -262,8 +262,8 @@ describe("lifeaccount", function()
 
     it("PUB.MSG_SD_NOFOLLOW for a user who does not follow the account", function()
       local reg = registry()
-      local res, err = life_on(sb, reg):send({ user_id = STRANGER }, assert(reg:get("alipaylife123", CLAIMED)),
-                                             context())
+      local res, _, err = life_on(sb, reg):send({ user_id = STRANGER }, assert(reg:get("alipaylife123", CLAIMED)),
+                                                context())
       assert.is_nil(res)
       assert.are.equal("business", err.kind)
       assert.are.equal("PUB.MSG_SD_NOFOLLOW", err.sub_code)

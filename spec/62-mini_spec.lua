@@ -122,7 +122,7 @@ describe("mini", function()
       assert.are.equal("20000", err.code)
       assert.are.same({}, partial)
       sb:faults {}
-      local _, bad = app():subscriptions({ user_id = F1, open_id = "0x" }, { MINI_A })
+      local _, _, bad = app():subscriptions({ user_id = F1, open_id = "0x" }, { MINI_A })
       assert.are.equal("invalid", bad.kind)
     end)
 
