@@ -32,13 +32,13 @@ local ok, failure = pcall(function()
   })
 
   -- v2: is this user following the Life Account?
-  local res, err, detail = client:execute("alipay.open.public.user.follow.query",
-                                          { user_id = "2088857585575154" })
+  local res, err = client:execute("alipay.open.public.user.follow.query",
+                                  { user_id = "2088857585575154" })
   assert(res, err) -- err is one printable line; detail the typed error
   print("follow.query: is_follow = " .. res.is_follow)
 
   -- v3: which mini-program templates did the user subscribe to?
-  res, err, detail = client:v3("POST", "/v3/alipay/open/app/messagetemplate/subscribe/query", {
+  res, err = client:v3("POST", "/v3/alipay/open/app/messagetemplate/subscribe/query", {
     user_id = "2088857585575154",
     template_id_list = { "MDI4YzIxMDE2M2I5YTQzYjUxNWE4MjA4NmU1MTIyYmM=" },
   })
@@ -48,6 +48,7 @@ local ok, failure = pcall(function()
   end
 
   -- A business error is a typed error, not an exception.
+  local detail
   res, err, detail = client:execute("alipay.open.public.message.single.send", {
     to_user_id = "2088857585575154",
     template = { template_id = "7d5e0c1f2a9b48c6a1e3f0d2b4c6e8a0", context = {} },

@@ -346,7 +346,7 @@ describe("OpenResty (nginx + cosockets)", function()
     for k, v in pairs(payload.config or {}) do cfg[k] = v end
     if cfg.gateway == "https" then cfg.gateway, cfg.ca_file = sb.https_gateway, cfg.ca_file or sb.ca_file end
     local c = assert(alipay.new(cfg))
-    local res, err
+    local res, err, _
     if payload.api == "v3" then
       res, _, err = c:v3(payload.verb or "POST", payload.path, payload.body)
     else

@@ -209,7 +209,7 @@ local function dispatch(handlers, event, info, key, opts, log)
   local why = ok and (herr or "the handler returned false") or result
   if seen and key then seen:delete(key) end
   fail_info(info, errors.new("notify", { reason = "handler", verified = true, retryable = true,
-                                         msg = "the " .. loggable(info.event) .. " handler failed: " .. one_line(why) }))
+    msg = "the " .. loggable(info.event) .. " handler failed: " .. one_line(why) }))
   log("error", "alipay gateway: " .. info.detail.msg .. "; answering fail so that Alipay retries")
   return "fail", info
 end
