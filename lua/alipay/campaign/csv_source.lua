@@ -117,7 +117,7 @@ function M.open(path)
   if not header then
     fh:close()
     if hline then return nil, ("%s line %d: %s"):format(path, hline, herr) end
-    return nil, path .. " is empty (expected a header row)"
+    return nil, ("the audience %s has no recipients (the file is empty)"):format(path)
   end
   self.names, self.columns, self.width = {}, {}, #header
   for i, raw in ipairs(header) do

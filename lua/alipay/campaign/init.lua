@@ -108,6 +108,8 @@ local function import_audience(ctx, def, msg, runner)
       return nil, "campaign: ctx.users is required to resolve the audience's userids"
     end
   end
+  source, err = audience.nonempty(source, def.audience)
+  if not source then return nil, err end
   local created, cerr = store:campaign_insert {
     id = def.id, channel = def.channel, template = def.template, kind = msg.kind,
     spec = cjson.encode(definition.stored(def)), status = "importing", created_at = now_s(ctx),
@@ -289,8 +291,8 @@ end
 function Campaign:run(opts)
   opts = opts or {}
   local ctx, store = self.ctx, self.ctx.store
-  local row, runner = state.claim(store, self.id, now_s(ctx))
-  if not row then return nil, runner end
+  local row, runner, refused = state.claim(store, self.id, now_s(ctx))
+  if not row then return nil, runner, refused end
   local spec = decode_spec(row.spec)
   if not spec then
     return finish_run(self, row, nil, "the stored definition of the campaign cannot be read", opts.on_progress)

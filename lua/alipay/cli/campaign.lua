@@ -139,10 +139,23 @@ local function outcome(out, status, already_said)
   return 1
 end
 
+-- The command behind the next step of a refusal to run (the engine's
+-- message names the step): resuming would be refused the same way.
+local REFUSAL_COMMAND = {
+  running = "`alipay campaign status %s` shows its progress",
+  importing = "`alipay campaign status %s` shows when it is done",
+  import_interrupted = "`alipay campaign delete %s`, then `alipay campaign run` again",
+}
+
 -- A run that ended with an error (Ctrl-C, the store failed): the requests
 -- then in flight stay inflight, and the next run makes them unknown. The
 -- error goes back to common.runner, which prints it (and JSON with --json).
-local function run_failed(id, err)
+-- A refusal to start (running elsewhere, an import) is not resumable.
+local function run_failed(id, err, detail)
+  local command = type(detail) == "table" and detail.kind == "state" and REFUSAL_COMMAND[detail.reason]
+  if command then
+    return nil, ("%s (%s)"):format(tostring(err), command:format(tostring(id)))
+  end
   local text = tostring(err)
   if text:find("interrupted!", 1, true) then
     text = ("campaign %s interrupted (Ctrl-C)"):format(tostring(id))
@@ -189,15 +202,15 @@ end
 local function drive(c, rep, already_said, args, out)
   local before, err = c:status()
   if not before then return nil, err end
-  local result
-  result, err = c:run {
+  local result, detail
+  result, err, detail = c:run {
     progress_every_ms = PROGRESS_EVERY_MS,
     -- nil: the campaign's own policy decides (set when it was created).
     retry_unknown = args.retry_unknown or nil,
     on_progress = function(stats) rep:update(stats) end,
   }
   rep:finish(result)
-  if not result then return run_failed(c.id, err) end
+  if not result then return run_failed(c.id, err, detail) end
   local status
   status, err = c:status()
   if not status then return nil, err end
