@@ -60,6 +60,55 @@ describe("alipay.store", function()
       assert.matches("the directory .*/missing/sub does not exist", err)
     end)
 
+    it("names a directory that is a file", function()
+      helpers.write(dir .. "/plain", "")
+      local s, err = store.open(dir .. "/plain/state.db")
+      assert.is_nil(s)
+      assert.matches("the directory .*/plain is not a directory", err)
+    end)
+
+    it("opens through ., .. and a symlinked directory", function()
+      assert(os.execute(("mkdir -p '%s/real/sub' && ln -s real '%s/link'"):format(dir, dir)))
+      for _, path in ipairs { dir .. "/./a.db", dir .. "/real/./b.db", dir .. "/real/sub/../c.db",
+                              dir .. "/link/d.db", dir .. "/link/sub/../e.db" } do
+        local s, err = store.open(path)
+        assert.is_nil(err, path)
+        assert(s:meta_put("k", path))
+        s:close()
+      end
+      for _, name in ipairs { "a.db", "real/b.db", "real/c.db", "real/d.db", "real/e.db" } do
+        assert.is_true(helpers.run(("test -f '%s/%s'"):format(dir, name)), name)
+      end
+    end)
+
+    -- Relative paths are relative to the working directory of the process:
+    -- a child Lua started in dir (os.rename(".", ".") fails with EBUSY, so
+    -- the old directory test refused ./x.db and ../x.db).
+    it("opens relative paths from any working directory: x.db, ./x.db, ../, sub/./", function()
+      assert(os.execute(("mkdir -p '%s/work/sub'"):format(dir)))
+      local root = helpers.cwd()
+      local script = ([[
+        package.path = %q .. "/lua/?.lua;" .. %q .. "/lua/?/init.lua;" .. package.path
+        package.cpath = %q .. "/build/lua5.4/?.so;" .. package.cpath
+        local store = require "alipay.store"
+        for _, path in ipairs { "x.db", "./y.db", "../work/z.db", "sub/./w.db", "./sub/../v.db" } do
+          local s = assert(store.open(path))
+          assert(s:meta_put("k", path))
+          s:close()
+        end
+        local s, err = store.open("./missing/x.db")
+        assert(not s and err:find("the directory ./missing does not exist", 1, true), err)
+        print("ok")
+      ]]):format(root, root, root)
+      helpers.write(dir .. "/relative.lua", script)
+      local ok, out = helpers.run(("cd '%s/work' && lua5.4 ../relative.lua"):format(dir))
+      assert.is_true(ok, out)
+      assert.matches("ok", out)
+      for _, name in ipairs { "x.db", "y.db", "z.db", "sub/w.db", "v.db" } do
+        assert.is_true(helpers.run(("test -f '%s/work/%s'"):format(dir, name)), name)
+      end
+    end)
+
     it("refuses a file that is not a database", function()
       helpers.write(dir .. "/junk.db", ("not a database "):rep(100))
       local s, err = store.open(dir .. "/junk.db")

@@ -137,6 +137,31 @@ describe("channels", function()
     check_set(set)
   end)
 
+  -- A child Lua in another working directory: the file named by a bare
+  -- name, by a relative path and by ./; keys and store relative to the file.
+  it("resolves keys and the store relative to a file given by a relative name, from any directory", function()
+    local life = base_config().channels.life
+    helpers.write(dir .. "/conf/life.json", cjson.encode { store = "data/alipay.db", channels = { life = life } })
+    local root = helpers.cwd()
+    helpers.write(dir .. "/relative.lua", ([[
+      package.path = %q .. "/lua/?.lua;" .. %q .. "/lua/?/init.lua;" .. package.path
+      package.cpath = %q .. "/build/lua5.4/?.so;" .. package.cpath
+      local set = assert(require("alipay.channels").load(arg[1]))
+      local res = assert(assert(set:get("life")).client:execute(%q, { user_id = %q }))
+      print(set.store_path, res.is_follow)
+    ]]):format(root, root, root, FOLLOW_QUERY, FOLLOWER))
+    for _, case in ipairs {
+      { "conf", "life.json", "./data/alipay.db" },
+      { "conf", "./life.json", "./data/alipay.db" },
+      { ".", "conf/life.json", "conf/data/alipay.db" },
+      { "keys", "../conf/life.json", "../conf/data/alipay.db" },
+    } do
+      local ok, out = helpers.run(("cd '%s/%s' && lua5.4 '%s/relative.lua' %s"):format(dir, case[1], dir, case[2]))
+      assert.is_true(ok, case[2] .. ": " .. out)
+      assert.are.equal(case[3] .. "\tT\n", out, case[2])
+    end
+  end)
+
   it("runs a Lua configuration as data: no globals, bounded, must return a table", function()
     local cases = {
       { "return { channels = { x = { app_id = os.getenv('HOME') } } }", "'os'" }, -- no globals: os is nil

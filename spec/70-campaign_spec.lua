@@ -349,6 +349,58 @@ describe("campaign", function()
       assert.matches("cannot read the audience", err)
       assert.are.equal(1, #campaign.list(ctx))
     end)
+
+    it("refuses an audience without recipients, naming it, before anything is stored or sent", function()
+      local ctx = context(sb)
+      local dir = helpers.tmpdir()
+      -- {file name or audience table, file content, what the error says}
+      local cases = {
+        { "empty.csv", "", "empty.csv has no recipients (the file is empty)" },
+        { "header.csv", "user_id,order_no\n", "header.csv has no recipients (only a header row)" },
+        { "empty.jsonl", "", "empty.jsonl has no recipients (the file is empty or has only blank lines)" },
+        { "blank.jsonl", "\n   \n\n", "blank.jsonl has no recipients (the file is empty or has only blank lines)" },
+        { { userids = {} }, nil, "audience.userids has no recipients (an empty list)" },
+        { { recipients = {} }, nil, "audience.recipients has no recipients (an empty list)" },
+      }
+      for _, case in ipairs(cases) do
+        local a = case[1]
+        if type(a) == "string" then
+          helpers.write(dir .. "/" .. a, case[2])
+          a = { file = dir .. "/" .. a }
+        end
+        local c, err = campaign.create(ctx, { id = "nobody", channel = LIFE, template = TEMPLATE,
+                                              audience = a, data = FIXED })
+        assert.is_nil(c)
+        assert.truthy(err:find(case[3], 1, true), err)
+        assert.is_nil(campaign.open(ctx, "nobody"))
+      end
+      assert.are.same({}, campaign.list(ctx))
+      assert.are.equal(0, #ctx.store:query("rows", "SELECT campaign FROM campaign_recipients"))
+      assert.are.equal(0, #sb:deliveries())
+      -- One recipient is enough: the first entry, read ahead, is not lost.
+      local one = write_lines(dir .. "/one.csv", { "user_id", F[1] })
+      local c = assert(campaign.create(ctx, { channel = LIFE, template = TEMPLATE, data = FIXED,
+                                              audience = { file = one } }))
+      local summary = assert(c:run())
+      assert.are.equal(1, summary.counts.sent)
+    end)
+
+    it("refuses a follower audience of a Life Account without followers", function()
+      local audience = require "alipay.campaign.audience"
+      -- The listing of an account without followers, as alipay.lifeaccount
+      -- ends it: the first page is the end (done, no error).
+      local life = { followers = function()
+        return setmetatable({ done = false }, { __call = function(self)
+          self.done = true
+          return nil
+        end })
+      end }
+      local spec = { followers = true }
+      local source = assert(audience.open(spec, { life = life }))
+      local nonempty, err = audience.nonempty(source, spec)
+      assert.is_nil(nonempty)
+      assert.are.equal("the Life Account has no followers: the audience has no recipients", err)
+    end)
   end)
 
   describe("a CSV audience", function()
@@ -871,12 +923,15 @@ describe("campaign", function()
   it("refuses to run a campaign another live process runs; a dead runner reads interrupted", function()
     local ctx = context(sb)
     local c = assert(campaign.create(ctx, { id = "busy", channel = LIFE, template = TEMPLATE,
-                                            audience = { userids = {} }, data = FIXED }))
+                                            audience = { recipients = { { user_id = generated(903) } } },
+                                            data = FIXED }))
     local runner_dies = held_by_another_process(ctx, "busy", "running")
     assert.are.equal("running", c:status().status)
-    local summary, err = c:run()
+    local summary, err, detail = c:run()
     assert.is_nil(summary)
-    assert.matches("already running", err)
+    assert.matches("is already running in another process %(.+%): wait for it to finish$", err)
+    assert.are.equal("state", detail.kind)
+    assert.are.equal("running", detail.reason)
     runner_dies()
     local st = c:status()
     assert.are.equal("interrupted", st.status)
@@ -894,10 +949,21 @@ describe("campaign", function()
     local counts, err = c:delete()
     assert.is_nil(counts)
     assert.matches("importing its audience", err)
+    local summary, detail
+    summary, err, detail = c:run()
+    assert.is_nil(summary)
+    assert.matches("still importing its audience in another process %(.+%): wait for it to finish$", err)
+    assert.are.equal("importing", detail.reason)
     importer_dies()
     local st = c:status()
     assert.are.equal("interrupted", st.status)
-    assert.matches("campaign delete", st.stop_reason)
+    assert.matches("delete the campaign, then create it again", st.stop_reason)
+    -- Running it cannot help: the one step is to delete it.
+    summary, err, detail = c:run()
+    assert.is_nil(summary)
+    assert.matches("import was interrupted; delete the campaign, then create it again$", err)
+    assert.is_nil(err:find("resume", 1, true))
+    assert.are.equal("import_interrupted", detail.reason)
     counts = assert(c:delete())
     assert.are.equal(2, counts.pending)
     assert.is_nil(campaign.open(ctx, "doomed"))

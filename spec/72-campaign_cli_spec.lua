@@ -492,6 +492,74 @@ describe("alipay campaign (child processes against the sandbox)", function()
     assert.equal(1, code)
   end)
 
+  it("refuses an audience without recipients, naming the file, and leaves nothing in the store", function()
+    local files = {
+      { "nobody-empty.csv", "", "has no recipients (the file is empty)" },
+      { "nobody-header.csv", "user_id,userid,order_no\n", "has no recipients (only a header row)" },
+      { "nobody-empty.jsonl", "", "has no recipients (the file is empty or has only blank lines)" },
+      { "nobody-blank.jsonl", "\n  \n", "has no recipients (the file is empty or has only blank lines)" },
+    }
+    for i, case in ipairs(files) do
+      local path = dir .. "/" .. case[1]
+      helpers.write(path, case[2])
+      local code, _, err = alipay(run_args(good_config, "nobody-" .. i, path, "--progress none"))
+      assert.equal(1, code, err)
+      assert.truthy(err:find(path .. " " .. case[3], 1, true), err)
+      code, _, err = alipay(("campaign status nobody-%d --config %s"):format(i, shell_quote(good_config)))
+      assert.equal(1, code)
+      assert.truthy(err:find("does not exist", 1, true), err)
+    end
+  end)
+
+  it("a refused run names the one step that works, never resume", function()
+    local path = audience("refused.csv", { follower(360) .. ",,F360" })
+    local code, _, err = alipay(run_args(good_config, "refused", path, "--progress none"))
+    assert.equal(0, code, err)
+    -- Another live process holds it (running, then importing), then the
+    -- import is interrupted (the process is gone).
+    local store = assert(require("alipay.store").open(dir .. "/alipay.db"))
+    assert(require("alipay.store.campaigns").attach(store))
+    local state = require "alipay.campaign.state"
+    local function hold(status, runner)
+      local row = assert(store:campaign_get("refused"))
+      row.status, row.runner, row.heartbeat_at = status, runner, os.time()
+      assert(store:campaign_update(row))
+    end
+    local ok, pcall_err = pcall(function()
+      local live = state.identity() -- this busted process: alive while the child runs
+      hold("running", live)
+      code, _, err = alipay(("campaign resume refused --progress none --config %s"):format(shell_quote(good_config)))
+      assert.equal(1, code)
+      assert.truthy(err:find("is already running in another process", 1, true), err)
+      assert.truthy(err:find("wait for it to finish (`alipay campaign status refused` shows its progress)", 1,
+        true), err)
+      assert.is_nil(err:find("campaign resume refused", 1, true), err)
+
+      hold("importing", live)
+      code, _, err = alipay(("campaign resume refused --progress none --config %s"):format(shell_quote(good_config)))
+      assert.equal(1, code)
+      assert.truthy(err:find("still importing its audience", 1, true), err)
+      assert.truthy(err:find("`alipay campaign status refused`", 1, true), err)
+      assert.is_nil(err:find("campaign resume refused", 1, true), err)
+
+      hold("importing", state.host .. "/999999999/dead")
+      code, _, err = alipay(("campaign resume refused --progress none --config %s"):format(shell_quote(good_config)))
+      assert.equal(1, code)
+      assert.truthy(err:find("its audience import was interrupted", 1, true), err)
+      assert.truthy(err:find("`alipay campaign delete refused`, then `alipay campaign run` again", 1, true), err)
+      assert.is_nil(err:find("campaign resume refused", 1, true), err)
+      local out
+      code, out = alipay(("campaign status refused --config %s"):format(shell_quote(good_config)))
+      assert.equal(0, code)
+      assert.truthy(out:find("delete the campaign, then create it again", 1, true), out)
+      assert.is_nil(out:find("resume", 1, true), out)
+    end)
+    store:close()
+    assert(ok, pcall_err)
+    code, _, err = alipay(("campaign delete refused --force --config %s"):format(shell_quote(good_config)))
+    assert.equal(0, code, err)
+  end)
+
   it("Ctrl-C stops a run (exit 1); resume settles it, nobody gets two messages", function()
     local lines, ids = {}, {}
     for i = 400, 499 do

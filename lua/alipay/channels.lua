@@ -19,8 +19,9 @@
 --   set:get(code)        -> channel | nil, err, detail (kind "config", field "channel")
 --   set:list()           -> { channel, ... } sorted by code
 --   set:channels_info()  -> { [code] = {kind=, id_type=} }   (for alipay.users)
---   set.store_path       -> the store path of the file (absolute when the file
---                           gave a relative one), or nil
+--   set.store_path       -> the store path of the file (a relative one joined
+--                           to the file's directory: "alipay.json" with
+--                           store "x.db" gives "./x.db"), or nil
 --   set:close()          -> closes every client
 --   channel = { code=, kind="alipaylife"|"alipaymini", id_type="user_id"|"open_id",
 --               app_id=, client= }

@@ -11,6 +11,13 @@
 --   source:close()
 --   audience.describe(spec.audience) -> a JSON-friendly description (stored with the campaign)
 --
+--   audience.nonempty(source, spec.audience) -> source | nil, err (closed)
+--     reads the first entry ahead (next() still returns it first): an
+--     audience without a single entry (an empty file, a CSV with only its
+--     header, JSONL with only blank lines, an empty list, no followers) is
+--     an error before a campaign exists. A campaign of nobody is a mistake
+--     (the wrong file), never a result.
+--
 -- `line` is the physical line of a file (so an operator can find it), or the
 -- 1-based position in a list or in the follower listing.
 local cjson = require("cjson.safe").new()
@@ -198,9 +205,39 @@ function M.describe(a)
   return { [kind] = #a[kind] }
 end
 
-function M.open(a, opts)
-  local kind, err = M.kind(a)
-  if not kind then return errors.fail("input", err) end
+-- Reads the first entry now (so that an empty audience fails here) and
+-- hands it out again as the first of source:next().
+local function with_first_entry(source, empty_msg)
+  local first, err, detail = source:next()
+  if not first then
+    source:close()
+    if err then return nil, err, detail end
+    return errors.fail("input", empty_msg)
+  end
+  local next_entry = source.next
+  source.next = function(self)
+    if first then
+      local entry = first
+      first = nil
+      return entry
+    end
+    return next_entry(self)
+  end
+  return source
+end
+
+-- What an empty audience of each kind is told.
+local function empty_message(kind, a)
+  if kind == "file" then
+    return ("the audience %s has no recipients (%s)"):format(a.file, format_of(a) == "jsonl"
+      and "the file is empty or has only blank lines" or "only a header row")
+  elseif kind == "followers" then
+    return "the Life Account has no followers: the audience has no recipients"
+  end
+  return ("audience.%s has no recipients (an empty list)"):format(kind)
+end
+
+local function open_source(kind, a, opts)
   if kind == "file" then
     if format_of(a) == "jsonl" then return open_jsonl(a.file) end
     return csv_source.open(a.file)
@@ -210,6 +247,16 @@ function M.open(a, opts)
     return open_list(a.recipients, recipient_entry, nil)
   end
   return open_followers(opts.life, opts.sleep_ms)
+end
+
+function M.open(a, opts)
+  local kind, err = M.kind(a)
+  if not kind then return errors.fail("input", err) end
+  return open_source(kind, a, opts or {})
+end
+
+function M.nonempty(source, a)
+  return with_first_entry(source, empty_message(assert(M.kind(a)), a))
 end
 
 return M

@@ -119,7 +119,7 @@ function M.open(path)
   if not header then
     fh:close()
     if hline then return errors.fail("input", ("%s line %d: %s"):format(path, hline, herr)) end
-    return errors.fail("input", path .. " is empty (expected a header row)")
+    return errors.fail("input", ("the audience %s has no recipients (the file is empty)"):format(path))
   end
   self.names, self.columns, self.width = {}, {}, #header
   for i, raw in ipairs(header) do

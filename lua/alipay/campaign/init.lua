@@ -126,6 +126,9 @@ local function import_audience(ctx, def, msg, runner)
         msg = "campaign: ctx.users is required to resolve the audience's userids" })
     end
   end
+  local detail
+  source, err, detail = audience.nonempty(source, def.audience)
+  if not source then return errors.wrap(err, detail, "input") end
   local created, cerr, cdetail = store:campaign_insert {
     id = def.id, channel = def.channel, template = def.template, kind = msg.kind,
     spec = cjson.encode(definition.stored(def)), status = "importing", created_at = now_s(ctx),

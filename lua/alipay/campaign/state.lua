@@ -6,8 +6,8 @@
 --   state.alive(c, now_s) -> bool                   c.runner still works on it
 --   state.held(c, now_s) -> bool                    a live process runs it or imports its audience
 --   state.visible(c, now_s) -> status, stop_reason  "interrupted" for a runner that died
---   state.claim(store, id, now_s) -> campaign, runner | nil, err, detail   makes this process the runner
---     (detail.kind "state": unknown id, importing, already running; "store")
+--   state.claim(store, id, now_s) -> campaign, runner | nil, err, detail   makes this process the runner;
+--     a refusal's detail is {kind = "state", reason = "running" | "importing" | "import_interrupted"}
 --   state.release(store, c, status, reason, now_s)  records the end of a run
 --
 -- A runner writes a heartbeat while it runs. It is dead when its process no
@@ -69,8 +69,7 @@ function M.visible(c, now)
       :format(tostring(c.runner))
   end
   if c.status == "importing" and not M.alive(c, now) then
-    return "interrupted", "the audience import did not finish; delete the campaign (campaign delete ID), "
-      .. "then create it again"
+    return "interrupted", "the audience import did not finish: delete the campaign, then create it again"
   end
   return c.status, c.stop_reason
 end
@@ -81,16 +80,23 @@ function M.claim(store, id, now)
     local current, gerr, gdetail = store:campaign_get(id)
     if gerr then return nil, gerr, gdetail end
     if not current then
-      return errors.fail("state", { campaign = id, msg = ("campaign %s does not exist"):format(id) })
+      return errors.fail("state", { campaign = id, reason = "unknown", msg = ("campaign %s does not exist"):format(id) })
+    end
+    -- Each refusal names the one next step that works (resuming does not).
+    if current.status == "importing" and M.alive(current, now) then
+      return errors.fail("state", { reason = "importing", campaign = id, msg =
+        ("campaign %s is still importing its audience in another process (%s): wait for it to finish")
+          :format(id, tostring(current.runner)) })
     end
     if current.status == "importing" then
-      return errors.fail("state", { campaign = id,
-        msg = ("campaign %s: its audience is still being imported, or the import was interrupted "
-          .. "(then delete it and create it again)"):format(id) })
+      return errors.fail("state", { reason = "import_interrupted", campaign = id, msg =
+        ("campaign %s cannot run: its audience import was interrupted; delete the campaign, then create it "
+          .. "again"):format(id) })
     end
     if M.held(current, now) then
-      return errors.fail("state", { campaign = id,
-        msg = ("campaign %s is already running (%s)"):format(id, current.runner) })
+      return errors.fail("state", { reason = "running", campaign = id, msg =
+        ("campaign %s is already running in another process (%s): wait for it to finish")
+          :format(id, tostring(current.runner)) })
     end
     current.status, current.stop_reason, current.finished_at = "running", nil, nil
     current.runner, current.heartbeat_at = runner, now

@@ -139,11 +139,23 @@ local function outcome(out, status, already_said)
   return 1
 end
 
+-- The command behind the next step of a refusal to run (the engine's
+-- message names the step): resuming would be refused the same way.
+local REFUSAL_COMMAND = {
+  running = "`alipay campaign status %s` shows its progress",
+  importing = "`alipay campaign status %s` shows when it is done",
+  import_interrupted = "`alipay campaign delete %s`, then `alipay campaign run` again",
+}
+
 -- A run that ended with an error (Ctrl-C, the store failed): the requests
 -- then in flight stay inflight, and the next run makes them unknown. The
--- error goes back to common.runner, which prints it (and JSON with --json,
--- from the run's detail).
+-- error goes back to common.runner, which prints it (and JSON with --json).
+-- A refusal to start (running elsewhere, an import) is not resumable.
 local function run_failed(id, err, detail)
+  local command = type(detail) == "table" and detail.kind == "state" and REFUSAL_COMMAND[detail.reason]
+  if command then
+    return nil, ("%s (%s)"):format(tostring(err), command:format(tostring(id))), detail
+  end
   local text = tostring(err)
   if text:find("interrupted!", 1, true) then
     text = ("campaign %s interrupted (Ctrl-C)"):format(tostring(id))

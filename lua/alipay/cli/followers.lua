@@ -48,16 +48,23 @@ end
 -- ---- paths and files ----
 
 -- The state names the file absolutely: a resume from another directory
--- must find the same file.
+-- must find the same file. The working directory comes from sh's pwd, not
+-- from $PWD: a parent that changed our directory without updating $PWD
+-- (any exec with a cwd) leaves it stale, and sh checks it against ".".
+-- "." segments are dropped so that ./f.csv and f.csv resume each other;
+-- ".." stays (through a symlink it is not the lexical parent).
 local function absolute(path)
-  if path:sub(1, 1) == "/" then return path end
-  local pwd = os.getenv("PWD")
-  if not pwd or pwd:sub(1, 1) ~= "/" then
+  if path:sub(1, 1) ~= "/" then
     local ok, text = shell.capture("pwd")
-    pwd = ok and text:match("^%s*(.-)%s*$") or nil
+    local pwd = ok and text:match("^%s*(/.-)%s*$") or nil
+    if not pwd then return path end
+    path = pwd .. "/" .. path
   end
-  if not pwd then return path end
-  return pwd .. "/" .. path:gsub("^%./", "")
+  local parts = {}
+  for part in path:gmatch("[^/]+") do
+    if part ~= "." then parts[#parts + 1] = part end
+  end
+  return "/" .. table.concat(parts, "/")
 end
 
 local function file_size(path)

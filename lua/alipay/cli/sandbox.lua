@@ -8,6 +8,7 @@ local cjson = require "cjson"
 local sandbox = require "alipay.sandbox"
 
 local fs = require "alipay.util.fs"
+local shell = require "alipay.util.shell"
 local read_file, write_file = fs.read, fs.write_atomic
 
 local M = { summary = "Run the local sandbox gateway (nginx on loopback) for tests and demos." }
@@ -72,14 +73,22 @@ end
 
 -- ---- actions ----
 
+-- The stop command for this state file: with --state, stop needs it too.
+local function stop_command(args)
+  if not args.state then return "`alipay sandbox stop`" end
+  local state = args.state
+  if state:find("[^%w%./_%-]") then state = shell.quote(state) end
+  return ("`alipay sandbox stop --state %s`"):format(state)
+end
+
 local function start(args, out)
   local state_path = args.state or M.default_state_path()
   local previous = read_state(state_path)
   if previous then
     local old = sandbox.attach(previous)
     if old and old:running() then
-      return nil, ("a sandbox is already running (pid %s, %s); stop it first with "
-        .. "`alipay sandbox stop`"):format(tostring(old.pid), tostring(old.base_url))
+      return nil, ("a sandbox is already running (pid %s, %s); stop it first with %s")
+        :format(tostring(old.pid), tostring(old.base_url), stop_command(args))
     end
   end
   if not args.app_public_key and not args.app_cert then
@@ -114,7 +123,7 @@ local function start(args, out)
   if args.json then
     out.json(fields)
   else
-    out.line("sandbox running (nginx pid %s); stop it with `alipay sandbox stop`", tostring(sb.pid))
+    out.line("sandbox running (nginx pid %s); stop it with %s", tostring(sb.pid), stop_command(args))
     print_readable(out, fields)
   end
   return true
@@ -162,7 +171,7 @@ local function status(args, out)
       fields.healthy and "" or (", unhealthy: " .. tostring(fields.health_error)))
     print_readable(out, fields)
   else
-    out.line("sandbox not running (stale state in %s; `alipay sandbox stop` clears it)", state_path)
+    out.line("sandbox not running (stale state in %s; %s clears it)", state_path, stop_command(args))
   end
   -- Scripts test `alipay sandbox status` for a usable sandbox.
   return (fields.running and fields.healthy) and true or 1

@@ -45,6 +45,7 @@ local errors = require "alipay.errors"
 -- Failures follow docs/errors.md: nil, one-line string, detail. A database
 -- failure is kind "store", a closed store "state", bad arguments "input".
 local function fail(kind, msg) return errors.fail(kind, msg) end
+local fs = require "alipay.util.fs"
 
 local sqlite = {}
 
@@ -228,9 +229,6 @@ local function directory_of(path)
   return path:match("^(.*)/[^/]*$")
 end
 
-local function exists(path)
-  return os.rename(path, path) ~= nil
-end
 
 function Store:user_version()
   local rows, err, detail = self:query("schema", SQL.user_version)
@@ -286,8 +284,14 @@ function sqlite.open(opts)
     return fail("input", "store.open: busy_timeout_ms must be a non-negative integer")
   end
   local dir = directory_of(path)
-  if dir and dir ~= "" and path ~= ":memory:" and not exists(dir) then
-    return fail("io", ("store.open: cannot open %s: the directory %s does not exist"):format(path, dir))
+  if dir and path ~= ":memory:" then
+    -- SQLite's own message for a missing directory is "unable to open
+    -- database file": say which directory, and what is wrong with it. When
+    -- it cannot be told (no permission to look), SQLite has the last word.
+    local is_dir, why = fs.is_directory(dir == "" and "/" or dir)
+    if is_dir == false then
+      return fail("io", ("store.open: cannot open %s: the directory %s %s"):format(path, dir == "" and "/" or dir, why))
+    end
   end
   local ok, db, err = pcall(DBI.Connect, "SQLite3", path)
   if not ok or not db then

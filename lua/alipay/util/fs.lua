@@ -37,6 +37,24 @@ function fs.exists(path)
   return f ~= nil
 end
 
+-- Whether path is a directory (a symlink to one counts) -> true | false,
+-- why ("does not exist", "is not a directory") | nil, err when it cannot be
+-- told (permission denied). Plain Lua has no stat(2). os.rename(p, p), the
+-- usual trick, answers EBUSY for "." and "..": opening "path/" instead only
+-- succeeds for a directory, and the trailing slash makes the kernel refuse
+-- anything else (ENOTDIR) before opening it, so a FIFO cannot block.
+local ENOENT, ENOTDIR = 2, 20 -- Linux errno values, as io.open returns them
+function fs.is_directory(path)
+  local f, err, code = io.open(path .. "/", "rb")
+  if f then
+    f:close()
+    return true
+  end
+  if code == ENOENT then return false, "does not exist" end
+  if code == ENOTDIR then return false, "is not a directory" end
+  return nil, tostring(err)
+end
+
 -- The last n lines of a text (for quoting a log in an error).
 function fs.last_lines(text, n)
   local lines = {}
