@@ -39,10 +39,11 @@ CORE_SPECS := $(wildcard spec/0*_spec.lua) spec/10-http_spec.lua spec/32-charset
 # Debian packages: build (compiler, headers), run (interpreters, cjson,
 # argparse for the CLI, expat for the app gateway's XML, SQLite through
 # lua-dbi for the store, the openssl CLI for keys of the sandbox, nginx with
-# the Lua module for the sandbox gateway), test (busted, luacheck, valgrind).
+# the Lua module for the sandbox gateway), test (busted, luacheck, valgrind,
+# luarocks and git for `make rock`, which packs a rock from a git+file:// clone).
 DEB_BUILD := gcc make pkg-config liblua5.4-dev libluajit2-5.1-dev libssl-dev libcurl4-openssl-dev
 DEB_RUN := lua5.4 luajit2 lua-cjson lua-argparse lua-expat lua-dbi-sqlite3 openssl nginx libnginx-mod-http-lua
-DEB_TEST := lua-busted lua-check valgrind luarocks clang
+DEB_TEST := lua-busted lua-check valgrind luarocks git clang
 DEB_PACKAGES := $(DEB_BUILD) $(DEB_RUN) $(DEB_TEST)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -116,18 +117,55 @@ valgrind: deps all
 	  --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
 	  $(BUSTED_54) $(BUSTED_FLAGS) $(VALGRIND_SPECS)
 
-# The rockspec builds and installs into a throwaway tree (offline: Debian's
-# lua-cjson stands in for the rock), and the installed module loads.
-# It builds in a copy: luarocks leaves objects next to the sources.
+# The rockspecs, offline (--deps-mode=none: Debian's lua-cjson, lua-expat,
+# lua-argparse and lua-dbi-sqlite3 stand in for the rocks), in a throwaway
+# tree, each step in a fresh copy (luarocks leaves objects beside the sources):
+#   1. luarocks lint on both rockspecs;
+#   2. Lua 5.4: both rocks built and installed; the luarocks-wrapped
+#      bin/alipay runs --help from /tmp with no LUA_PATH/LUA_CPATH;
+#   3. LuaJIT (what OpenResty runs): the library rock built for the 5.1 ABI
+#      against LuaJIT's headers into the same tree; every module it installs
+#      loads under `luajit`, and the core signs; then the 5.4 CLI starts and
+#      stops a sandbox gateway (nginx loads that LuaJIT core from the tree);
+#   4. `luarocks pack` of a rockspec whose source.url is git+file:// on a
+#      clone of this checkout's HEAD, and a build of the packed .src.rock.
+# Debian's LuaRocks 3.8 does not find curl's headers (multiarch) on its own.
+ROCK_FLAGS := --deps-mode=none CURL_INCDIR=/usr/include/$(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+ROCK_LUAJIT_INCDIR ?= /usr/include/luajit-2.1
+ROCKSPECS := lua-alipay-scm-1.rockspec lua-alipay-cli-scm-1.rockspec
+ROCK_CLEAN_ENV := env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 -u LUA_INIT -u LUA_INIT_5_4 \
+  -u ALIPAY_LUAJIT_CPATH -u ALIPAY_BUILD
 rock: deps
-	@tree=$$(mktemp -d) && trap 'rm -rf "$$tree"' EXIT && \
-	mkdir "$$tree/checkout" && cp -r src lua bin lua-alipay-scm-1.rockspec "$$tree/checkout" && \
-	(cd "$$tree/checkout" && luarocks --lua-version 5.4 --tree "$$tree" make --deps-mode=none \
-	  CURL_INCDIR=/usr/include/x86_64-linux-gnu >/dev/null 2>&1) && \
-	cd /tmp && lua5.4 -e "package.cpath='$$tree/lib/lua/5.4/?.so;'..package.cpath \
-	  package.path='$$tree/share/lua/5.4/?.lua;$$tree/share/lua/5.4/?/init.lua;'..package.path \
+	@set -e; tree=$$(mktemp -d); trap 'rm -rf "$$tree"' EXIT; \
+	copy() { rm -rf "$$tree/checkout"; mkdir "$$tree/checkout"; \
+	  cp -r src lua bin $(ROCKSPECS) "$$tree/checkout"; }; \
+	for r in $(ROCKSPECS); do luarocks lint $$r; done; echo "luarocks lint: $(ROCKSPECS)"; \
+	copy; (cd "$$tree/checkout" && for r in $(ROCKSPECS); do \
+	  luarocks --lua-version 5.4 --tree "$$tree" make $$r $(ROCK_FLAGS) >"$$tree/log" 2>&1 || \
+	  { cat "$$tree/log"; exit 1; }; done); \
+	cd /tmp; $(ROCK_CLEAN_ENV) "$$tree/bin/alipay" --help | grep -q '^Usage: alipay'; \
+	echo "lua 5.4: lua-alipay and lua-alipay-cli installed; $$tree/bin/alipay --help runs"; \
+	cd "$(CURDIR)"; copy; (cd "$$tree/checkout" && luarocks --lua-version 5.1 --tree "$$tree" make \
+	  lua-alipay-scm-1.rockspec $(ROCK_FLAGS) LUA_INCDIR=$(ROCK_LUAJIT_INCDIR) >"$$tree/log" 2>&1) || \
+	  { cat "$$tree/log"; exit 1; }; \
+	cd /tmp; eval "$$(luarocks --lua-version 5.1 --tree "$$tree" path)"; \
+	modules=$$(cd "$$tree/share/lua/5.1" && find alipay -name '*.lua' | sed 's|/init\.lua$$||; s|\.lua$$||; s|/|.|g' | sort | tr '\n' ' '); \
+	luajit -e "assert(package.searchpath('alipay.core', package.cpath):find('$$tree/lib/lua/5.1/', 1, true)) \
+	  for m in ('$$modules'):gmatch('%S+') do require(m) end \
 	  local a = require 'alipay' assert(a.core.sign_content{a='1'} == 'a=1') \
-	  print('luarocks make: installed and loaded lua-alipay ' .. a.VERSION)"
+	  print('luajit: lua-alipay ' .. a.VERSION .. ' built for 5.1; loaded: $$modules')"; \
+	$(ROCK_CLEAN_ENV) "$$tree/bin/alipay" sandbox start --app-id 2021000122671080 \
+	  --app-public-key "$(CURDIR)/spec/fixtures/keys/app_public.pem" --state "$$tree/sandbox.json" --json >/dev/null; \
+	$(ROCK_CLEAN_ENV) "$$tree/bin/alipay" sandbox stop --state "$$tree/sandbox.json" >/dev/null; \
+	echo "lua 5.4 + luajit: $$tree/bin/alipay sandbox start/stop (nginx ran the tree's LuaJIT core)"; \
+	cd "$(CURDIR)"; git clone -q "$(CURDIR)" "$$tree/clone"; mkdir "$$tree/pack"; \
+	sed "s|^  url = \".*\",|  url = \"git+file://$$tree/clone\",|" lua-alipay-scm-1.rockspec >"$$tree/pack/lua-alipay-scm-1.rockspec"; \
+	grep -q "git+file://$$tree/clone" "$$tree/pack/lua-alipay-scm-1.rockspec"; \
+	(cd "$$tree/pack" && luarocks --lua-version 5.4 pack lua-alipay-scm-1.rockspec >"$$tree/log" 2>&1 && \
+	  luarocks --lua-version 5.4 --tree "$$tree/packed" build lua-alipay-scm-1.src.rock $(ROCK_FLAGS) >>"$$tree/log" 2>&1) || \
+	  { cat "$$tree/log"; exit 1; }; \
+	test -f "$$tree/packed/lib/lua/5.4/alipay/core.so"; \
+	echo "luarocks pack: lua-alipay-scm-1.src.rock from git+file:// (HEAD $$(git rev-parse --short HEAD)), built and installed"
 
 # libFuzzer targets of the core and of the ngx transport's response parser
 # (fuzz/README.md); each runs FUZZ_SECONDS.
@@ -143,20 +181,34 @@ bench: deps all
 demo: deps all
 	lua5.4 examples/demo.lua
 
+# bin/alipay as installed: its INSTALLED line names the PREFIX paths (not
+# DESTDIR's: a staged tree is moved into place), so the command finds its
+# modules and core with no LUA_PATH/LUA_CPATH, like a LuaRocks wrapper.
+define INSTALL_BIN
+local text = io.read("a")
+local line = ("local INSTALLED = { share = %q, lib = %q }"):format(os.getenv("LUA_SHAREDIR"), os.getenv("LUA_LIBDIR"))
+local out, n = text:gsub("\nlocal INSTALLED = nil[^\n]*", function() return "\n" .. line end)
+assert(n == 1, "bin/alipay: no INSTALLED line to rewrite")
+io.write(out)
+endef
+export INSTALL_BIN
+
 # The LuaJIT build goes beside Lua 5.1 modules: OpenResty and the sandbox
 # gateway load it from there (the Lua modules are shared by both).
 install: $(CORE_54) $(CORE_JIT)
-	install -d $(DESTDIR)$(LUA_LIBDIR)/alipay $(DESTDIR)$(LUAJIT_LIBDIR)/alipay \
-	  $(DESTDIR)$(LUA_SHAREDIR) $(DESTDIR)$(BINDIR)
-	install -m 0755 $(CORE_54) $(DESTDIR)$(LUA_LIBDIR)/alipay/core.so
-	install -m 0755 $(CORE_JIT) $(DESTDIR)$(LUAJIT_LIBDIR)/alipay/core.so
-	install -m 0755 bin/alipay $(DESTDIR)$(BINDIR)/alipay
+	install -d "$(DESTDIR)$(LUA_LIBDIR)/alipay" "$(DESTDIR)$(LUAJIT_LIBDIR)/alipay" \
+	  "$(DESTDIR)$(LUA_SHAREDIR)" "$(DESTDIR)$(BINDIR)"
+	install -m 0755 $(CORE_54) "$(DESTDIR)$(LUA_LIBDIR)/alipay/core.so"
+	install -m 0755 $(CORE_JIT) "$(DESTDIR)$(LUAJIT_LIBDIR)/alipay/core.so"
+	LUA_SHAREDIR='$(LUA_SHAREDIR)' LUA_LIBDIR='$(LUA_LIBDIR)' lua5.4 -e "$$INSTALL_BIN" \
+	  <bin/alipay >"$(DESTDIR)$(BINDIR)/alipay"
+	chmod 0755 "$(DESTDIR)$(BINDIR)/alipay"
 	cd lua && for f in $$(find alipay -name '*.lua'); do \
-	  install -D -m 0644 $$f $(DESTDIR)$(LUA_SHAREDIR)/$$f; done
+	  install -D -m 0644 $$f "$(DESTDIR)$(LUA_SHAREDIR)/$$f"; done
 
 uninstall:
-	rm -rf $(DESTDIR)$(LUA_LIBDIR)/alipay $(DESTDIR)$(LUAJIT_LIBDIR)/alipay \
-	  $(DESTDIR)$(LUA_SHAREDIR)/alipay $(DESTDIR)$(BINDIR)/alipay
+	rm -rf "$(DESTDIR)$(LUA_LIBDIR)/alipay" "$(DESTDIR)$(LUAJIT_LIBDIR)/alipay" \
+	  "$(DESTDIR)$(LUA_SHAREDIR)/alipay" "$(DESTDIR)$(BINDIR)/alipay"
 
 clean:
 	rm -rf build

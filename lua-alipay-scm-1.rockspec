@@ -1,3 +1,15 @@
+-- lua-alipay, the library: the C core, the client and its transports,
+-- notifications, the app gateway, messaging sends (Life Account templates,
+-- mini-program subscriptions), the template and binding registries over a
+-- store interface, and the local sandbox gateway.
+--
+-- Why two rockspecs: this part runs everywhere the client must, including
+-- LuaJIT inside OpenResty (Lua 5.1 ABI), so it declares lua >= 5.1, < 5.5.
+-- The SQLite store, campaigns and the command line use Lua 5.3 features
+-- (integer division, math.tointeger, table.unpack), so they are packaged
+-- apart in lua-alipay-cli-scm-1.rockspec (lua >= 5.3), which depends on
+-- this one. An OpenResty user installs this rock alone with
+-- `luarocks --lua-version 5.1 make lua-alipay-scm-1.rockspec`.
 rockspec_format = "3.0"
 package = "lua-alipay"
 version = "scm-1"
@@ -5,92 +17,67 @@ source = {
   url = "git+https://github.com/lua-alipay/lua-alipay.git",
 }
 description = {
-  summary = "Alipay Open Platform client for messaging: templates, subscriptions, campaigns",
+  summary = "Alipay Open Platform client for messaging: templates, subscriptions, notifications",
   detailed = [[
     A Lua module with a C core (OpenSSL + libcurl) for the Alipay Open Platform:
-    RSA2 signing and response verification, v2 and v3 gateway calls, notifications,
-    Life Account template messages, mini-program subscription messages and send
-    campaigns, for Lua 5.4 and LuaJIT/OpenResty.
+    RSA2 signing and response verification, v2 and v3 gateway calls over libcurl or
+    nginx cosockets, notifications, the app gateway, Life Account template messages
+    and mini-program subscription messages, and a local sandbox gateway, for
+    Lua 5.1 to 5.4 and LuaJIT/OpenResty. The store, campaigns and the `alipay`
+    command are the lua-alipay-cli rock.
   ]],
   license = "MIT",
 }
 dependencies = {
-  "lua >= 5.1",
-  "lua-cjson",
-  "argparse",
-  "luaexpat",
+  "lua >= 5.1, < 5.5",
+  "lua-cjson",  -- JSON of every request and response
+  "luaexpat",   -- lxp: the app gateway parses Alipay's XML event messages
 }
 external_dependencies = {
   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
   CURL = { header = "curl/curl.h", library = "curl" },
 }
+-- The build type is "command", not "builtin": builtin also copies the whole
+-- lua/ directory into every rock it builds, which would put the 5.3-only CLI,
+-- store and campaign modules into this rock (and into a LuaJIT tree) and make
+-- the two rocks overlap. Here each rock installs exactly the modules it lists
+-- (spec/09-packaging_spec.lua checks that every module is in one of them).
+-- The command is POSIX cc; the core needs OpenSSL 3 and libcurl.
 build = {
-  type = "builtin",
-  modules = {
-    ["alipay.core"] = {
-      sources = {
-        "src/core.c", "src/keys.c", "src/sign.c", "src/extract.c", "src/cert.c",
-        "src/aes.c", "src/codec.c", "src/http.c", "src/charset.c",
-        "src/clock.c",
-      },
-      libraries = { "ssl", "crypto", "curl" },
-      incdirs = { "src", "$(OPENSSL_INCDIR)", "$(CURL_INCDIR)" },
-      libdirs = { "$(OPENSSL_LIBDIR)", "$(CURL_LIBDIR)" },
-    },
-    ["alipay"] = "lua/alipay/init.lua",
-    ["alipay.client"] = "lua/alipay/client.lua",
-    ["alipay.config"] = "lua/alipay/config.lua",
-    ["alipay.errors"] = "lua/alipay/errors.lua",
-    ["alipay.notify"] = "lua/alipay/notify.lua",
-    ["alipay.gateway"] = "lua/alipay/gateway.lua",
-    ["alipay.campaign.audience"] = "lua/alipay/campaign/audience.lua",
-    ["alipay.campaign.clock"] = "lua/alipay/campaign/clock.lua",
-    ["alipay.campaign.csv_source"] = "lua/alipay/campaign/csv_source.lua",
-    ["alipay.campaign.data"] = "lua/alipay/campaign/data.lua",
-    ["alipay.campaign.definition"] = "lua/alipay/campaign/definition.lua",
-    ["alipay.campaign.export"] = "lua/alipay/campaign/export.lua",
-    ["alipay.campaign.importer"] = "lua/alipay/campaign/importer.lua",
-    ["alipay.campaign"] = "lua/alipay/campaign/init.lua",
-    ["alipay.campaign.limiter"] = "lua/alipay/campaign/limiter.lua",
-    ["alipay.campaign.message"] = "lua/alipay/campaign/message.lua",
-    ["alipay.campaign.outcome"] = "lua/alipay/campaign/outcome.lua",
-    ["alipay.campaign.sender"] = "lua/alipay/campaign/sender.lua",
-    ["alipay.campaign.state"] = "lua/alipay/campaign/state.lua",
-    ["alipay.store.campaigns"] = "lua/alipay/store/campaigns.lua",
-    ["alipay.channels"] = "lua/alipay/channels.lua",
-    ["alipay.classify"] = "lua/alipay/classify.lua",
-    ["alipay.lifeaccount"] = "lua/alipay/lifeaccount.lua",
-    ["alipay.mini"] = "lua/alipay/mini.lua",
-    ["alipay.sender"] = "lua/alipay/sender.lua",
-    ["alipay.csv"] = "lua/alipay/csv.lua",
-    ["alipay.store"] = "lua/alipay/store/init.lua",
-    ["alipay.store.sqlite"] = "lua/alipay/store/sqlite.lua",
-    ["alipay.templates"] = "lua/alipay/templates.lua",
-    ["alipay.users"] = "lua/alipay/users.lua",
-    ["alipay.util.fs"] = "lua/alipay/util/fs.lua",
-    ["alipay.util.shell"] = "lua/alipay/util/shell.lua",
-    ["alipay.transport.auto"] = "lua/alipay/transport/auto.lua",
-    ["alipay.transport.curl"] = "lua/alipay/transport/curl.lua",
-    ["alipay.transport.ngx"] = "lua/alipay/transport/ngx.lua",
-    ["alipay.sandbox"] = "lua/alipay/sandbox/init.lua",
-    ["alipay.sandbox.nginx"] = "lua/alipay/sandbox/nginx.lua",
-    ["alipay.sandbox.server"] = "lua/alipay/sandbox/server.lua",
-    ["alipay.sandbox.gateway"] = "lua/alipay/sandbox/gateway.lua",
-    ["alipay.sandbox.state"] = "lua/alipay/sandbox/state.lua",
-    ["alipay.sandbox.apis"] = "lua/alipay/sandbox/apis.lua",
-    ["alipay.cli"] = "lua/alipay/cli/init.lua",
-    ["alipay.cli.sandbox"] = "lua/alipay/cli/sandbox.lua",
-    ["alipay.cli.common"] = "lua/alipay/cli/common.lua",
-    ["alipay.cli.template"] = "lua/alipay/cli/template.lua",
-    ["alipay.cli.subscription"] = "lua/alipay/cli/subscription.lua",
-    ["alipay.cli.followers"] = "lua/alipay/cli/followers.lua",
-    ["alipay.cli.users"] = "lua/alipay/cli/users.lua",
-    ["alipay.cli.send"] = "lua/alipay/cli/send.lua",
-    ["alipay.cli.call"] = "lua/alipay/cli/call.lua",
-    ["alipay.cli.campaign"] = "lua/alipay/cli/campaign.lua",
-    ["alipay.cli.progress"] = "lua/alipay/cli/progress.lua",
-  },
+  type = "command",
+  build_command = [[$(CC) $(CFLAGS) -std=gnu99 -fvisibility=hidden -Isrc -I"$(LUA_INCDIR)" ]]
+    .. [[-I"$(OPENSSL_INCDIR)" -I"$(CURL_INCDIR)" $(LIBFLAG) -o core.so ]]
+    .. [[src/core.c src/keys.c src/sign.c src/extract.c src/cert.c src/aes.c src/codec.c ]]
+    .. [[src/http.c src/charset.c src/clock.c ]]
+    .. [[-L"$(OPENSSL_LIBDIR)" -L"$(CURL_LIBDIR)" -lssl -lcrypto -lcurl]],
   install = {
-    bin = { alipay = "bin/alipay" },
+    lib = { ["alipay.core"] = "core.so" },
+    lua = {
+      ["alipay"] = "lua/alipay/init.lua",
+      ["alipay.client"] = "lua/alipay/client.lua",
+      ["alipay.config"] = "lua/alipay/config.lua",
+      ["alipay.errors"] = "lua/alipay/errors.lua",
+      ["alipay.classify"] = "lua/alipay/classify.lua",
+      ["alipay.notify"] = "lua/alipay/notify.lua",
+      ["alipay.gateway"] = "lua/alipay/gateway.lua",
+      ["alipay.transport.auto"] = "lua/alipay/transport/auto.lua",
+      ["alipay.transport.curl"] = "lua/alipay/transport/curl.lua",
+      ["alipay.transport.ngx"] = "lua/alipay/transport/ngx.lua",
+      ["alipay.channels"] = "lua/alipay/channels.lua",
+      ["alipay.sender"] = "lua/alipay/sender.lua",
+      ["alipay.lifeaccount"] = "lua/alipay/lifeaccount.lua",
+      ["alipay.mini"] = "lua/alipay/mini.lua",
+      ["alipay.templates"] = "lua/alipay/templates.lua",
+      ["alipay.users"] = "lua/alipay/users.lua",
+      ["alipay.csv"] = "lua/alipay/csv.lua",
+      ["alipay.util.fs"] = "lua/alipay/util/fs.lua",
+      ["alipay.util.shell"] = "lua/alipay/util/shell.lua",
+      ["alipay.sandbox"] = "lua/alipay/sandbox/init.lua",
+      ["alipay.sandbox.nginx"] = "lua/alipay/sandbox/nginx.lua",
+      ["alipay.sandbox.server"] = "lua/alipay/sandbox/server.lua",
+      ["alipay.sandbox.gateway"] = "lua/alipay/sandbox/gateway.lua",
+      ["alipay.sandbox.state"] = "lua/alipay/sandbox/state.lua",
+      ["alipay.sandbox.apis"] = "lua/alipay/sandbox/apis.lua",
+    },
   },
 }

@@ -37,25 +37,25 @@ describe("the client against the sandbox", function()
   end
 
   it("makes a verified v2 call over HTTP and over HTTPS with the sandbox CA", function()
-    local res, err = client():execute(FOLLOW, { user_id = "2088000000000001" })
+    local res, _, err = client():execute(FOLLOW, { user_id = "2088000000000001" })
     assert.is_nil(err)
     assert.are.equal("10000", res.code)
     assert.is_string(res.is_follow)
     local tls = client { gateway = sb.https_gateway, ca_file = sb.ca_file }
-    res, err = tls:execute(FOLLOW, { user_id = "2088000000000001" })
+    res, _, err = tls:execute(FOLLOW, { user_id = "2088000000000001" })
     assert.is_nil(err)
     assert.are.equal("10000", res.code)
   end)
 
   it("makes a verified v3 call", function()
-    local res, err = client():v3("POST", SUBSCRIBE_PATH,
+    local res, _, err = client():v3("POST", SUBSCRIBE_PATH,
       { user_id = "2088000000000001", template_id_list = { "nonexistent" } })
     assert.is_nil(err)
     assert.is_boolean(res.show_component)
   end)
 
   it("fails the TLS handshake with a CA that did not sign the sandbox's certificate", function()
-    local _, err = client { gateway = sb.https_gateway, ca_file = "spec/fixtures/keys/alipay_root_cert.crt" }
+    local _, _, err = client { gateway = sb.https_gateway, ca_file = "spec/fixtures/keys/alipay_root_cert.crt" }
       :execute(FOLLOW, { user_id = "2088000000000001" })
     assert.are.equal("transport", err.kind)
     assert.are.equal("tls", err.reason)
@@ -66,7 +66,7 @@ describe("the client against the sandbox", function()
     local ok, out = helpers.run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " ..
                                 dir .. "/other.pem")
     assert(ok, out)
-    local _, err = client { private_key = helpers.read(dir .. "/other.pem") }
+    local _, _, err = client { private_key = helpers.read(dir .. "/other.pem") }
       :execute(FOLLOW, { user_id = "2088000000000001" })
     assert.are.equal("gateway", err.kind)
     assert.are.equal("40002", err.code)
@@ -95,7 +95,7 @@ describe("the client against the sandbox", function()
       local f = io.open('spec/fixtures/keys/app_private_pkcs1.pem'); local key = f:read('a'); f:close()
       local c = assert(require('alipay').new{ app_id = '%s', private_key = key,
         alipay_public_key = %q, gateway = '%s' })
-      local res, err = c:execute('%s', { user_id = '2088000000000001' })
+      local res, _, err = c:execute('%s', { user_id = '2088000000000001' })
       io.write(res and res.code or tostring(err))
     ]]):format(APP_ID, sb.alipay_public_key, sb.gateway, FOLLOW)
     local file = helpers.tmpdir() .. "/tz.lua"
@@ -127,7 +127,7 @@ describe("the client against the sandbox", function()
     }
     assert(c:execute("alipay.open.public.message.single.send", send))
     assert(sb:delete_template("14330d60f0ab4516853a0900827cee35"))
-    local _, err = c:execute("alipay.open.public.message.single.send", send)
+    local _, _, err = c:execute("alipay.open.public.message.single.send", send)
     assert.are.equal("MSG_TEMPLATE_NOT_EXIST", err.sub_code)
     local ok, derr = sb:delete_template("14330d60f0ab4516853a0900827cee35")
     assert.is_nil(ok)
@@ -137,7 +137,7 @@ describe("the client against the sandbox", function()
   describe("faults", function()
     local function fault_call(faults, extra)
       sb:faults(faults)
-      local _, err = client(extra):execute(FOLLOW, { user_id = "2088000000000001" })
+      local _, _, err = client(extra):execute(FOLLOW, { user_id = "2088000000000001" })
       return err
     end
 
@@ -154,7 +154,7 @@ describe("the client against the sandbox", function()
       local c = client()
       local throttled
       for _ = 1, 10 do
-        local _, err = c:execute(FOLLOW, { user_id = "2088000000000001" })
+        local _, _, err = c:execute(FOLLOW, { user_id = "2088000000000001" })
         if err then throttled = err break end
       end
       assert.is_table(throttled)
@@ -183,7 +183,7 @@ describe("the client against the sandbox", function()
     end)
 
     it("a refused connection is retryable and known not to have been sent", function()
-      local _, err = client { gateway = "http://127.0.0.1:1/gateway.do" }
+      local _, _, err = client { gateway = "http://127.0.0.1:1/gateway.do" }
         :execute(FOLLOW, { user_id = "2088000000000001" })
       assert.are.equal("transport", err.kind)
       assert.are.equal("connect", err.reason)
@@ -210,7 +210,7 @@ describe("the client against the sandbox", function()
       local err = fault_call({}, { max_response_bytes = 1024 })
       assert.is_nil(err) -- a small answer fits
       local c = client { max_response_bytes = 1024 }
-      local _, big = c:execute("alipay.open.public.follow.batchquery", {})
+      local _, _, big = c:execute("alipay.open.public.follow.batchquery", {})
       assert.are.equal("transport", big.kind)
       assert.are.equal("too_large", big.reason)
       assert.is_false(big.retryable)
@@ -219,14 +219,14 @@ describe("the client against the sandbox", function()
     it("v3 faults are typed the same way", function()
       local c = client()
       sb:faults { error_rate = 1 }
-      local _, err = c:v3("POST", SUBSCRIBE_PATH, { user_id = "2088000000000001", template_id_list = { "x" } })
+      local _, _, err = c:v3("POST", SUBSCRIBE_PATH, { user_id = "2088000000000001", template_id_list = { "x" } })
       assert.are.equal("gateway", err.kind)
       assert.is_true(err.retryable)
       sb:faults { bad_sign = 1 }
-      _, err = c:v3("POST", SUBSCRIBE_PATH, { user_id = "2088000000000001", template_id_list = { "x" } })
+      _, _, err = c:v3("POST", SUBSCRIBE_PATH, { user_id = "2088000000000001", template_id_list = { "x" } })
       assert.are.equal("signature", err.kind)
       sb:faults { http_502 = 1 }
-      _, err = c:v3("POST", SUBSCRIBE_PATH, { user_id = "2088000000000001", template_id_list = { "x" } })
+      _, _, err = c:v3("POST", SUBSCRIBE_PATH, { user_id = "2088000000000001", template_id_list = { "x" } })
       assert.are.equal("http", err.kind)
       assert.is_true(err.retryable)
     end)

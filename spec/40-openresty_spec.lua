@@ -68,7 +68,7 @@ end
 local function spy(inner)
   local s = { inner = inner, log = {}, name = inner.name }
   function s.request(_, req)
-    local res, err = inner:request(req)
+    local res, _, err = inner:request(req)
     s.log[#s.log + 1] = res and { reused = res.reused, connects = res.connects } or { reason = err.reason }
     return res, err
   end
@@ -89,7 +89,7 @@ function M.client(over, kind)
   for k, v in pairs(over or {}) do cfg[k] = v end
   if cfg.gateway == "https" then cfg.gateway = settings.https_gateway end
   if kind == "auto" then cfg.transport = auto.new(cfg) else cfg.transport = kind end
-  local c, err = alipay.new(cfg)
+  local c, _, err = alipay.new(cfg)
   if not c then return nil, err end
   if kind ~= "auto" then c.transport = spy(c.transport) end
   clients[key] = c
@@ -97,7 +97,7 @@ function M.client(over, kind)
 end
 
 local function follow_call(c)
-  local res, err = c:execute("alipay.open.public.user.follow.query", { user_id = settings.user })
+  local res, _, err = c:execute("alipay.open.public.user.follow.query", { user_id = settings.user })
   return { current = c.transport.current and c.transport.current(), picked = c.transport.last,
     code = res and res.code, err = flat(err) }
 end
@@ -136,9 +136,9 @@ function M.call()
   if not c then return reply { err = flat(cerr) } end
   local res, err
   if q.api == "v3" then
-    res, err = c:v3(q.verb or "POST", q.path, q.body)
+    res, _, err = c:v3(q.verb or "POST", q.path, q.body)
   else
-    res, err = c:execute(q.method, q.biz)
+    res, _, err = c:execute(q.method, q.biz)
   end
   local log = c.transport.log
   reply { res = res, err = flat(err), last = log and log[#log] }
@@ -151,7 +151,7 @@ function M.loop()
   local first = #c.transport.log
   local codes, log = {}, {}
   for i = 1, q.n do
-    local res, err = c:execute(q.method, q.biz)
+    local res, _, err = c:execute(q.method, q.biz)
     codes[i] = res and res.code or tostring(err)
   end
   for i = first + 1, #c.transport.log do log[#log + 1] = c.transport.log[i] end
@@ -171,7 +171,7 @@ function M.campaign()
   local in_flight = t:pending()
   while t:pending() > 0 do
     for _, d in ipairs(t:wait(5000)) do
-      local res, err = c:finish_v2(ctx_of[d.id], d.res, d.err)
+      local res, _, err = c:finish_v2(ctx_of[d.id], d.res, d.err)
       codes[#codes + 1] = res and res.code or tostring(err)
     end
   end
@@ -348,9 +348,9 @@ describe("OpenResty (nginx + cosockets)", function()
     local c = assert(alipay.new(cfg))
     local res, err
     if payload.api == "v3" then
-      res, err = c:v3(payload.verb or "POST", payload.path, payload.body)
+      res, _, err = c:v3(payload.verb or "POST", payload.path, payload.body)
     else
-      res, err = c:execute(payload.method, payload.biz)
+      res, _, err = c:execute(payload.method, payload.biz)
     end
     c:close()
     return res, err
@@ -584,7 +584,7 @@ describe("OpenResty (nginx + cosockets)", function()
       assert(c:execute(FOLLOW, { user_id = USER }))
       sb:faults { reset = 1, count = 1 }
       since = last_seq()
-      local res, err = c:execute(FOLLOW, { user_id = USER })
+      local res, _, err = c:execute(FOLLOW, { user_id = USER })
       c:close()
       assert.is_nil(err)
       assert.are.equal("10000", res.code)
@@ -943,7 +943,7 @@ describe("OpenResty (nginx + cosockets)", function()
     end)
 
     it("refuses a proxy up front: cosockets cannot use one", function()
-      local t, err = ngx_transport.new { proxy = "http://proxy.example:3128" }
+      local t, _, err = ngx_transport.new { proxy = "http://proxy.example:3128" }
       assert.is_nil(t)
       assert.are.same({ "config", "proxy" }, { err.kind, err.field })
       assert.matches('transport = "curl"', err.msg, 1, true)

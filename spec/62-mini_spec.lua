@@ -117,12 +117,12 @@ describe("mini", function()
 
     it("returns the error of a failed batch with what was answered before it", function()
       sb:faults { error_rate = 1, count = 1, methods = { M.subscriptions } }
-      local subs, err, partial = app():subscriptions({ user_id = F1 }, { MINI_A })
+      local subs, _, err, partial = app():subscriptions({ user_id = F1 }, { MINI_A })
       assert.is_nil(subs)
       assert.are.equal("20000", err.code)
       assert.are.same({}, partial)
       sb:faults {}
-      local _, bad = app():subscriptions({ user_id = F1, open_id = "0x" }, { MINI_A })
+      local _, _, bad = app():subscriptions({ user_id = F1, open_id = "0x" }, { MINI_A })
       assert.are.equal("invalid", bad.kind)
     end)
 
@@ -150,7 +150,7 @@ describe("mini", function()
       assert.are.equal(4, arrivals(M.subscriptions))
       -- One query holds 1 to 3 ids (subscriptions splits longer lists).
       for _, ids in ipairs { { MINI_A, MINI_B, MINI_C, MINI_D }, {} } do
-        local req, err = a:prepare_subscriptions({ user_id = F1 }, ids)
+        local req, _, err = a:prepare_subscriptions({ user_id = F1 }, ids)
         assert.is_nil(req)
         assert.are.equal("invalid", err.kind)
         assert.matches("1 to 3 template ids", err.msg)
@@ -161,7 +161,7 @@ describe("mini", function()
 
   describe("send", function()
     it("double-encodes data given as a list of values", function()
-      local res, err = app(registry()):send({ user_id = F1 }, MINI_A, { "SF1024", "2024-06-07 18:41", "顺丰速运" },
+      local res, _, err = app(registry()):send({ user_id = F1 }, MINI_A, { "SF1024", "2024-06-07 18:41", "顺丰速运" },
                                             { page = "pages/order/detail?id=42" })
       assert.is_nil(err)
       assert.are.equal("10000", res.code)
@@ -190,15 +190,15 @@ describe("mini", function()
       local short = { "SF1024", "2024-06-07" }
       local long = { "SF1024", "2024-06-07", ("长"):rep(51) }
       for _, data in ipairs { short, long } do
-        local _, err = app(reg):send({ user_id = F1 }, MINI_A, data)
+        local _, _, err = app(reg):send({ user_id = F1 }, MINI_A, data)
         assert.are.equal("invalid", err.kind)
         assert.are.equal("data", err.reason)
       end
       assert.are.equal(0, arrivals(M.send))
-      local _, err = app():send({ user_id = F1 }, MINI_A, short)
+      local _, _, err = app():send({ user_id = F1 }, MINI_A, short)
       assert.are.equal("business", err.kind)
       assert.are.equal("USER_TEMPLATE_LACK_KEYWORD", err.sub_code)
-      _, err = app():send({ user_id = F1 }, MINI_A, long)
+      _, _, err = app():send({ user_id = F1 }, MINI_A, long)
       assert.are.equal("USER_KEYWORD_LENGTH_ERROR", err.sub_code)
       -- 50 CJK characters is within the limit, with or without the registry
       assert(app(reg):send({ user_id = F1 }, MINI_A, { "SF1024", "2024-06-07", ("长"):rep(50) }))
@@ -207,12 +207,12 @@ describe("mini", function()
 
     it("USER_TEMPLATE_ILLEGAL marks the template invalid; the next send is refused without a call", function()
       local reg = registry()
-      local _, err = app(reg):send({ user_id = F1 }, MINI_D, { "夏日活动", "2024-07-01" })
+      local _, _, err = app(reg):send({ user_id = F1 }, MINI_D, { "夏日活动", "2024-07-01" })
       assert.are.equal("business", err.kind)
       assert.are.equal("USER_TEMPLATE_ILLEGAL", err.sub_code)
       assert.is_nil(reg:usable(CODE, MINI_D))
       local before = arrivals(M.send)
-      _, err = app(reg):send({ user_id = F1 }, MINI_D, { "夏日活动", "2024-07-01" })
+      _, _, err = app(reg):send({ user_id = F1 }, MINI_D, { "夏日活动", "2024-07-01" })
       assert.are.equal("invalid", err.kind)
       assert.are.equal("template", err.reason)
       assert.are.equal(before, arrivals(M.send))
@@ -223,7 +223,7 @@ describe("mini", function()
       local data = { "SF1024", "2024-06-07", "顺丰速运" }
       assert.is_true(assert(a:subscriptions({ user_id = F2 }, { MINI_A }))[MINI_A].subscribed)
       assert(a:send({ user_id = F2 }, MINI_A, data))
-      local _, err = a:send({ user_id = F2 }, MINI_A, data)
+      local _, _, err = a:send({ user_id = F2 }, MINI_A, data)
       assert.are.equal("business", err.kind)
       assert.are.equal("USER_NOT_SUBSCRIBED", err.sub_code)
       local sub = assert(a:subscriptions({ user_id = F2 }, { MINI_A }))[MINI_A]
@@ -245,11 +245,11 @@ describe("mini", function()
       assert.are.equal(128, #exactly)
       assert(a:send({ user_id = F1 }, MINI_A, data, { page = exactly }))
       local before = arrivals(M.send)
-      local _, err = a:send({ user_id = F1 }, MINI_A, data, { page = exactly .. "a" })
+      local _, _, err = a:send({ user_id = F1 }, MINI_A, data, { page = exactly .. "a" })
       assert.are.equal("invalid", err.kind)
       assert.are.equal("page", err.field)
       -- 24 characters as written, 136 once encoded: the encoded length counts
-      _, err = a:send({ user_id = F1 }, MINI_A, data, { page = "pages/p?x=" .. ("张"):rep(14) })
+      _, _, err = a:send({ user_id = F1 }, MINI_A, data, { page = "pages/p?x=" .. ("张"):rep(14) })
       assert.are.equal("page", err.field)
       assert.are.equal(before, arrivals(M.send))
       assert(a:send({ user_id = F1 }, MINI_A, data, { page = "pages/p?x=" .. ("张"):rep(13) })) -- 127
@@ -271,14 +271,14 @@ describe("mini", function()
         { "data", { user_id = F1 }, MINI_A, { "a", "b", "c", "d" } },
       }
       for i, case in ipairs(cases) do
-        local res, err = a:send(case[2], case[3], case[4])
+        local res, _, err = a:send(case[2], case[3], case[4])
         assert.is_nil(res, "case " .. i)
         assert.are.equal("invalid", err.kind, "case " .. i .. ": " .. tostring(err))
         assert.are.equal(case[1], err.reason, "case " .. i .. ": " .. tostring(err))
       end
-      local _, err = app():send({ user_id = F1 }, MINI_A, { "a", "b", ("x"):rep(2100) })
+      local _, _, err = app():send({ user_id = F1 }, MINI_A, { "a", "b", ("x"):rep(2100) })
       assert.are.equal("data", err.reason) -- over 2048 even without a registry
-      _, err = app():send({ user_id = F1 }, MINI_A, { "a", "b", "c" }, { form_id = 7 })
+      _, _, err = app():send({ user_id = F1 }, MINI_A, { "a", "b", "c" }, { form_id = 7 })
       assert.are.equal("form_id", err.field)
       assert.are.equal(0, arrivals(M.send))
     end)

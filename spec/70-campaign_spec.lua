@@ -318,9 +318,12 @@ describe("campaign", function()
                           keyword3 = { value = "3", color = "#85be53" } } }, "head_color" },
       }
       for _, case in ipairs(cases) do
-        local c, err = campaign.create(ctx, case[1])
+        local c, err, detail = campaign.create(ctx, case[1])
         assert.is_nil(c)
         assert.matches(case[2], err)
+        -- The typed error comes third; only an unknown template is a matter of state.
+        assert.are.equal(err, tostring(detail))
+        assert.are.equal(case[2] == "not imported" and "state" or "input", detail.kind, err)
       end
       assert.are.same({}, campaign.list(ctx))
       assert.are.equal(0, #sb:deliveries())

@@ -237,7 +237,7 @@ describe("configuration errors never echo a key", function()
     for _, case in ipairs(cases) do
       local cfg = base(case[2])
       for k, v in pairs(cfg) do if v == false then cfg[k] = nil end end
-      local c, err = alipay.new(cfg)
+      local c, _, err = alipay.new(cfg)
       assert(c == nil, "config " .. case[1] .. ": accepted")
       assert_error_clean("config " .. case[1], err)
     end
@@ -261,7 +261,7 @@ describe("configuration errors never echo a key", function()
     for _, case in ipairs(cases) do
       local cfg = base(case[2])
       for k, v in pairs(cfg) do if v == false then cfg[k] = nil end end
-      local c, err = alipay.new(cfg)
+      local c, _, err = alipay.new(cfg)
       assert(c == nil, "config " .. case[1] .. ": accepted")
       assert_error_clean("config " .. case[1], err)
     end
@@ -349,10 +349,10 @@ describe("client errors against the sandbox", function()
         local seen_error = false
         for i = 1, 3 do
           local path = ("v2 %s (%s) call %d"):format(f[1], target[2], i)
-          local res, err = c:execute(FOLLOW, { user_id = USER })
+          local res, _, err = c:execute(FOLLOW, { user_id = USER })
           if err then seen_error = true assert_error_clean(path, err) else assert.is_table(res) end
           path = ("v3 %s (%s) call %d"):format(f[1], target[2], i)
-          res, err = c:v3("POST", SUBSCRIBE_PATH, { user_id = USER, template_id_list = { "nonexistent" } },
+          res, _, err = c:v3("POST", SUBSCRIBE_PATH, { user_id = USER, template_id_list = { "nonexistent" } },
                           target[2] == "AES" and { encrypt = true } or nil)
           if err then seen_error = true assert_error_clean(path, err) else assert.is_table(res) end
         end
@@ -367,16 +367,16 @@ describe("client errors against the sandbox", function()
   it("isv.invalid-signature from a wrong app key (v2 and v3)", function()
     for _, key in ipairs { gen.other, gen.pkcs1 } do
       local c = client(sb, { private_key = key })
-      local _, err = c:execute(FOLLOW, { user_id = USER })
+      local _, _, err = c:execute(FOLLOW, { user_id = USER })
       assert.are.equal("isv.invalid-signature", err.sub_code)
       assert_error_clean("v2 isv.invalid-signature", err)
-      _, err = c:v3("POST", SUBSCRIBE_PATH, { user_id = USER, template_id_list = { "x" } })
+      _, _, err = c:v3("POST", SUBSCRIBE_PATH, { user_id = USER, template_id_list = { "x" } })
       assert_error_clean("v3 with a wrong key", err)
       c:close()
     end
     -- with an AES key the sandbox does not know
     local c = client(aes_sb, { private_key = gen.other, encrypt_key = gen.aes })
-    local _, err = c:execute(FOLLOW, { user_id = USER })
+    local _, _, err = c:execute(FOLLOW, { user_id = USER })
     assert_error_clean("v2 encrypted with a wrong key", err)
     c:close()
     error_log_clean(sb, "isv.invalid-signature")
@@ -385,21 +385,21 @@ describe("client errors against the sandbox", function()
 
   it("a wrong Alipay public key, a wrong AES key, and an unreachable gateway", function()
     local c = client(sb, { alipay_public_key = gen.spki })
-    local _, err = c:execute(FOLLOW, { user_id = USER })
+    local _, _, err = c:execute(FOLLOW, { user_id = USER })
     assert.are.equal("signature", err.kind)
     assert_error_clean("v2 response signed by another key", err)
-    _, err = c:v3("POST", SUBSCRIBE_PATH, { user_id = USER, template_id_list = { "x" } })
+    _, _, err = c:v3("POST", SUBSCRIBE_PATH, { user_id = USER, template_id_list = { "x" } })
     assert_error_clean("v3 response signed by another key", err)
     local other_aes = assert(core.b64encode(("k"):rep(16)))
     c = client(aes_sb, { encrypt_key = other_aes })
-    _, err = c:execute(FOLLOW, { user_id = USER })
+    _, _, err = c:execute(FOLLOW, { user_id = USER })
     assert_error_clean("v2 with an AES key the gateway does not share", err)
     c = client(sb, { gateway = "http://127.0.0.1:9/gateway.do", connect_timeout_ms = 500 })
-    _, err = c:execute(FOLLOW, { user_id = USER })
+    _, _, err = c:execute(FOLLOW, { user_id = USER })
     assert.are.equal("transport", err.kind)
     assert_error_clean("v2 connection refused", err)
     c = client(sb, { gateway = sb.https_gateway, ca_file = "spec/fixtures/keys/alipay_root_cert.crt" })
-    _, err = c:execute(FOLLOW, { user_id = USER })
+    _, _, err = c:execute(FOLLOW, { user_id = USER })
     assert.are.equal("tls", err.reason)
     assert_error_clean("v2 unknown CA", err)
     error_log_clean(sb, "wrong keys")

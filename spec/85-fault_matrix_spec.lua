@@ -90,7 +90,7 @@ function M.call()
     for k, v in pairs(q.config or {}) do cfg[k] = v end
     if cfg.gateway == "stub" then cfg.gateway = "http://127.0.0.1:" .. ngx.var.server_port .. "/stub/gateway.do" end
     local err
-    c, err = alipay.new(cfg)
+    c, _, err = alipay.new(cfg)
     if not c then
       ngx.print(cjson.encode { err = flat(err) })
       return
@@ -99,7 +99,7 @@ function M.call()
   end
   ngx.update_time()
   local started = ngx.now()
-  local res, err = c:execute(q.method, q.biz)
+  local res, _, err = c:execute(q.method, q.biz)
   ngx.update_time()
   ngx.header["Content-Type"] = "application/json"
   ngx.print(cjson.encode { ok = res ~= nil, code = res and res.code, err = flat(err),
@@ -255,7 +255,7 @@ describe("fault matrix", function()
     for _ = 1, cell.storm and 20 or 1 do
       local started = core.monotonic_ms()
       local res
-      res, err = c:execute(FOLLOW, { user_id = USER })
+      res, _, err = c:execute(FOLLOW, { user_id = USER })
       elapsed = core.monotonic_ms() - started
       if not res then break end
     end

@@ -7,13 +7,19 @@
 #      run/trusted.pem   the system CAs plus the sandbox's CA
 #   3. nginx -p examples/openresty/ -c nginx.conf   on 127.0.0.1:8080
 # Both are stopped at the end; with --keep they keep running (the commands
-# to stop them are printed). Needs `make` first (build/luajit/alipay/core.so).
+# to stop them are printed), and `run.sh --stop` stops them. Needs `make`
+# first (build/luajit/alipay/core.so).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 keep=no
-[ "${1:-}" = "--keep" ] && keep=yes
+case "${1:-}" in
+  "") ;;
+  --keep) keep=yes ;;
+  --stop) keep=stop ;;
+  *) echo "usage: $0 [--keep | --stop]" >&2; exit 2 ;;
+esac
 
 app_id=2021000122671080
 keys="$root/spec/fixtures/keys"
@@ -26,6 +32,31 @@ stop_all() {
   nginx -p "$here/" -c nginx.conf -e logs/error.log -s quit 2>/dev/null || true
   "$root/bin/alipay" sandbox stop --state "$state" >/dev/null 2>&1 || true
 }
+
+# The commands that stop what --keep left running; the sandbox is the one
+# recorded in the state file run/sandbox.json.
+stop_commands() {
+  echo "  $0 --stop"
+  echo "or:"
+  echo "  nginx -p $here/ -c nginx.conf -e logs/error.log -s quit"
+  echo "  $root/bin/alipay sandbox stop --state $state"
+}
+
+if [ "$keep" = stop ]; then
+  stop_all
+  echo "stopped the example's nginx and the sandbox recorded in $state"
+  exit 0
+fi
+
+nginx_running() {
+  [ -f "$here/logs/nginx.pid" ] && kill -0 "$(cat "$here/logs/nginx.pid")" 2>/dev/null
+}
+if nginx_running || "$root/bin/alipay" sandbox status --state "$state" >/dev/null 2>&1; then
+  echo "run.sh: the example is still running (an earlier run.sh --keep; sandbox state file $state)." >&2
+  echo "Stop it first:" >&2
+  stop_commands >&2
+  exit 1
+fi
 
 if [ ! -f "$root/build/luajit/alipay/core.so" ]; then
   echo "run.sh: build the core first: make" >&2
@@ -68,6 +99,19 @@ printf '%s' "$sandbox_json" | RUN="$here/run" KEYS="$keys" lua5.4 -e '
 '
 
 
+# As root, nginx's workers run as the `user` of nginx.conf, and each worker
+# loads run/trusted.pem itself (lua_ssl_trusted_certificate): that user must
+# be able to reach it. Everything else (settings, keys, code) the master reads.
+worker_user=$(sed -n 's/^user[[:space:]]\{1,\}\([^[:space:];]*\).*;.*/\1/p' "$here/nginx.conf")
+chmod 0644 "$here/run/trusted.pem"
+if [ "$(id -u)" = 0 ] && [ -n "$worker_user" ] && \
+   ! setpriv --reuid="$worker_user" --regid="$worker_user" --init-groups test -r "$here/run/trusted.pem"; then
+  echo "run.sh: nginx's workers run as $worker_user, who cannot read $here/run/trusted.pem" >&2
+  echo "(a directory above it is closed to that user, e.g. /root). Let it through" >&2
+  echo "(chmod o+x on each directory above it), or run from a checkout elsewhere." >&2
+  exit 1
+fi
+
 echo "== starting nginx on $base"
 nginx -p "$here/" -c nginx.conf -e logs/error.log
 
@@ -99,6 +143,5 @@ echo
 if [ "$keep" = yes ]; then
   echo
   echo "Left running. Stop with:"
-  echo "  nginx -p $here/ -c nginx.conf -e logs/error.log -s quit"
-  echo "  $root/bin/alipay sandbox stop --state $state"
+  stop_commands
 fi

@@ -252,10 +252,10 @@ function M.put(file, code, fields, opts)
 
   -- The channel as alipay.channels.load will read it (this channel only:
   -- the others may name environment variables this shell does not have).
-  local set, lerr = channels.load({ channels = { [code] = spec } }, { base_dir = doc.dir })
+  local set, lerr, ldetail = channels.load({ channels = { [code] = spec } }, { base_dir = doc.dir })
   if not set then
-    return errors.fail("config", { channel = code, field = lerr.field, config_file = file,
-      msg = ("the channel would not load: %s"):format(tostring(lerr.msg or lerr)) })
+    return errors.fail("config", { channel = code, field = ldetail and ldetail.field, config_file = file,
+      msg = ("the channel would not load: %s"):format(tostring(ldetail and ldetail.msg or lerr)) })
   end
   set:close()
   doc.data.channels[code] = spec

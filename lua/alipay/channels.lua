@@ -3,7 +3,7 @@
 -- its own client. Several channels live in one process.
 --
 --   local channels = require "alipay.channels"
---   local set, err = channels.load(source, opts)
+--   local set, err, detail = channels.load(source, opts)
 --     source: a path to a JSON file, a path to a Lua file (name ending in
 --             ".lua", read as data: it runs in an empty environment and
 --             returns the table), or the table itself.
@@ -11,11 +11,12 @@
 --             directory relative paths of a table source are resolved in
 --             (default: as given, i.e. the working directory),
 --             transport = passed to every alipay.new (tests).
---     -> set | nil, err (a typed "config" error: err.channel, err.field,
---        err.msg = "channel alipaylife123: private_key_env: environment
---        variable ALIPAY_KEY is not set"; tostring(err) reads well too)
+--     -> set | nil, err, detail (docs/errors.md): err the one-line string,
+--        detail the typed "config" error: detail.channel, detail.field,
+--        detail.msg = "channel alipaylife123: private_key_env: environment
+--        variable ALIPAY_KEY is not set"
 --
---   set:get(code)        -> channel | nil, err
+--   set:get(code)        -> channel | nil, err, detail (kind "config", field "channel")
 --   set:list()           -> { channel, ... } sorted by code
 --   set:channels_info()  -> { [code] = {kind=, id_type=} }   (for alipay.users)
 --   set.store_path       -> the store path of the file (absolute when the file
@@ -28,7 +29,7 @@
 --     The file's data as written (JSON or Lua data), without building any
 --     client: for tools that edit or diagnose it (alipay channel, doctor).
 --
---   channels.recipient(r) -> id_type, id | nil, msg
+--   channels.recipient(r) -> id_type, id | nil, msg, detail (kind "input")
 --     The one place that reads a recipient: {user_id=} or {open_id=} (exactly
 --     one), or {id_type=, id=} (what alipay.users resolves to). The id type
 --     is always explicit; an id is never classified by its "2088" prefix.
@@ -136,7 +137,7 @@ end
 
 -- ---- recipients ----
 
-function M.recipient(r)
+local function recipient(r)
   if type(r) ~= "table" then return nil, "recipient must be a table: {user_id=} or {open_id=}" end
   if r.id_type ~= nil or r.id ~= nil then
     if r.user_id ~= nil or r.open_id ~= nil then
@@ -153,6 +154,12 @@ function M.recipient(r)
   if not id_type then return nil, "recipient: user_id or open_id is required" end
   local id = r[id_type]
   if type(id) ~= "string" or id == "" then return nil, "recipient." .. id_type .. " must be a non-empty string" end
+  return id_type, id
+end
+
+function M.recipient(r)
+  local id_type, id = recipient(r)
+  if not id_type then return errors.fail("input", { field = "recipient", msg = id }) end
   return id_type, id
 end
 
@@ -288,8 +295,9 @@ local function build_channel(code, spec, ctx)
   local cfg, names
   cfg, names, err = client_config(code, spec, ctx)
   if not cfg then return nil, err end
-  local client, cerr = alipay.new(cfg)
-  if not client then return nil, client_error(code, spec, names, cerr) end
+  -- alipay.new's typed error is its third value (docs/errors.md).
+  local client, cerr, cdetail = alipay.new(cfg)
+  if not client then return nil, client_error(code, spec, names, cdetail or cerr) end
   return { code = code, kind = spec.kind, id_type = id_type, app_id = spec.app_id, client = client }
 end
 
@@ -303,8 +311,8 @@ function Set:get(code)
   if channel then return channel end
   local known = {}
   for i, c in ipairs(self.ordered) do known[i] = c.code end
-  return nil, config_error(nil, "channel", ("unknown channel %s (configured: %s)")
-    :format(tostring(code), table.concat(known, ", ")))
+  return errors.failure(config_error(nil, "channel", ("unknown channel %s (configured: %s)")
+    :format(tostring(code), table.concat(known, ", "))))
 end
 
 function Set:list()
@@ -332,7 +340,8 @@ function M.read(path)
   return data, base_dir
 end
 
-function M.load(source, opts)
+-- The set, or nil and a typed error (internal: M.load makes the triple).
+local function load(source, opts)
   opts = opts or {}
   local data, base_dir, err = read_source(source, opts)
   if not data then return nil, err end
@@ -362,6 +371,12 @@ function M.load(source, opts)
     set.by_code[code] = channel
     set.ordered[#set.ordered + 1] = channel
   end
+  return set
+end
+
+function M.load(source, opts)
+  local set, detail = load(source, opts)
+  if not set then return errors.failure(detail) end
   return set
 end
 

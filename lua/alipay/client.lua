@@ -46,18 +46,40 @@ local function pick_transport(cfg)
   -- from the nginx phase the request runs in, and curl outside nginx.
   local name = t or "auto"
   local ok, mod = pcall(require, "alipay.transport." .. name)
-  if not ok then return nil, errors.config("transport", "transport '" .. name .. "' is not available") end
+  if not ok then return errors.failure(errors.config("transport", "transport '" .. name .. "' is not available")) end
   return mod.new(cfg)
 end
 
--- alipay.new(config) -> client | nil, err
-function Client.new(user_config)
-  local cfg, err = config.validate(user_config)
-  if not cfg then return nil, err end
+-- alipay.new(config) -> client | nil, err, detail
+function Client.new(user_config, extra)
+  -- alipay:new{...} passes the module table first: say so, instead of
+  -- reporting the module's own fields as unknown configuration.
+  if type(user_config) == "table" and type(user_config.new) == "function" and user_config.new == Client.new then
+    error("alipay.new is a function: call alipay.new{...} (with a dot), not alipay:new{...}", 2)
+  end
+  if extra ~= nil then error("alipay.new takes one configuration table", 2) end
+  local cfg, err, detail = config.validate(user_config)
+  if not cfg then return nil, err, detail end
   local transport
-  transport, err = pick_transport(cfg)
-  if not transport then return nil, err end
+  transport, err, detail = pick_transport(cfg)
+  if not transport then return nil, err, detail end
   return setmetatable({ config = cfg, transport = transport }, Client)
+end
+
+-- A closed client refuses calls: its transport (connections, curl handles)
+-- is gone, and a call that silently reopened it would hide the mistake.
+local function check_open(self)
+  if self.closed then
+    error("this alipay client has been closed (client:close()); create a new one with alipay.new", 3)
+  end
+end
+
+-- The typed error of a failed transfer. A custom transport may still
+-- return a typed error as its second value, or only a string.
+local function transfer_detail(err, detail)
+  if errors.is_error(detail) then return detail end
+  if errors.is_error(err) then return err end
+  return errors.transport(tostring(err or "the transport failed without a message"), "other")
 end
 
 -- ---- v2 ----
@@ -74,6 +96,7 @@ end
 
 -- The request of a v2 call, and the context finish_v2 needs.
 function Client:prepare_v2(method, biz_content, opts)
+  check_open(self)
   check_method(method)
   opts = opts or {}
   local cfg = self.config
@@ -119,7 +142,7 @@ function Client:verify_node(ctx, node)
   local cfg = self.config
   if not node.sign or node.sign == "" then return false end
   if cfg.cert_mode and node.cert_sn and node.cert_sn ~= cfg.alipay_cert_sn then
-    return nil, errors.new("signature", {
+    return errors.fail("signature", {
       method = ctx.method,
       msg = "alipay_cert_sn " .. node.cert_sn .. " is not the configured alipay_cert's (" ..
             cfg.alipay_cert_sn .. "): Alipay may have rotated its certificate; download it with " ..
@@ -128,74 +151,76 @@ function Client:verify_node(ctx, node)
   end
   local ok, reason = cfg.alipay_public_key:verify(node.content, node.sign, cfg.sign_type)
   if not ok then
-    return nil, errors.new("signature", {
+    return errors.fail("signature", {
       method = ctx.method, msg = "the response signature is not Alipay's: " .. tostring(reason),
     })
   end
   return true
 end
 
--- The result of a v2 call from the transport's answer.
-function Client:finish_v2(ctx, res, err)
+-- The result of a v2 call from the transport's answer:
+-- finish_v2(ctx, res, err, detail) -> node | nil, err, detail
+function Client:finish_v2(ctx, res, err, detail)
   local method = ctx.method
   if not res then
-    err.method = err.method or method
-    return nil, err
+    detail = transfer_detail(err, detail)
+    detail.method = detail.method or method
+    return errors.failure(detail)
   end
   local trace_id = trace_of(res)
   if res.status ~= 200 then
-    return nil, errors.new("http", { method = method, status = res.status, trace_id = trace_id,
+    return errors.fail("http", { method = method, status = res.status, trace_id = trace_id,
                                      msg = "the gateway answered HTTP " .. tostring(res.status) })
   end
   local node, xerr = core.extract(res.body, method)
   if not node then
-    return nil, errors.new("decode", { method = method, trace_id = trace_id, msg = xerr })
+    return errors.fail("decode", { method = method, trace_id = trace_id, msg = xerr })
   end
-  local verified, verr = self:verify_node(ctx, node)
-  if verr then
-    verr.trace_id = trace_id
-    return nil, verr
+  local verified, _, vdetail = self:verify_node(ctx, node)
+  if vdetail then
+    vdetail.trace_id = trace_id
+    return errors.failure(vdetail)
   end
   local content = node.content
   if node.encrypted then
     if not verified then
-      return nil, errors.new("signature", { method = method, trace_id = trace_id,
+      return errors.fail("signature", { method = method, trace_id = trace_id,
                                             msg = "an encrypted response without a signature" })
     end
     if not self.config.encrypt_key then
-      return nil, errors.new("config", { method = method, field = "encrypt_key",
+      return errors.fail("config", { method = method, field = "encrypt_key",
         msg = "encrypt_key: the response is encrypted but no encrypt_key is configured" })
     end
     local plain, derr = core.aes_decrypt(self.config.encrypt_key, content:sub(2, -2))
     if not plain then
-      return nil, errors.new("decode", { method = method, trace_id = trace_id, msg = derr, retryable = false })
+      return errors.fail("decode", { method = method, trace_id = trace_id, msg = derr, retryable = false })
     end
     content = plain
   end
   local result = decode_json(content)
   if not result or type(result.code) ~= "string" then
-    return nil, errors.new("decode", { method = method, trace_id = trace_id,
+    return errors.fail("decode", { method = method, trace_id = trace_id,
                                        msg = "the response node is not a JSON object with a code" })
   end
   if result.code == "10000" then
     if not verified then
-      return nil, errors.new("signature", { method = method, trace_id = trace_id, code = result.code,
+      return errors.fail("signature", { method = method, trace_id = trace_id, code = result.code,
                                             msg = "a success response without a signature" })
     end
     return result
   end
-  return nil, errors.new(result.code == "40004" and "business" or "gateway", {
+  return errors.fail(result.code == "40004" and "business" or "gateway", {
     method = method, code = result.code, msg = result.msg, sub_code = result.sub_code,
     sub_msg = result.sub_msg, verified = verified, trace_id = trace_id,
     node = node.node ~= node_name(method) and node.node or nil,
   })
 end
 
--- client:execute(method, biz_content, opts) -> node table | nil, err
+-- client:execute(method, biz_content, opts) -> node table | nil, err, detail
 function Client:execute(method, biz_content, opts)
   local req, ctx = self:prepare_v2(method, biz_content, opts)
-  local res, err = self.transport:request(req)
-  return self:finish_v2(ctx, res, err)
+  local res, err, detail = self.transport:request(req)
+  return self:finish_v2(ctx, res, err, detail)
 end
 
 -- ---- v3 ----
@@ -203,6 +228,7 @@ end
 local HTTP_METHODS = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true }
 
 function Client:prepare_v3(http_method, path, body, opts)
+  check_open(self)
   if not HTTP_METHODS[http_method] then error("v3: unknown HTTP method " .. tostring(http_method), 3) end
   if type(path) ~= "string" or path:sub(1, 4) ~= "/v3/" then error("v3: path must start with /v3/", 3) end
   opts = opts or {}
@@ -244,20 +270,20 @@ function Client:verify_v3(ctx, res)
   local sig = h["alipay-signature"]
   if not sig or sig == "" then
     if res.status >= 200 and res.status < 300 then
-      return nil, errors.new("signature", { method = ctx.method, msg = "a success response without a signature" })
+      return errors.fail("signature", { method = ctx.method, msg = "a success response without a signature" })
     end
     return false
   end
   local cfg = self.config
   if cfg.cert_mode and h["alipay-sn"] and h["alipay-sn"] ~= cfg.alipay_cert_sn then
-    return nil, errors.new("signature", { method = ctx.method,
+    return errors.fail("signature", { method = ctx.method,
       msg = "alipay-sn " .. h["alipay-sn"] ..
             " is not the configured alipay_cert's: Alipay may have rotated its certificate" })
   end
   local text = (h["alipay-timestamp"] or "") .. "\n" .. (h["alipay-nonce"] or "") .. "\n" .. res.body .. "\n"
   local ok, reason = cfg.alipay_public_key:verify(text, sig, "RSA2")
   if not ok then
-    return nil, errors.new("signature", { method = ctx.method,
+    return errors.fail("signature", { method = ctx.method,
                                           msg = "the response signature is not Alipay's: " .. tostring(reason) })
   end
   return true
@@ -271,23 +297,24 @@ local function v3_kind(status, code)
   return "business"
 end
 
-function Client:finish_v3(ctx, res, err)
+function Client:finish_v3(ctx, res, err, detail)
   if not res then
-    err.method = err.method or ctx.method
-    return nil, err
+    detail = transfer_detail(err, detail)
+    detail.method = detail.method or ctx.method
+    return errors.failure(detail)
   end
   local trace_id = trace_of(res)
-  local verified, verr = self:verify_v3(ctx, res)
-  if verr then
-    verr.trace_id = trace_id
-    return nil, verr
+  local verified, _, vdetail = self:verify_v3(ctx, res)
+  if vdetail then
+    vdetail.trace_id = trace_id
+    return errors.failure(vdetail)
   end
   local body = res.body
   if verified and (res.headers["alipay-encrypt-type"] or ""):upper() == "AES" and body ~= "" then
     local plain, derr
     if self.config.encrypt_key then plain, derr = core.aes_decrypt(self.config.encrypt_key, body) end
     if not plain then
-      return nil, errors.new("decode", { method = ctx.method, trace_id = trace_id, retryable = false,
+      return errors.fail("decode", { method = ctx.method, trace_id = trace_id, retryable = false,
                                          msg = derr or "an encrypted response but no encrypt_key is configured" })
     end
     body = plain
@@ -296,32 +323,38 @@ function Client:finish_v3(ctx, res, err)
     if body == "" then return {} end
     local result = decode_json(body)
     if not result then
-      return nil, errors.new("decode", { method = ctx.method, trace_id = trace_id,
+      return errors.fail("decode", { method = ctx.method, trace_id = trace_id,
                                          msg = "the response body is not a JSON object" })
     end
     return result
   end
   local problem = decode_json(body)
   if not problem or type(problem.code) ~= "string" then
-    return nil, errors.new("http", { method = ctx.method, status = res.status, trace_id = trace_id,
+    return errors.fail("http", { method = ctx.method, status = res.status, trace_id = trace_id,
                                      verified = verified, msg = "the gateway answered HTTP " .. res.status })
   end
-  return nil, errors.new(v3_kind(res.status, problem.code), {
+  return errors.fail(v3_kind(res.status, problem.code), {
     method = ctx.method, status = res.status, code = tostring(res.status), sub_code = problem.code,
     sub_msg = problem.message, links = problem.links, verified = verified, trace_id = trace_id,
     retryable = res.status >= 500 or res.status == 429 or nil,
   })
 end
 
--- client:v3(http_method, path, body, opts) -> decoded body | nil, err
+-- client:v3(http_method, path, body, opts) -> decoded body | nil, err, detail
 function Client:v3(http_method, path, body, opts)
   local req, ctx = self:prepare_v3(http_method, path, body, opts)
-  local res, err = self.transport:request(req)
-  return self:finish_v3(ctx, res, err)
+  local res, err, detail = self.transport:request(req)
+  return self:finish_v3(ctx, res, err, detail)
 end
 
+-- Closes the transport; later calls raise. Closing twice is harmless.
 function Client:close()
+  if self.closed then return end
+  self.closed = true
   if self.transport.close then self.transport:close() end
 end
+
+-- local client <close> = alipay.new{...}
+Client.__close = Client.close
 
 return Client

@@ -221,9 +221,9 @@ end
 -- config.validate(cfg) -> normalised config | nil, err
 function config.validate(cfg)
   local err = check_types(cfg)
-  if err then return nil, err end
+  if err then return errors.failure(err) end
   if not cfg.app_id or not cfg.app_id:match("^%d+$") or #cfg.app_id > 32 then
-    return nil, fail("app_id", "must be the app's numeric id, e.g. 2021000122671080")
+    return errors.failure(fail("app_id", "must be the app's numeric id, e.g. 2021000122671080"))
   end
   local out = {
     app_id = cfg.app_id,
@@ -236,7 +236,7 @@ function config.validate(cfg)
     cert_mode = false,
   }
   if out.sign_type ~= "RSA2" and out.sign_type ~= "RSA" then
-    return nil, fail("sign_type", 'must be "RSA2" or "RSA"')
+    return errors.failure(fail("sign_type", 'must be "RSA2" or "RSA"'))
   end
   if cfg.timeout_ms then err = integer_in(cfg, "timeout_ms", 1, 600000) end
   if not err and cfg.connect_timeout_ms then err = integer_in(cfg, "connect_timeout_ms", 1, 600000) end
@@ -249,7 +249,7 @@ function config.validate(cfg)
   err = err or check_endpoints(cfg, out) or check_app_key(cfg, out) or check_cert_mode(cfg, out)
         or check_alipay_key(cfg, out) or check_encrypt_key(cfg, out) or check_transport(cfg, out)
         or check_insecure(cfg, out)
-  if err then return nil, err end
+  if err then return errors.failure(err) end
   return out
 end
 

@@ -6,7 +6,10 @@
 --   for fields, line in records do ... end      -- fields: a list of strings
 --   if records.error then ... end                -- set when reading stopped on an error
 --
---   records() -> fields, line | nil (end of input) | nil, err
+--   records() -> fields, line | nil (end of input) | nil, err, detail
+--     err a one-line string (also in records.error), detail the typed error
+--     (also in records.detail): kind "input" for a malformed file, "io" for a
+--     read error (docs/errors.md)
 --
 -- `line` is the physical line (1-based) on which the record starts, so a
 -- caller can point an operator at it even when quoted fields span lines.
@@ -26,6 +29,8 @@
 -- longer than opts.max_record_bytes (default 1 MiB; usually the same
 -- unterminated quote), or a read error of the file handle.
 -- A generic `for` stops at the first nil, so check records.error after it.
+local errors = require "alipay.errors"
+
 local csv = {}
 
 local BOM = "\239\187\191"
@@ -56,10 +61,11 @@ function csv.reader(fh, opts)
   local records = { line = 0 }
   local finished = false
 
-  local function fail(msg)
+  local function fail(msg, kind)
     finished = true
-    records.error = msg
-    return nil, msg
+    local _, err, detail = errors.fail(kind or "input", msg)
+    records.error, records.detail = err, detail
+    return nil, err, detail
   end
 
   -- The next physical line (with its line break), or nil at the end.
@@ -90,7 +96,7 @@ function csv.reader(fh, opts)
             parts[#parts + 1] = eol
             local more, rerr = next_line()
             if not more then
-              if rerr then return nil, ("line %d: read error: %s"):format(records.line, tostring(rerr)) end
+              if rerr then return nil, ("line %d: read error: %s"):format(records.line, tostring(rerr)), "io" end
               return nil, ("line %d: unterminated quoted field (reached the end of the file)"):format(start_line)
             end
             size = size + #more
@@ -135,7 +141,7 @@ function csv.reader(fh, opts)
       local raw, rerr = next_line()
       if not raw then
         finished = true
-        if rerr then return fail(("line %d: read error: %s"):format(records.line + 1, tostring(rerr))) end
+        if rerr then return fail(("line %d: read error: %s"):format(records.line + 1, tostring(rerr)), "io") end
         return nil
       end
       if raw ~= "\n" and raw ~= "\r\n" and raw ~= "\r" and raw ~= "" then
@@ -143,8 +149,8 @@ function csv.reader(fh, opts)
         if #raw > max_record then
           return fail(("line %d: a record longer than %d bytes"):format(start_line, max_record))
         end
-        local fields, perr = parse(raw, start_line)
-        if not fields then return fail(perr) end
+        local fields, perr, pkind = parse(raw, start_line)
+        if not fields then return fail(perr, pkind) end
         return fields, start_line
       end
     end

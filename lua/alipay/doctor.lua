@@ -237,31 +237,23 @@ local KEY_FIELD = { private_key = true, private_key_file = true, private_key_env
   app_cert_file = true, alipay_cert_file = true, alipay_root_cert_file = true }
 
 local function check_load(report, ctx)
-  local set, err = channels.load({ channels = { [ctx.code] = ctx.spec } },
+  local set, err, detail = channels.load({ channels = { [ctx.code] = ctx.spec } },
     { base_dir = ctx.base_dir, getenv = ctx.getenv, transport = ctx.transport })
   if set then
     ctx.set, ctx.channel = set, set:get(ctx.code)
     return report:add("channel", ctx.code, "pass", ("alipay.channels.load accepts it (%s, app %s, %s)")
       :format(ctx.spec.kind, ctx.spec.app_id, ctx.cert_mode and "certificate mode" or "public-key mode"))
   end
-  local msg = tostring(err and err.msg or err)
-  if ctx.key_failed and KEY_FIELD[err and err.field or ""] then
+  local msg = tostring(detail and detail.msg or err)
+  if ctx.key_failed and KEY_FIELD[detail and detail.field or ""] then
     return report:add("channel", ctx.code, "skip", "not loaded: a key check failed (" .. msg .. ")")
   end
   return report:add("channel", ctx.code, "fail", msg,
-    ("correct the field, e.g. with alipay channel add %s --update ... (see alipay channel add --help)"):format(ctx.code))
+    ("correct the field, e.g. with alipay channel add %s --update ... (see alipay channel add --help)")
+      :format(ctx.code))
 end
 
 -- ---- the gateway ----
-
--- The failure of a transport or of the client. The client returns
--- nil, err_table today and nil, err, detail once converted
--- (docs/errors.md): take the typed table from either place.
-local function typed(e1, e2)
-  if errors.is_error(e2) then return e2 end
-  if errors.is_error(e1) then return e1 end
-  return errors.new("transport", { msg = tostring(e1 or e2 or "failed") })
-end
 
 local function gateway_of(spec)
   if spec.gateway then return spec.gateway end
@@ -294,13 +286,13 @@ local function check_gateway(report, ctx)
   end
   local transport, own = transport_for(ctx)
   if not transport then return report:add("gateway", ctx.code, "fail", "cannot make an HTTP client") end
-  local res, e1, e2 = transport:request { method = "GET", url = url, timeout_ms = ctx.reach_timeout_ms }
+  local res, err, detail = transport:request { method = "GET", url = url, timeout_ms = ctx.reach_timeout_ms }
   if own then transport:close() end
   if not res then
-    local detail = typed(e1, e2)
+    detail = errors.is_error(detail) and detail or errors.new("transport", { msg = tostring(err) })
     ctx.unreachable = true
-    return report:add("gateway", ctx.code, "fail", ("%s is not reachable: %s"):format(url, tostring(detail.msg or detail)),
-      REACH_FIX[detail.reason] or "check the gateway URL and the network")
+    return report:add("gateway", ctx.code, "fail",
+      ("%s is not reachable: %s"):format(url, tostring(detail.msg or detail)), REACH_FIX[detail.reason] or "check the gateway URL and the network")
   end
   if url:match("^http://") then
     return report:add("gateway", ctx.code, "warn", ("%s answers (HTTP %d) over plain HTTP: requests and answers "
@@ -378,15 +370,13 @@ local function signed_params(req)
   return params
 end
 
--- The one place that makes the call and reads the client's failure (see
--- typed above): -> node | nil, detail; and the request that was signed.
+-- client:execute in its two halves, to keep the request that was signed.
+-- -> node | nil, detail (sub_code, sub_msg, verified: docs/errors.md); req
 local function call(client, method, biz, opts)
   local req, ctx = client:prepare_v2(method, biz, opts)
   local res, terr, tdetail = client.transport:request(req)
-  if not res then terr = typed(terr, tdetail) end
-  local node, e1, e2 = client:finish_v2(ctx, res, terr)
-  if node then return node, nil, req end
-  return nil, typed(e1, e2), req
+  local node, _, detail = client:finish_v2(ctx, res, terr, tdetail)
+  return node, detail, req
 end
 
 local SETUP_FIX = {

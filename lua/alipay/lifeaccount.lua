@@ -10,29 +10,30 @@
 --               Alipay reports missing are marked invalid.
 --
 --   life:claim_template(library_id)  -> {msg_template_id=, template=<table, or the text
---                                       when it is not JSON>} | nil, err
+--                                       when it is not JSON>} | nil, err, detail
 --   life:set_industry{primary_industry_code=, primary_industry_name=,
---                     secondary_industry_code=, secondary_industry_name=} -> node | nil, err
---   life:industry()                  -> {primary_category=, secondary_category=} | nil, err
+--                     secondary_industry_code=, secondary_industry_name=} -> node | nil, err, detail
+--   life:industry()                  -> {primary_category=, secondary_category=} | nil, err, detail
 --                                       (both nil when no industry was ever set)
---   life:send(recipient, template, context, opts) -> node | nil, err
+--   life:send(recipient, template, context, opts) -> node | nil, err, detail
 --     recipient {user_id=} | {open_id=} | {id_type=, id=}; template a registry
 --     record, {id=, keywords=}, or the template id; context the free table of
 --     messaging.md §1 (head_color, url, action_name, first, keyword1..N, remark).
 --     The answer has no message id: Alipay offers no way to track a single send.
---   life:prepare_send(...)           -> req, ctx | nil, err   (same arguments as send)
---   life:finish_send(ctx, res, err)  -> node | nil, err
+--   life:prepare_send(...)           -> req, ctx | nil, err, detail   (same arguments as send)
+--   life:finish_send(ctx, res, err, detail) -> node | nil, err, detail   (what the transport answered)
 --     send split in two, so that a campaign can put many on client.transport
 --     (submit/wait) and finish each as it completes.
 --   life:followers{start = cursor}   -> pages (see "followers" below)
---   life:each_follower(fn, opts)     -> true, count | nil, err, resume_cursor
---   life:is_following(recipient)     -> true | false | nil, err
+--   life:each_follower(fn, opts)     -> true, count | nil, err, detail, resume_cursor
+--   life:is_following(recipient)     -> true | false | nil, err, detail
 --
 -- opts of every call may hold app_auth_token and timeout_ms (client:execute's).
--- Errors are the client's typed errors, or errors of kind "invalid" for what
--- is refused locally before any call: err.reason is "recipient", "template"
--- (unusable in the registry), "data" (context, keywords) or "request" (other
--- arguments); err.field names the argument, err.msg says what is wrong.
+-- Failures follow docs/errors.md: err is a one-line string, detail the
+-- typed error: the client's, or kind "invalid" for what is refused locally
+-- before any call: detail.reason is "recipient", "template" (unusable in
+-- the registry), "data" (context, keywords) or "request" (other arguments);
+-- detail.field names the argument, detail.msg says what is wrong.
 local cjson = require "cjson.safe"
 local errors = require "alipay.errors"
 local sender = require "alipay.sender"
@@ -79,17 +80,17 @@ end
 function Life:claim_template(library_id, opts)
   local method = M.METHODS.claim
   if type(library_id) ~= "string" or library_id == "" then
-    return nil, invalid(method, "request", "template_id", "template_id: the library template id is required")
+    return invalid(method, "request", "template_id", "template_id: the library template id is required")
   end
   if chars(library_id) > LIBRARY_ID_MAX then
-    return nil, invalid(method, "request", "template_id",
+    return invalid(method, "request", "template_id",
       ("template_id: at most %d characters, got %d"):format(LIBRARY_ID_MAX, chars(library_id)))
   end
-  local res, err = self.client:execute(method, { template_id = library_id }, call_opts(opts))
-  if not res then return nil, err end
+  local res, err, detail = self.client:execute(method, { template_id = library_id }, call_opts(opts))
+  if not res then return nil, err, detail end
   if type(res.msg_template_id) ~= "string" or res.msg_template_id == "" then
-    return nil, errors.new("decode", { method = method, retryable = false, unknown = false,
-                                       msg = "the answer has no msg_template_id" })
+    return errors.fail("decode", { method = method, retryable = false, unknown = false,
+                                   msg = "the answer has no msg_template_id" })
   end
   -- The template arrives as JSON text; keep the text when it is not JSON.
   local template = res.template
@@ -109,13 +110,13 @@ local INDUSTRY_FIELDS = { "primary_industry_code", "primary_industry_name",
 function Life:set_industry(industry, opts)
   local method = M.METHODS.industry_modify
   if type(industry) ~= "table" then
-    return nil, invalid(method, "request", "industry", "industry must be a table of the four industry fields")
+    return invalid(method, "request", "industry", "industry must be a table of the four industry fields")
   end
   local biz = {}
   for _, key in ipairs(INDUSTRY_FIELDS) do
     local v = industry[key]
     if type(v) ~= "string" or v == "" then
-      return nil, invalid(method, "request", key, key .. " is required (e.g. 10001 / IT科技, 20102 / IT软件与服务)")
+      return invalid(method, "request", key, key .. " is required (e.g. 10001 / IT科技, 20102 / IT软件与服务)")
     end
     biz[key] = v
   end
@@ -123,8 +124,8 @@ function Life:set_industry(industry, opts)
 end
 
 function Life:industry(opts)
-  local res, err = self.client:execute(M.METHODS.industry_query, {}, call_opts(opts))
-  if not res then return nil, err end
+  local res, err, detail = self.client:execute(M.METHODS.industry_query, {}, call_opts(opts))
+  if not res then return nil, err, detail end
   return {
     primary_category = not absent(res.primary_category) and res.primary_category or nil,
     secondary_category = not absent(res.secondary_category) and res.secondary_category or nil,
@@ -136,18 +137,18 @@ end
 function Life:prepare_send(recipient, template, context, opts)
   local method = M.METHODS.send
   local id_type, id = channels.recipient(recipient)
-  if not id_type then return nil, invalid(method, "recipient", "recipient", id) end
+  if not id_type then return invalid(method, "recipient", "recipient", id) end
   local tpl, terr = template_arg(template)
-  if not tpl then return nil, invalid(method, "request", "template", terr) end
+  if not tpl then return invalid(method, "request", "template", terr) end
   if type(context) ~= "table" then
-    return nil, invalid(method, "data", "context", "context must be a table (head_color, url, action_name, "
+    return invalid(method, "data", "context", "context must be a table (head_color, url, action_name, "
       .. "keyword1..N with value and color)", { template_id = tpl.id })
   end
-  local usable, uerr = sender.usable(self, method, tpl)
-  if not usable then return nil, uerr end
+  local usable, uerr, udetail = sender.usable(self, method, tpl)
+  if not usable then return nil, uerr, udetail end
   if self.registry then
     local ok, msg = self.registry:check_life_context(usable, context)
-    if not ok then return nil, invalid(method, "data", "context", msg, { template_id = tpl.id }) end
+    if not ok then return invalid(method, "data", "context", msg, { template_id = tpl.id }) end
   end
   local biz = { ["to_" .. id_type] = id, template = { template_id = tpl.id, context = context } }
   return sender.prepare(self, method, biz, tpl, opts)
@@ -163,13 +164,14 @@ Life.send = sender.send
 --     -- page = {ids = {...}, id_type = "user_id"|"open_id", next = cursor|nil, count = n|nil}
 --   end
 --   if pages.err then
---     -- the listing stopped early: pages.err is the typed error, and
---     -- pages.cursor the cursor to resume from (followers{start = pages.cursor})
+--     -- the listing stopped early: pages.err is the one-line message,
+--     -- pages.detail the typed error, and pages.cursor the cursor to resume
+--     -- from (followers{start = pages.cursor})
 --   end
 --
 -- The loop ends when a page is empty or has no next cursor (pages.done, and
 -- pages.cursor nil), or on an error (pages.err). pages.pages counts the pages
--- delivered. Called directly, pages() returns page | nil, err
+-- delivered. Called directly, pages() returns page | nil, err, detail
 -- (nil, nil at the end). Each page is one call; errors are never raised, and
 -- a transient one can be resumed from pages.cursor. A cursor Alipay returns
 -- a second time would make the listing go round forever: the page that
@@ -201,18 +203,18 @@ local function next_cursor(res)
   return tostring(cursor)
 end
 
-function Pages:fail(err)
-  self.err, self.done = err, true
-  return nil, err
+function Pages:fail(err, detail)
+  self.err, self.detail, self.done = err, detail, true
+  return nil, err, detail
 end
 
 function Pages:__call()
-  if self.done then return nil, self.err end
+  if self.done then return nil, self.err, self.detail end
   local method = M.METHODS.followers
   local biz = {}
   if self.cursor then biz.next_user_id = self.cursor end
-  local res, err = self.life.client:execute(method, biz, self.opts)
-  if not res then return self:fail(err) end
+  local res, err, detail = self.life.client:execute(method, biz, self.opts)
+  if not res then return self:fail(err, detail) end
   local ids, id_type = page_ids(res, self.life.channel.id_type)
   if #ids == 0 then
     self.done, self.cursor = true, nil
@@ -228,9 +230,10 @@ function Pages:__call()
     -- Deliver this page (its ids are new), then stop: the next call would
     -- start the listing over.
     self.done = true
-    self.err = errors.new("decode", { method = method, reason = "cursor_repeated", cursor = cursor,
+    self.detail = errors.new("decode", { method = method, reason = "cursor_repeated", cursor = cursor,
       retryable = false, unknown = false,
       msg = "follow.batchquery returned next_user_id " .. cursor .. " again: stopping instead of looping" })
+    self.err = tostring(self.detail)
   else
     self.cursor = cursor
   end
@@ -256,7 +259,7 @@ function Life:each_follower(fn, opts)
       if fn(id, page.id_type, page) == false then return true, count end
     end
   end
-  if pages.err then return nil, pages.err, pages.cursor end
+  if pages.err then return nil, pages.err, pages.detail, pages.cursor end
   return true, count
 end
 
@@ -265,13 +268,13 @@ end
 function Life:is_following(recipient, opts)
   local method = M.METHODS.follow_query
   local id_type, id = channels.recipient(recipient)
-  if not id_type then return nil, invalid(method, "recipient", "recipient", id) end
-  local res, err = self.client:execute(method, { [id_type] = id }, call_opts(opts))
-  if not res then return nil, err end
+  if not id_type then return invalid(method, "recipient", "recipient", id) end
+  local res, err, detail = self.client:execute(method, { [id_type] = id }, call_opts(opts))
+  if not res then return nil, err, detail end
   if res.is_follow == "T" then return true end
   if res.is_follow == "F" then return false end
-  return nil, errors.new("decode", { method = method, retryable = false, unknown = false,
-                                     msg = "is_follow is neither T nor F" })
+  return errors.fail("decode", { method = method, retryable = false, unknown = false,
+                                 msg = "is_follow is neither T nor F" })
 end
 
 return M

@@ -12,25 +12,25 @@
 --   app:subscriptions(recipient, template_ids, opts)
 --     -> { [template_id] = {subscribed = bool, type = "onetime"|"longterm"|nil,
 --                           state = raw subscribe_state|nil, keep_state =, show =} }
---        | nil, err, partial
+--        | nil, err, detail, partial
 --     Any number of ids (duplicates count once), queried 3 at a time (the API's
 --     limit). A template the user never answered is {subscribed = false}.
 --     keep_state is passed through as Alipay sent it and never interpreted:
 --     its meaning changed between SDK releases. On an error, partial holds
 --     the batches answered so far.
---   app:prepare_subscriptions(recipient, template_ids (1 to 3), opts) -> req, ctx | nil, err
---   app:finish_subscriptions(ctx, res, err) -> the same table as subscriptions | nil, err
+--   app:prepare_subscriptions(recipient, template_ids (1 to 3), opts) -> req, ctx | nil, err, detail
+--   app:finish_subscriptions(ctx, res, err, detail) -> the same table as subscriptions | nil, err, detail
 --     one query split in two, for many in flight on client.transport.
---   app:send(recipient, template, data, opts) -> node | nil, err
+--   app:send(recipient, template, data, opts) -> node | nil, err, detail
 --     recipient {user_id=} | {open_id=} | {id_type=, id=}; template a registry
 --     record, {id=, keywords=}, or the user_template_id; data
 --     {keyword1 = {value = "…"}, …} (a bare string or number stands for
 --     {value = …}) or {"v1", "v2", …}: values in keyword order.
 --     opts.page (the page the message opens), opts.form_id (payment, form and
 --     face templates only), plus client:execute's app_auth_token, timeout_ms.
---   app:prepare_send(...) -> req, ctx | nil, err;  app:finish_send(ctx, res, err)
+--   app:prepare_send(...) -> req, ctx | nil, err, detail;  app:finish_send(ctx, res, err, detail)
 --     send split in two, for many sends in flight on client.transport.
---   mini.encode_data(data) -> the data string | nil, msg
+--   mini.encode_data(data) -> the data string | nil, msg, detail (kind "input")
 --   mini.encode_page(page) -> page with its query encoded
 --
 -- Rules applied to every send, with or without a registry: data (the JSON
@@ -46,12 +46,14 @@
 -- "a b" becomes "a%20b", "%E4%BD%A0" stays, "50%" becomes "50%25", and "+"
 -- is a literal plus (%2B), not a space.
 --
--- Errors: the client's typed errors, or kind "invalid" for what is refused
--- locally before any call (err.reason "recipient", "template", "data" or
--- "request"; err.field; err.msg). After USER_TEMPLATE_ILLEGAL (or any answer
+-- Failures follow docs/errors.md: nil, a one-line string, the typed detail:
+-- the client's, or kind "invalid" for what is refused locally before any
+-- call (detail.reason "recipient", "template", "data" or "request";
+-- detail.field; detail.msg). After USER_TEMPLATE_ILLEGAL (or any answer
 -- alipay.classify puts in the "template" class) the template is marked
 -- invalid in the registry, so the next send with it is refused without a call.
 local cjson = require "cjson.safe"
+local errors = require "alipay.errors"
 local sender = require "alipay.sender"
 local channels = require "alipay.channels"
 
@@ -105,16 +107,16 @@ local function relation_result(rel)
 end
 
 -- The template ids of a query: a list (or one id) of non-empty strings,
--- duplicates dropped. -> ids | nil, err
+-- duplicates dropped. -> ids | nil, err, detail
 local function template_ids_of(method, template_ids)
   if type(template_ids) == "string" then template_ids = { template_ids } end
   if type(template_ids) ~= "table" then
-    return nil, invalid(method, "request", "template_ids", "template_ids must be a list of template ids")
+    return invalid(method, "request", "template_ids", "template_ids must be a list of template ids")
   end
   local ids, seen = {}, {}
   for i, tid in ipairs(template_ids) do
     if type(tid) ~= "string" or tid == "" then
-      return nil, invalid(method, "request", "template_ids", ("template_ids[%d] must be a template id"):format(i))
+      return invalid(method, "request", "template_ids", ("template_ids[%d] must be a template id"):format(i))
     end
     if not seen[tid] then
       seen[tid] = true
@@ -134,19 +136,19 @@ end
 function Mini:prepare_subscriptions(recipient, template_ids, opts)
   local method = M.METHODS.subscriptions
   local id_type, id = channels.recipient(recipient)
-  if not id_type then return nil, invalid(method, "recipient", "recipient", id) end
-  local ids, err = template_ids_of(method, template_ids)
-  if not ids then return nil, err end
+  if not id_type then return invalid(method, "recipient", "recipient", id) end
+  local ids, err, detail = template_ids_of(method, template_ids)
+  if not ids then return nil, err, detail end
   if #ids == 0 or #ids > IDS_PER_QUERY then
-    return nil, invalid(method, "request", "template_ids", ("one query takes 1 to %d template ids, not %d")
+    return invalid(method, "request", "template_ids", ("one query takes 1 to %d template ids, not %d")
       :format(IDS_PER_QUERY, #ids))
   end
   return prepare_query(self, id_type, id, ids, opts)
 end
 
-function Mini:finish_subscriptions(ctx, res, err)
-  local node, e = self.client:finish_v2(ctx.call, res, err)
-  if not node then return nil, e end
+function Mini:finish_subscriptions(ctx, res, err, detail)
+  local node, e, d = self.client:finish_v2(ctx.call, res, err, detail)
+  if not node then return nil, e, d end
   -- subscribe_relations is absent when the user never answered any of them.
   local by_id = {}
   if type(node.subscribe_relations) == "table" then
@@ -164,16 +166,16 @@ end
 function Mini:subscriptions(recipient, template_ids, opts)
   local method = M.METHODS.subscriptions
   local id_type, id = channels.recipient(recipient)
-  if not id_type then return nil, invalid(method, "recipient", "recipient", id) end
-  local ids, err = template_ids_of(method, template_ids)
-  if not ids then return nil, err end
+  if not id_type then return invalid(method, "recipient", "recipient", id) end
+  local ids, err, detail = template_ids_of(method, template_ids)
+  if not ids then return nil, err, detail end
   local result = {}
   for first = 1, #ids, IDS_PER_QUERY do
     local req, ctx = prepare_query(self, id_type, id, { table.unpack(ids, first,
       math.min(first + IDS_PER_QUERY - 1, #ids)) }, opts)
-    local res, terr = self.client.transport:request(req)
-    local batch, ferr = self:finish_subscriptions(ctx, res, terr)
-    if not batch then return nil, ferr, result end
+    local res, terr, tdetail = self.client.transport:request(req)
+    local batch, ferr, fdetail = self:finish_subscriptions(ctx, res, terr, tdetail)
+    if not batch then return nil, ferr, fdetail, result end
     for tid, r in pairs(batch) do result[tid] = r end
   end
   return result
@@ -242,7 +244,7 @@ end
 
 function M.encode_data(data)
   local normalized, msg = normalize_data(data)
-  if not normalized then return nil, msg end
+  if not normalized then return errors.fail("input", { field = "data", msg = msg }) end
   return encode_normalized(normalized)
 end
 
@@ -283,38 +285,38 @@ function Mini:prepare_send(recipient, template, data, opts)
   local method = M.METHODS.send
   opts = opts or {}
   local id_type, id = channels.recipient(recipient)
-  if not id_type then return nil, invalid(method, "recipient", "recipient", id) end
+  if not id_type then return invalid(method, "recipient", "recipient", id) end
   local tpl, terr = template_arg(template)
-  if not tpl then return nil, invalid(method, "request", "template", terr) end
+  if not tpl then return invalid(method, "request", "template", terr) end
   local extra = { template_id = tpl.id }
   if chars(tpl.id) > TEMPLATE_ID_MAX then
-    return nil, invalid(method, "request", "template", ("user_template_id: at most %d characters")
+    return invalid(method, "request", "template", ("user_template_id: at most %d characters")
       :format(TEMPLATE_ID_MAX), extra)
   end
   local normalized, derr = normalize_data(data)
-  if not normalized then return nil, invalid(method, "data", "data", derr, extra) end
-  local usable, uerr = sender.usable(self, method, tpl)
-  if not usable then return nil, uerr end
+  if not normalized then return invalid(method, "data", "data", derr, extra) end
+  local usable, uerr, udetail = sender.usable(self, method, tpl)
+  if not usable then return nil, uerr, udetail end
   if self.registry then
     local ok, msg = self.registry:check_mini_data(usable, normalized)
-    if not ok then return nil, invalid(method, "data", "data", msg, extra) end
+    if not ok then return invalid(method, "data", "data", msg, extra) end
   end
   local text = encode_normalized(normalized)
   if chars(text) > DATA_MAX then
-    return nil, invalid(method, "data", "data", ("data: its JSON text is %d characters, at most %d")
+    return invalid(method, "data", "data", ("data: its JSON text is %d characters, at most %d")
       :format(chars(text), DATA_MAX), extra)
   end
   local page = opts.page
   if page ~= nil then
-    if type(page) ~= "string" then return nil, invalid(method, "request", "page", "page must be a string", extra) end
+    if type(page) ~= "string" then return invalid(method, "request", "page", "page must be a string", extra) end
     page = M.encode_page(page)
     if chars(page) > PAGE_MAX then
-      return nil, invalid(method, "request", "page", ("page: %d characters once its query is encoded, at most %d")
+      return invalid(method, "request", "page", ("page: %d characters once its query is encoded, at most %d")
         :format(chars(page), PAGE_MAX), extra)
     end
   end
   if opts.form_id ~= nil and (type(opts.form_id) ~= "string" or opts.form_id == "") then
-    return nil, invalid(method, "request", "form_id", "form_id must be a non-empty string", extra)
+    return invalid(method, "request", "form_id", "form_id must be a non-empty string", extra)
   end
   local biz = { ["to_" .. id_type] = id, user_template_id = tpl.id, data = text,
                 page = page ~= "" and page or nil, form_id = opts.form_id }

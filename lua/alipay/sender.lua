@@ -13,12 +13,14 @@ function sender.chars(s)
   return n
 end
 
--- A send refused locally, before any call (kind "invalid"; err.reason is
--- "recipient", "template", "data" or "request").
+-- A send refused locally, before any call -> nil, err, detail (kind
+-- "invalid"; detail.reason is "recipient", "template", "data" or "request").
+-- The refusal certainly did not execute anything.
 function sender.invalid(method, reason, field, msg, extra)
-  local fields = { method = method, reason = reason, field = field, msg = msg, retryable = false }
+  local fields = { method = method, reason = reason, field = field, msg = msg, retryable = false,
+                   unknown = false }
   for k, v in pairs(extra or {}) do fields[k] = v end
-  return errors.new("invalid", fields)
+  return errors.fail("invalid", fields)
 end
 
 -- Only the options client:execute understands travel with a call.
@@ -51,13 +53,16 @@ end
 
 -- The registry's template, when there is a registry: a template known to be
 -- invalid is refused before any call, since every send with it would fail
--- the same way. -> template (or true without a registry) | nil, err
+-- the same way. -> template (or true without a registry) | nil, err, detail
 function sender.usable(self, method, tpl)
   if not self.registry then return true end
-  local usable, why = self.registry:usable(self.code, tpl.id)
+  local usable, why, detail = self.registry:usable(self.code, tpl.id)
   if not usable then
-    return nil, sender.invalid(method, "template", "template",
-                               why or ("template " .. tpl.id .. " is not usable"), { template_id = tpl.id })
+    -- The registry's own detail (state: not imported or marked invalid;
+    -- store: the database failed) stays reachable as detail.cause.
+    return sender.invalid(method, "template", "template",
+      why or ("template " .. tpl.id .. " is not usable"),
+      { template_id = tpl.id, cause = detail })
   end
   return usable
 end
@@ -68,24 +73,25 @@ function sender.prepare(self, method, biz, tpl, opts)
   return req, { call = call, template_id = tpl.id }
 end
 
--- The result of a send. Alipay offers no API that lists claimed Life
--- Account templates: a failed send is how a deleted one is discovered, so
--- the registry learns it here and later sends refuse it without a call.
-function sender.finish_send(self, ctx, res, err)
-  local node, e = self.client:finish_v2(ctx.call, res, err)
+-- The result of a send -> node | nil, err, detail. Alipay offers no API
+-- that lists claimed Life Account templates: a failed send is how a deleted
+-- one is discovered, so the registry learns it here and later sends refuse
+-- it without a call. (res, err, detail) are what the transport answered.
+function sender.finish_send(self, ctx, res, err, detail)
+  local node, e, d = self.client:finish_v2(ctx.call, res, err, detail)
   if node then return node end
-  if self.registry and e.kind == "business" and errors.classify(e) == "template" then
-    self.registry:mark_invalid(self.code, ctx.template_id, e.sub_code or e.code)
+  if self.registry and d and d.kind == "business" and errors.classify(d) == "template" then
+    self.registry:mark_invalid(self.code, ctx.template_id, d.sub_code or d.code)
   end
-  return nil, e
+  return nil, e, d
 end
 
 -- prepare, request, finish: one blocking send.
 function sender.send(self, recipient, template, data, opts)
-  local req, ctx = self:prepare_send(recipient, template, data, opts)
-  if not req then return nil, ctx end
-  local res, err = self.client.transport:request(req)
-  return self:finish_send(ctx, res, err)
+  local req, ctx, detail = self:prepare_send(recipient, template, data, opts)
+  if not req then return nil, ctx, detail end
+  local res, err, terr = self.client.transport:request(req)
+  return self:finish_send(ctx, res, err, terr)
 end
 
 return sender

@@ -8,7 +8,8 @@
 --   local templates = require "alipay.templates"
 --   local reg = templates.new(store[, {clock = os.time}])
 --
---   reg:import(list | path | json_text, opts) -> {imported = n, failed = {{index=, id=, error=}}} | nil, err
+--   reg:import(list | path | json_text, opts) -> {imported = n, failed = {{index=, id=, error=}}}
+--                                                   | nil, err, detail
 --       list items {id=, name=?, keywords={...in order...}, channel=?, kind=?, library_id=?};
 --       a path names a JSON file holding such an array or {"templates": [...]}; a string
 --       starting with "[" or "{" is taken as the JSON text itself. opts.channel and opts.kind
@@ -18,16 +19,21 @@
 --       id (or one over 64 characters), no channel, keywords not a non-empty list of non-empty
 --       strings, a duplicate keyword, a bad kind, name/library_id not strings, or the same
 --       channel+id twice in one import. Importing again overwrites and makes the template
---       valid again. nil, err only when the file or JSON cannot be read at all.
+--       valid again. nil, err, detail only when the file or JSON cannot be read at all
+--       (detail.kind "io" for a file, "input" for bad JSON, "store" when writing failed).
 --   reg:list(channel?) -> {template, ...}     ordered by channel, id
---   reg:get(channel, id) -> template | nil, err ("template T of channel C is not imported")
---   reg:check_life_context(template, context) -> true | nil, err
---   reg:check_mini_data(template, data) -> true | nil, err
---   reg:mark_invalid(channel, id, code) -> true | nil, err    records code and time
---   reg:mark_valid(channel, id) -> true | nil, err
---   reg:usable(channel, id) -> template | nil, err            refuses invalid and unknown templates:
---       "template T of channel C was marked invalid at 2024-05-13 09:49:20 UTC
+--   reg:get(channel, id) -> template | nil, err, detail ("template T of channel C is not
+--       imported", kind "state")
+--   reg:check_life_context(template, context) -> true | nil, err, detail (kind "input")
+--   reg:check_mini_data(template, data) -> true | nil, err, detail (kind "input")
+--   reg:mark_invalid(channel, id, code) -> true | nil, err, detail    records code and time
+--   reg:mark_valid(channel, id) -> true | nil, err, detail
+--   reg:usable(channel, id) -> template | nil, err, detail    refuses invalid and unknown templates
+--       (kind "state"): "template T of channel C was marked invalid at 2024-05-13 09:49:20 UTC
 --        (MSG_TEMPLATE_NOT_EXIST); re-import it once fixed"
+--
+-- Failures follow docs/errors.md: err is a one-line string, detail the typed
+-- error (detail.channel and detail.template name the template when known).
 --
 -- A template is the store's table: {channel=, id=, name=, keywords=, kind=, library_id=,
 -- status="valid"|"invalid", invalid_code=, invalid_at=, imported_at=}.
@@ -50,6 +56,7 @@
 -- its JSON text: exactly keyword1..keywordN, each {value=} with a non-empty
 -- value of at most 50 characters, and at most 2048 bytes as JSON.
 local cjson = require("cjson").new()
+local errors = require "alipay.errors"
 
 local templates = {}
 
@@ -125,25 +132,25 @@ local function read_file(path)
   return data
 end
 
--- list | path | JSON text -> list of items | nil, err
+-- list | path | JSON text -> list of items | nil, err, detail
 local function load_list(source)
   if type(source) == "table" then return source end
-  if type(source) ~= "string" then return nil, "import: expected a list, a file path or JSON text" end
+  if type(source) ~= "string" then return errors.fail("input", "import: expected a list, a file path or JSON text") end
   local text, where = source, "JSON text"
   if not source:match("^[\239\187\191%s]*[%[{]") then
     local err
     text, err = read_file(source)
-    if not text then return nil, "import: cannot read " .. tostring(err) end
+    if not text then return errors.fail("io", "import: cannot read " .. tostring(err)) end
     where = source
   end
   text = text:gsub("^\239\187\191", "")
   local ok, decoded = pcall(cjson.decode, text)
-  if not ok then return nil, ("import: %s is not valid JSON: %s"):format(where, tostring(decoded)) end
+  if not ok then return errors.fail("input", ("import: %s is not valid JSON: %s"):format(where, tostring(decoded))) end
   if type(decoded) == "table" and not is_list(decoded) and decoded.templates ~= nil then
     decoded = decoded.templates
   end
   if not is_list(decoded) then
-    return nil, ("import: %s must hold an array of templates or {\"templates\": [...]}"):format(where)
+    return errors.fail("input", ("import: %s must hold an array of templates or {\"templates\": [...]}"):format(where))
   end
   return decoded
 end
@@ -190,8 +197,8 @@ end
 
 function Registry:import(source, opts)
   opts = opts or {}
-  local list, err = load_list(source)
-  if not list then return nil, err end
+  local list, err, detail = load_list(source)
+  if not list then return nil, err, detail end
   local now = self.clock()
   local good, failed, first_index = {}, {}, {}
   for index, item in ipairs(list) do
@@ -214,7 +221,7 @@ function Registry:import(source, opts)
   local ok, werr = pcall(self.store.transaction, self.store, function(store)
     for _, t in ipairs(good) do assert(store:template_put(t)) end
   end)
-  if not ok then return nil, "import: " .. tostring(werr) end
+  if not ok then return errors.fail("store", "import: " .. tostring(werr)) end
   return { imported = #good, failed = failed }
 end
 
@@ -225,22 +232,24 @@ function Registry:list(channel)
 end
 
 local function not_imported(channel, id)
-  return ("template %s of channel %s is not imported"):format(tostring(id), tostring(channel))
+  return errors.fail("state", { channel = channel, template = id,
+    msg = ("template %s of channel %s is not imported"):format(tostring(id), tostring(channel)) })
 end
 
 function Registry:get(channel, id)
-  local t, err = self.store:template_get(channel, id)
-  if err then return nil, err end
-  if not t then return nil, not_imported(channel, id) end
+  local t, err, detail = self.store:template_get(channel, id)
+  if err then return nil, err, detail end
+  if not t then return not_imported(channel, id) end
   return t
 end
 
 function Registry:usable(channel, id)
-  local t, err = self:get(channel, id)
-  if not t then return nil, err end
+  local t, err, detail = self:get(channel, id)
+  if not t then return nil, err, detail end
   if t.status ~= "valid" then
-    return nil, ("template %s of channel %s was marked invalid at %s (%s); re-import it once fixed")
-      :format(id, channel, format_time(t.invalid_at), t.invalid_code or "no code")
+    return errors.fail("state", { channel = channel, template = id, invalid_code = t.invalid_code,
+      msg = ("template %s of channel %s was marked invalid at %s (%s); re-import it once fixed")
+        :format(id, channel, format_time(t.invalid_at), t.invalid_code or "no code") })
   end
   return t
 end
@@ -248,17 +257,17 @@ end
 -- ---- status ----
 
 function Registry:mark_invalid(channel, id, code)
-  if code ~= nil and type(code) ~= "string" then return nil, "mark_invalid: code must be a string" end
-  local n, err = self.store:template_set_status(channel, id, "invalid", code, self.clock())
-  if not n then return nil, err end
-  if n == 0 then return nil, not_imported(channel, id) end
+  if code ~= nil and type(code) ~= "string" then return errors.fail("input", "mark_invalid: code must be a string") end
+  local n, err, detail = self.store:template_set_status(channel, id, "invalid", code, self.clock())
+  if not n then return nil, err, detail end
+  if n == 0 then return not_imported(channel, id) end
   return true
 end
 
 function Registry:mark_valid(channel, id)
-  local n, err = self.store:template_set_status(channel, id, "valid", nil, nil)
-  if not n then return nil, err end
-  if n == 0 then return nil, not_imported(channel, id) end
+  local n, err, detail = self.store:template_set_status(channel, id, "valid", nil, nil)
+  if not n then return nil, err, detail end
+  if n == 0 then return not_imported(channel, id) end
   return true
 end
 
@@ -338,17 +347,23 @@ local function extra_keywords(problems, t, template)
   end
 end
 
+-- The caller's data does not fit the template: kind "input" (a sender
+-- turns it into its own "invalid" refusal).
+local function refuse(msg)
+  return errors.fail("input", msg)
+end
+
 local function result(problems)
   if #problems == 0 then return true end
-  return nil, table.concat(problems, "; ")
+  return refuse(table.concat(problems, "; "))
 end
 
 local LIFE_FIELDS = { head_color = true, url = true, action_name = true, first = true, remark = true }
 
 function Registry:check_life_context(template, context) -- luacheck: no unused args
   local bad = check_template(template, "alipaylife")
-  if bad then return nil, bad end
-  if type(context) ~= "table" then return nil, "context: must be an object" end
+  if bad then return refuse(bad) end
+  if type(context) ~= "table" then return refuse("context: must be an object") end
   local problems = {}
   local head = context.head_color
   if head == nil then
@@ -397,16 +412,16 @@ end
 
 function Registry:check_mini_data(template, data) -- luacheck: no unused args
   local bad = check_template(template, "alipaymini")
-  if bad then return nil, bad end
+  if bad then return refuse(bad) end
   if type(data) == "string" then
     local ok, decoded = pcall(cjson.decode, data)
-    if not ok or type(decoded) ~= "table" then return nil, "data: not a JSON object" end
+    if not ok or type(decoded) ~= "table" then return refuse("data: not a JSON object") end
     if #data > LIMITS.mini_data_bytes then
-      return nil, ("data: %d bytes as JSON, at most %d"):format(#data, LIMITS.mini_data_bytes)
+      return refuse(("data: %d bytes as JSON, at most %d"):format(#data, LIMITS.mini_data_bytes))
     end
     data = decoded
   elseif type(data) ~= "table" then
-    return nil, "data: must be an object {keyword1={value=}, ...}"
+    return refuse("data: must be an object {keyword1={value=}, ...}")
   end
   local problems = {}
   for i = 1, #template.keywords do

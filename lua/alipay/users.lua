@@ -24,19 +24,24 @@
 --       (that type, whatever the channel's). Partial success: each row is applied in its own
 --       savepoint, so a bad row changes nothing and the others are kept. `row` is the row's
 --       position (upload, upload_json) or its line in the file (upload_csv).
---   u:upload_json(path_or_text) -> the same | nil, err (unreadable file, JSON syntax error with
---       cjson's position, not an array)
---   u:upload_csv(path, {channel = "alipaylife123", op = "set"|"add"}) -> the same | nil, err
+--   u:upload_json(path_or_text) -> the same | nil, err, detail (unreadable file: kind "io";
+--       JSON syntax error with cjson's position, not an array: kind "input")
+--   u:upload_csv(path, {channel = "alipaylife123", op = "set"|"add"}) -> the same | nil, err, detail
+--       (kind "io" when the file cannot be read, "input" for bad options, a bad header, an
+--       empty file)
 --       A header row names the columns: userid, and <kind>_userid and/or <kind>_openid for the
 --       channel's kind (alipaylife_userid, alipaylife_openid; alipaymini_… for a mini program);
 --       other columns are ignored, names are case-insensitive. Values are trimmed of spaces.
 --       Rows whose fields are all empty are skipped. RFC 4180 (see alipay.csv).
---   u:resolve(userid, channel) -> alipay_id, id_type | false, msg | nil, err
+--   u:resolve(userid, channel) -> alipay_id, id_type | false, msg | nil, err, detail
 --       false when the user has no binding for the channel ("user zhangsan has no binding for
---       channel alipaylife123"); nil when the store failed, so callers tell the two apart
---       without reading the text
---   u:show(userid) -> {[channel] = {alipay_id=, id_type=, kind=}} | nil, err
---   u:count(channel?) -> n | nil, err
+--       channel alipaylife123"): not a failure, an answer, so it has no detail; nil when the
+--       store failed, so callers tell the two apart without reading the text
+--   u:show(userid) -> {[channel] = {alipay_id=, id_type=, kind=}} | nil, err, detail
+--   u:count(channel?) -> n | nil, err, detail
+--
+-- Failures follow docs/errors.md: err is a one-line string, detail the typed
+-- error (detail.kind "input", "io" or "store").
 --
 -- Error codes of a failed row:
 --   INVALID_ROW        the row is not an object; CSV: a record with another number of fields
@@ -53,6 +58,7 @@
 --   STORE_ERROR        the database refused the change (the row is not applied)
 local cjson = require("cjson").new()
 local csv = require "alipay.csv"
+local errors = require "alipay.errors"
 
 local users = {}
 
@@ -65,21 +71,21 @@ local BATCH = 500 -- rows per outer transaction: bounded lock time, few commits
 local Users = {}
 Users.__index = Users
 
--- users.new(store, channels_info) -> users | nil, err
+-- users.new(store, channels_info) -> users | nil, err, detail
 function users.new(store, channels_info)
   if type(store) ~= "table" then error("users.new: expected a store", 2) end
   if type(channels_info) ~= "table" then error("users.new: expected a table of channels", 2) end
   local channels = {}
   for code, info in pairs(channels_info) do
     if type(code) ~= "string" or code == "" or type(info) ~= "table" then
-      return nil, "users.new: channels must map a channel code to {kind=, id_type=}"
+      return errors.fail("input", "users.new: channels must map a channel code to {kind=, id_type=}")
     end
     if not KINDS[info.kind] then
-      return nil, ("users.new: channel %s: kind must be alipaylife or alipaymini"):format(code)
+      return errors.fail("input", ("users.new: channel %s: kind must be alipaylife or alipaymini"):format(code))
     end
     local id_type = info.id_type or "user_id"
     if id_type ~= "user_id" and id_type ~= "open_id" then
-      return nil, ("users.new: channel %s: id_type must be user_id or open_id"):format(code)
+      return errors.fail("input", ("users.new: channel %s: id_type must be user_id or open_id"):format(code))
     end
     channels[code] = { kind = info.kind, id_type = id_type }
   end
@@ -322,14 +328,16 @@ function Users:upload_json(source)
   if not source:match("^[\239\187\191%s]*[%[{]") then
     local err
     text, err = read_file(source)
-    if not text then return nil, "upload_json: cannot read " .. tostring(err) end
+    if not text then return errors.fail("io", "upload_json: cannot read " .. tostring(err)) end
     where = source
   end
   text = text:gsub("^\239\187\191", "")
   local ok, rows = pcall(cjson.decode, text)
-  if not ok then return nil, ("upload_json: %s is not valid JSON: %s"):format(where, tostring(rows)) end
+  if not ok then
+    return errors.fail("input", ("upload_json: %s is not valid JSON: %s"):format(where, tostring(rows)))
+  end
   if type(rows) ~= "table" or (next(rows) ~= nil and not is_list(rows)) then
-    return nil, ("upload_json: %s must hold a JSON array of rows"):format(where)
+    return errors.fail("input", ("upload_json: %s must hold a JSON array of rows"):format(where))
   end
   return self:upload(rows)
 end
@@ -386,12 +394,14 @@ end
 function Users:upload_csv(path, opts)
   opts = opts or {}
   local code, op = opts.channel, opts.op or "set"
-  if type(code) ~= "string" or code == "" then return nil, "upload_csv: opts.channel is required" end
+  if type(code) ~= "string" or code == "" then return errors.fail("input", "upload_csv: opts.channel is required") end
   local channel = self.channels[code]
-  if not channel then return nil, ("upload_csv: no channel %s is configured"):format(code) end
-  if op ~= "set" and op ~= "add" then return nil, "upload_csv: opts.op must be set or add" end
+  if not channel then
+    return errors.fail("input", { channel = code, msg = ("upload_csv: no channel %s is configured"):format(code) })
+  end
+  if op ~= "set" and op ~= "add" then return errors.fail("input", "upload_csv: opts.op must be set or add") end
   local fh, oerr = io.open(path, "rb")
-  if not fh then return nil, "upload_csv: cannot read " .. tostring(oerr) end
+  if not fh then return errors.fail("io", "upload_csv: cannot read " .. tostring(oerr)) end
 
   local records = csv.reader(fh, { separator = opts.separator })
   local header, herr
@@ -403,7 +413,7 @@ function Users:upload_csv(path, opts)
       header, herr = read_header(fields, channel.kind)
       if not header then
         fh:close()
-        return nil, ("upload_csv: %s line %d: %s"):format(path, line, herr)
+        return errors.fail("input", ("upload_csv: %s line %d: %s"):format(path, line, herr))
       end
     elseif not all_empty(fields) then
       local row, f, userid = csv_row(fields, header, op, channel.kind, code)
@@ -416,10 +426,13 @@ function Users:upload_csv(path, opts)
   end
   fh:close()
   if not header and not records.error then
-    return nil, ("upload_csv: %s is empty (expected a header row)"):format(path)
+    return errors.fail("input", ("upload_csv: %s is empty (expected a header row)"):format(path))
   end
   if records.error then
-    if not header then return nil, ("upload_csv: %s %s"):format(path, records.error) end
+    if not header then
+      return errors.fail(records.detail and records.detail.kind or "input",
+        ("upload_csv: %s %s"):format(path, records.error))
+    end
     -- The reader stops at an unterminated quote: report it where it started.
     local line = tonumber(records.error:match("^line (%d+)")) or records.line
     session.failed(line, nil, fail("INVALID_ROW", records.error))
@@ -430,8 +443,8 @@ end
 -- ---- lookups ----
 
 function Users:resolve(userid, channel)
-  local b, err = self.store:binding_get(userid, channel)
-  if err then return nil, err end
+  local b, err, detail = self.store:binding_get(userid, channel)
+  if err then return nil, err, detail end
   if not b then
     return false, ("user %s has no binding for channel %s"):format(tostring(userid), tostring(channel))
   end
@@ -439,8 +452,8 @@ function Users:resolve(userid, channel)
 end
 
 function Users:show(userid)
-  local map, err = self.store:bindings_of(userid)
-  if not map then return nil, err end
+  local map, err, detail = self.store:bindings_of(userid)
+  if not map then return nil, err, detail end
   for code, b in pairs(map) do
     b.kind = self.channels[code] and self.channels[code].kind or nil
   end

@@ -3,10 +3,10 @@
 -- recipients, or every follower of a Life Account.
 --
 --   local audience = require "alipay.campaign.audience"
---   local source, err = audience.open(spec.audience, { life = <alipay.lifeaccount>, sleep_ms = fn })
+--   local source, err, detail = audience.open(spec.audience, { life = <alipay.lifeaccount>, sleep_ms = fn })
 --   source.columns        -- {name = true}: the values every entry has (CSV header, list
 --                         -- fields), or nil when entries differ (JSONL, recipients)
---   source:next() -> entry | nil (end) | nil, err (the import cannot go on)
+--   source:next() -> entry | nil (end) | nil, err, detail (the import cannot go on)
 --     entry = {line = n, fields = {name = value}} | {line = n, error = "why the line is malformed"}
 --   source:close()
 --   audience.describe(spec.audience) -> a JSON-friendly description (stored with the campaign)
@@ -15,6 +15,7 @@
 -- 1-based position in a list or in the follower listing.
 local cjson = require("cjson.safe").new()
 local csv_source = require "alipay.campaign.csv_source"
+local errors = require "alipay.errors"
 
 local M = {}
 
@@ -39,7 +40,7 @@ function Jsonl:next()
   while true do
     local text, err = self.fh:read("L")
     if not text then
-      if err then return nil, ("line %d: read error: %s"):format(self.line + 1, tostring(err)) end
+      if err then return errors.fail("io", ("line %d: read error: %s"):format(self.line + 1, tostring(err))) end
       return nil
     end
     self.line = self.line + 1
@@ -73,7 +74,7 @@ end
 
 local function open_jsonl(path)
   local fh, err = io.open(path, "rb")
-  if not fh then return nil, "cannot read the audience: " .. tostring(err) end
+  if not fh then return errors.fail("io", "cannot read the audience: " .. tostring(err)) end
   return setmetatable({ fh = fh, line = 0 }, Jsonl)
 end
 
@@ -119,10 +120,12 @@ local PAGE_RETRIES = 5
 -- The next page, retrying a transient failure from the same cursor.
 function Followers:page()
   for attempt = 1, PAGE_RETRIES do
-    local page, err = self.pages()
+    local page, err, detail = self.pages()
     if page or not err then return page end
-    if not err.retryable or attempt == PAGE_RETRIES then
-      return nil, "listing the followers failed: " .. tostring(err)
+    -- The listing's own failure (its line names follow.batchquery) goes on
+    -- unchanged: its detail says whether a later run may succeed.
+    if not (detail and detail.retryable) or attempt == PAGE_RETRIES then
+      return errors.wrap(err, detail, "state")
     end
     self.sleep_ms(200 * 2 ^ (attempt - 1))
     self.pages = self.life:followers { start = self.pages.cursor }
@@ -137,10 +140,10 @@ function Followers:next()
       return { line = self.line, fields = { [self.id_type] = self.ids[self.k] } }
     end
     if self.done then return nil end
-    local page, err = self:page()
+    local page, err, detail = self:page()
     if not page then
       self.done = true
-      if err then return nil, err end
+      if err then return nil, err, detail end
       return nil
     end
     self.ids, self.id_type, self.k = page.ids, page.id_type, 0
@@ -150,7 +153,7 @@ end
 function Followers.close() end
 
 local function open_followers(life, sleep_ms)
-  if not life then return nil, "audience.followers: only a Life Account channel has followers" end
+  if not life then return errors.fail("input", "audience.followers: only a Life Account channel has followers") end
   return setmetatable({ life = life, pages = life:followers(), line = 0, sleep_ms = sleep_ms,
                         columns = { user_id = true, open_id = true } }, Followers)
 end
@@ -197,7 +200,7 @@ end
 
 function M.open(a, opts)
   local kind, err = M.kind(a)
-  if not kind then return nil, err end
+  if not kind then return errors.fail("input", err) end
   if kind == "file" then
     if format_of(a) == "jsonl" then return open_jsonl(a.file) end
     return csv_source.open(a.file)

@@ -4,15 +4,16 @@
 -- bad line, so the record is reported at the line where it started and
 -- reading starts again on the next physical line.
 --
---   local source, err = require("alipay.campaign.csv_source").open(path)
+--   local source, err, detail = require("alipay.campaign.csv_source").open(path)
 --   source.columns               -- {name = true} of the header (names trimmed)
---   source:next() -> entry | nil (end) | nil, err (the file cannot be read)
+--   source:next() -> entry | nil (end) | nil, err, detail (the file cannot be read: kind "io")
 --     entry = {line = n, fields = {column = value}} | {line = n, error = "why"}
 --   source:close()
 --
 -- Memory stays bounded: only the start offsets of the lines of the record
 -- being read are kept (alipay.csv caps a record at 1 MiB).
 local csv = require "alipay.csv"
+local errors = require "alipay.errors"
 
 local M = {}
 
@@ -78,7 +79,7 @@ function Source:record()
 end
 
 function Source:next()
-  if self.failed then return nil, self.failed end
+  if self.failed then return errors.fail("io", self.failed) end
   if self.done then return nil end
   local fields, line, msg = self:record()
   if fields then
@@ -95,10 +96,10 @@ function Source:next()
   end
   if msg:find("read error", 1, true) then
     self.failed = ("line %d: %s"):format(line, msg)
-    return nil, self.failed
+    return errors.fail("io", self.failed)
   end
   self:restart_after(line)
-  if self.failed then return nil, self.failed end
+  if self.failed then return errors.fail("io", self.failed) end
   return { line = line, error = msg }
 end
 
@@ -107,28 +108,29 @@ function Source:close()
   self.handle.fh = nil
 end
 
--- open(path) -> source | nil, err (unreadable file, no header, a repeated column)
+-- open(path) -> source | nil, err, detail (unreadable file: kind "io"; no header, a repeated
+-- column: kind "input")
 function M.open(path)
   local fh, oerr = io.open(path, "rb")
-  if not fh then return nil, "cannot read the audience: " .. tostring(oerr) end
+  if not fh then return errors.fail("io", "cannot read the audience: " .. tostring(oerr)) end
   local handle = tracked(fh)
   local self = setmetatable({ handle = handle, base = 0, records = csv.reader(handle) }, Source)
   local header, hline, herr = self:record()
   if not header then
     fh:close()
-    if hline then return nil, ("%s line %d: %s"):format(path, hline, herr) end
-    return nil, path .. " is empty (expected a header row)"
+    if hline then return errors.fail("input", ("%s line %d: %s"):format(path, hline, herr)) end
+    return errors.fail("input", path .. " is empty (expected a header row)")
   end
   self.names, self.columns, self.width = {}, {}, #header
   for i, raw in ipairs(header) do
     local name = trim(raw)
     if name == "" then
       fh:close()
-      return nil, ("%s line %d: column %d of the header has no name"):format(path, hline, i)
+      return errors.fail("input", ("%s line %d: column %d of the header has no name"):format(path, hline, i))
     end
     if self.columns[name] then
       fh:close()
-      return nil, ("%s line %d: the column %s appears twice in the header"):format(path, hline, name)
+      return errors.fail("input", ("%s line %d: the column %s appears twice in the header"):format(path, hline, name))
     end
     self.names[i], self.columns[name] = name, true
   end

@@ -2,10 +2,12 @@
 -- from the store page by page in line order.
 --
 --   local export = require "alipay.campaign.export"
---   export.write(store, campaign_id, path_or_file, "csv" | "jsonl") -> count | nil, err
+--   export.write(store, campaign_id, path_or_file, "csv" | "jsonl") -> count | nil, err, detail
+--     (detail.kind "input" for a bad format or target, "io" when writing fails, "store")
 --     A path is created (truncated) and closed; a file handle is written to
 --     and left open.
 local cjson = require("cjson").new()
+local errors = require "alipay.errors"
 
 local M = {}
 
@@ -40,15 +42,15 @@ end
 
 function M.write(store, id, target, format)
   format = format or "csv"
-  if format ~= "csv" and format ~= "jsonl" then return nil, "export: format must be csv or jsonl" end
+  if format ~= "csv" and format ~= "jsonl" then return errors.fail("input", "export: format must be csv or jsonl") end
   local fh, own = target, false
   if type(target) == "string" then
     local err
     fh, err = io.open(target, "wb")
-    if not fh then return nil, "export: cannot write " .. tostring(err) end
+    if not fh then return errors.fail("io", "export: cannot write " .. tostring(err)) end
     own = true
   elseif io.type(target) ~= "file" and not (type(target) == "table" and target.write) then
-    return nil, "export: expected a path or a file handle"
+    return errors.fail("input", "export: expected a path or a file handle")
   end
   local function finish(...)
     if own then fh:close() end
@@ -57,17 +59,17 @@ function M.write(store, id, target, format)
   local line_of = format == "csv" and csv_line or json_line
   if format == "csv" then
     local ok, werr = fh:write(table.concat(COLUMNS, ",") .. "\n")
-    if not ok then return finish(nil, "export: " .. tostring(werr)) end
+    if not ok then return finish(errors.fail("io", "export: " .. tostring(werr))) end
   end
   local count, after = 0, 0
   while true do
-    local rows, err = store:recipients_page(id, after, PAGE)
-    if not rows then return finish(nil, err) end
+    local rows, err, detail = store:recipients_page(id, after, PAGE)
+    if not rows then return finish(nil, err, detail) end
     if #rows == 0 then break end
     local chunk = {}
     for i, row in ipairs(rows) do chunk[i] = line_of(row) end
     local ok, werr = fh:write(table.concat(chunk))
-    if not ok then return finish(nil, "export: " .. tostring(werr)) end
+    if not ok then return finish(errors.fail("io", "export: " .. tostring(werr))) end
     count = count + #rows
     after = rows[#rows].line
   end

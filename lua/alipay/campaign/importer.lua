@@ -4,7 +4,7 @@
 -- send to (pending), or skipped with a code and the reason.
 --
 --   local importer = require "alipay.campaign.importer"
---   local total, err = importer.run{ store =, campaign = id, source = <audience source>,
+--   local total, err, detail = importer.run{ store =, campaign = id, source = <audience source>,
 --     message = <alipay.campaign.message>, channel = ch, users = ctx.users, now = fn }
 --
 -- Skip codes (the msg says more):
@@ -16,6 +16,8 @@
 -- Recipients are identified by an explicit column/field: user_id, open_id,
 -- alipay_id + id_type, or userid (resolved through the bindings). The id type
 -- is never guessed from the id.
+local errors = require "alipay.errors"
+
 local M = {}
 
 local BATCH = 1000
@@ -71,10 +73,12 @@ local function recipient_of(entry, channel, users)
     end
     id_type, id = found.id_type, found.alipay_id
   elseif found.userid then
-    if not users then error("ctx.users is required to resolve the audience's userids", 0) end
+    if not users then
+      error(errors.new("input", { msg = "ctx.users is required to resolve the audience's userids" }), 0)
+    end
     local alipay_id, resolved = users:resolve(found.userid, channel.code)
     if alipay_id == false then return nil, skip("NO_BINDING", "no binding"), found.userid end
-    if not alipay_id then error(resolved, 0) end -- the store failed: the import cannot go on
+    if not alipay_id then error(resolved, 0) end -- the store failed: the import cannot go on (its err line)
     id_type, id = resolved, alipay_id
   else
     return nil, skip("INVALID_ID", "no recipient id (user_id, open_id, alipay_id + id_type, or userid)")
@@ -124,8 +128,10 @@ local function store_row(store, id, row)
   if added ~= true then assert(store:recipient_add_duplicate(id, row, added)) end
 end
 
--- -> number of lines | nil, err. A raise inside (the store failing) is
--- returned as err; the caller removes the partial import.
+-- -> number of lines | nil, err, detail. A raise inside (the store failing)
+-- is returned as err (kind "store"), an audience that cannot be read further
+-- with the source's detail ("io", "input"); the caller removes the partial
+-- import.
 function M.run(opts)
   local store, source, id = opts.store, opts.source, opts.campaign
   local total, finished = 0, false
@@ -134,9 +140,10 @@ function M.run(opts)
       local failure
       store:transaction(function()
         for _ = 1, BATCH do
-          local entry, serr = source:next()
+          local entry, serr, sdetail = source:next()
           if not entry then
-            finished, failure = true, serr
+            finished = true
+            if serr then failure = errors.is_error(sdetail) and sdetail or errors.new("io", { msg = serr }) end
             return
           end
           store_row(store, id, row_of(entry, opts))
@@ -147,7 +154,10 @@ function M.run(opts)
       if opts.progress then opts.progress(total) end
     end
   end)
-  if not ok then return nil, tostring(err) end
+  if not ok then
+    if errors.is_error(err) then return errors.failure(err) end
+    return errors.fail("store", tostring(err))
+  end
   return total
 end
 

@@ -6,14 +6,22 @@
 --   local ctx = { store = store, channels = set, registry = registry, users = users,
 --                 clock = function() return os.time() end,   -- optional
 --                 log = function(level, msg) end }            -- optional; never gets keys or bodies
---   local c, err = campaign.create(ctx, spec)   -- validates, stores, imports the audience (streaming)
---   local summary, err = c:run{ on_progress = fn, progress_every_ms = 250, retry_unknown = false }
+--   local c, err, detail = campaign.create(ctx, spec)  -- validates, stores, imports the audience (streaming)
+--   local summary, err, detail = c:run{ on_progress = fn, progress_every_ms = 250, retry_unknown = false }
 --                                 -- on_progress(stats) returning false stops the run (resumable)
---   local c, err = campaign.open(ctx, id)
---   c:status()                                  -- status, counts, by_code, times
---   c:export(path_or_file, "csv" | "jsonl")     -- per recipient -> count | nil, err
---   campaign.list(ctx)                          -- status tables, newest first
---   c:delete{ force = false }                   -- the campaign and its recipients -> counts | nil, err
+--   local c, err, detail = campaign.open(ctx, id)
+--   c:status()                                  -- status, counts, by_code, times | nil, err, detail
+--   c:export(path_or_file, "csv" | "jsonl")     -- per recipient -> count | nil, err, detail
+--   campaign.list(ctx)                          -- status tables, newest first | nil, err, detail
+--   c:delete{ force = false }                   -- the campaign and its recipients -> counts | nil, err, detail
+--
+-- Failures follow docs/errors.md: err is a one-line string, detail the typed
+-- error. detail.kind: "input" (the spec or the context is wrong, the
+-- audience file is malformed), "io" (a file cannot be read or written),
+-- "state" (an unknown id, a campaign that exists already, runs or holds
+-- results), "store" (the database failed), or the kind of the template
+-- registry's refusal ("state": not imported or marked invalid; "input": the
+-- data does not fit it).
 --
 -- spec = { id = "spring-sale" (optional: generated), channel = "<channel code>",
 --          template = "<template id>", audience = {file=} | {userids=} | {recipients=} | {followers=true},
@@ -41,6 +49,7 @@ local state = require "alipay.campaign.state"
 local export = require "alipay.campaign.export"
 local clock = require "alipay.campaign.clock"
 local campaigns_store = require "alipay.store.campaigns"
+local errors = require "alipay.errors"
 local cjson = require("cjson").new()
 
 local M = {}
@@ -59,13 +68,21 @@ local function log(ctx, level, msg)
 end
 
 local function check_ctx(ctx)
-  if type(ctx) ~= "table" then return nil, "campaign: expected a context table {store=, channels=, registry=}" end
-  for _, field in ipairs { "store", "channels", "registry" } do
-    if type(ctx[field]) ~= "table" then return nil, ("campaign: ctx.%s is required"):format(field) end
+  if type(ctx) ~= "table" then
+    return errors.fail("input", "campaign: expected a context table {store=, channels=, registry=}")
   end
-  local _, err = campaigns_store.attach(ctx.store)
-  if err then return nil, err end
+  for _, field in ipairs { "store", "channels", "registry" } do
+    if type(ctx[field]) ~= "table" then
+      return errors.fail("input", { field = field, msg = ("campaign: ctx.%s is required"):format(field) })
+    end
+  end
+  local _, err, detail = campaigns_store.attach(ctx.store)
+  if err then return nil, err, detail end
   return true
+end
+
+local function not_found(id)
+  return errors.fail("state", { campaign = id, msg = ("campaign %s does not exist"):format(id) })
 end
 
 local function decode_spec(text)
@@ -94,32 +111,33 @@ end
 
 local function import_audience(ctx, def, msg, runner)
   local store = ctx.store
-  local source, err = audience.open(def.audience, { life = msg.kind == "alipaylife" and msg.api or nil,
-                                                    sleep_ms = clock.sleep_ms })
-  if not source then return nil, err end
-  local ok, perr = msg:preflight(source.columns)
+  local source, err, detail = audience.open(def.audience, { life = msg.kind == "alipaylife" and msg.api or nil,
+                                                            sleep_ms = clock.sleep_ms })
+  if not source then return nil, err, detail end
+  local ok, perr, pdetail = msg:preflight(source.columns)
   if not ok then
     source:close()
-    return nil, perr
+    return nil, perr, pdetail
   end
   if def.audience.userids or (def.audience.file and source.columns and source.columns.userid) then
     if type(ctx.users) ~= "table" then
       source:close()
-      return nil, "campaign: ctx.users is required to resolve the audience's userids"
+      return errors.fail("input", { field = "users",
+        msg = "campaign: ctx.users is required to resolve the audience's userids" })
     end
   end
-  local created, cerr = store:campaign_insert {
+  local created, cerr, cdetail = store:campaign_insert {
     id = def.id, channel = def.channel, template = def.template, kind = msg.kind,
     spec = cjson.encode(definition.stored(def)), status = "importing", created_at = now_s(ctx),
   }
   if not created then
     source:close()
-    return nil, cerr
+    return nil, cerr, cdetail
   end
   local row = assert(store:campaign_get(def.id))
   row.runner, row.heartbeat_at = runner, now_s(ctx)
   assert(store:campaign_update(row))
-  local total, ierr = importer.run {
+  local total, ierr, idetail = importer.run {
     store = store, campaign = def.id, source = source, message = msg, channel = msg.channel, users = ctx.users,
     now = function() return now_s(ctx) end, encode = cjson.encode,
     progress = function() store:campaign_heartbeat(def.id, runner, now_s(ctx)) end,
@@ -127,7 +145,12 @@ local function import_audience(ctx, def, msg, runner)
   source:close()
   if not total then
     pcall(store.transaction, store, function() assert(store:campaign_delete(def.id)) end)
-    return nil, "campaign: importing the audience failed: " .. tostring(ierr)
+    -- The importer stops on an audience it cannot read further, on the
+    -- store, or on the follower listing: a call's failure goes on as it
+    -- is (its line names the method), a local one gets the context.
+    if idetail and not errors.LOCAL_KINDS[idetail.kind] then return nil, ierr, idetail end
+    return errors.fail(idetail and idetail.kind or "store", { campaign = def.id,
+      msg = "campaign: importing the audience failed: " .. tostring(ierr) })
   end
   row.status, row.total, row.runner, row.heartbeat_at = "created", total, nil, nil
   assert(store:campaign_update(row))
@@ -135,24 +158,31 @@ local function import_audience(ctx, def, msg, runner)
 end
 
 function M.create(ctx, spec)
-  local ok, err = check_ctx(ctx)
-  if not ok then return nil, err end
+  local ok, err, detail = check_ctx(ctx)
+  if not ok then return nil, err, detail end
   local def
   def, err = definition.check(spec)
-  if not def then return nil, "campaign: " .. err end
+  if not def then return errors.fail("input", "campaign: " .. err) end
   local channel
-  channel, err = ctx.channels:get(def.channel)
-  if not channel then return nil, "campaign: " .. tostring(err) end
-  if def.page ~= nil and channel.kind ~= "alipaymini" then
-    return nil, "campaign: page: only mini-program messages have a page"
+  channel, err, detail = ctx.channels:get(def.channel)
+  if not channel then
+    -- The spec names a channel the configuration does not have.
+    return errors.fail("input", { field = "channel", channel = def.channel,
+      msg = "campaign: " .. tostring(detail and detail.msg or err) })
   end
-  local existing = ctx.store:campaign_get(def.id)
-  if existing then return nil, ("campaign: a campaign %s already exists"):format(def.id) end
+  if def.page ~= nil and channel.kind ~= "alipaymini" then
+    return errors.fail("input", { field = "page", msg = "campaign: page: only mini-program messages have a page" })
+  end
+  local existing, gerr, gdetail = ctx.store:campaign_get(def.id)
+  if gerr then return nil, gerr, gdetail end
+  if existing then
+    return errors.fail("state", { campaign = def.id, msg = ("campaign: a campaign %s already exists"):format(def.id) })
+  end
   local msg = message.new { channel = channel, registry = ctx.registry, template = def.template,
                             data = def.data, page = def.page }
-  local done, total, ierr = pcall(import_audience, ctx, def, msg, state.identity())
-  if not done then return nil, "campaign: " .. tostring(total) end
-  if not total then return nil, ierr end
+  local done, total, ierr, idetail = pcall(import_audience, ctx, def, msg, state.identity())
+  if not done then return errors.fail("store", "campaign: " .. tostring(total)) end
+  if not total then return nil, ierr, idetail end
   log(ctx, "info", ("campaign %s created: channel %s, template %s, %d audience lines"):format(def.id,
     def.channel, def.template, total))
   return setmetatable({ ctx = ctx, id = def.id }, Campaign)
@@ -161,11 +191,12 @@ end
 -- ---- open, status, list ----
 
 function M.open(ctx, id)
-  local ok, err = check_ctx(ctx)
-  if not ok then return nil, err end
-  if type(id) ~= "string" then return nil, "campaign.open: expected a campaign id" end
-  local row, gerr = ctx.store:campaign_get(id)
-  if not row then return nil, gerr or ("campaign %s does not exist"):format(id) end
+  local ok, err, detail = check_ctx(ctx)
+  if not ok then return nil, err, detail end
+  if type(id) ~= "string" then return errors.fail("input", "campaign.open: expected a campaign id") end
+  local row, gerr, gdetail = ctx.store:campaign_get(id)
+  if gerr then return nil, gerr, gdetail end
+  if not row then return not_found(id) end
   return setmetatable({ ctx = ctx, id = id }, Campaign)
 end
 
@@ -181,21 +212,22 @@ local function status_of(ctx, row)
 end
 
 function Campaign:status()
-  local row, err = self.ctx.store:campaign_get(self.id)
-  if not row then return nil, err or ("campaign %s does not exist"):format(self.id) end
+  local row, err, detail = self.ctx.store:campaign_get(self.id)
+  if err then return nil, err, detail end
+  if not row then return not_found(self.id) end
   local ok, st = pcall(status_of, self.ctx, row)
-  if not ok then return nil, tostring(st) end
+  if not ok then return errors.fail("store", tostring(st)) end
   return st
 end
 
 function M.list(ctx)
-  local ok, err = check_ctx(ctx)
-  if not ok then return nil, err end
-  local rows, lerr = ctx.store:campaign_list()
-  if not rows then return nil, lerr end
+  local ok, err, detail = check_ctx(ctx)
+  if not ok then return nil, err, detail end
+  local rows, lerr, ldetail = ctx.store:campaign_list()
+  if not rows then return nil, lerr, ldetail end
   for i, row in ipairs(rows) do
     local done, st = pcall(status_of, ctx, row)
-    if not done then return nil, tostring(st) end
+    if not done then return errors.fail("store", tostring(st)) end
     rows[i] = st
   end
   return rows
@@ -210,26 +242,29 @@ local RESULT_STATUSES = { "sent", "failed", "unknown", "inflight" }
 function Campaign:delete(opts)
   local force = opts ~= nil and opts.force == true
   local ctx, store = self.ctx, self.ctx.store
-  local ok, counts, err = pcall(store.transaction, store, function()
-    local row, gerr = store:campaign_get(self.id)
-    if not row then return nil, gerr or ("campaign %s does not exist"):format(self.id) end
+  local ok, counts, err, detail = pcall(store.transaction, store, function()
+    local row, gerr, gdetail = store:campaign_get(self.id)
+    if gerr then return nil, gerr, gdetail end
+    if not row then return not_found(self.id) end
     if state.held(row, now_s(ctx)) then
-      return nil, ("campaign %s is %s in another process (%s): stop it first"):format(self.id,
-        row.status == "importing" and "importing its audience" or "running", tostring(row.runner))
+      return errors.fail("state", { campaign = self.id,
+        msg = ("campaign %s is %s in another process (%s): stop it first"):format(self.id,
+          row.status == "importing" and "importing its audience" or "running", tostring(row.runner)) })
     end
     local n = assert(store:recipient_counts(self.id))
     local with_results = 0
     for _, status in ipairs(RESULT_STATUSES) do with_results = with_results + n[status] end
     if with_results > 0 and not force then
-      return nil, ("campaign %s has %d recipients with results (sent %d, failed %d, unknown %d, inflight %d); "
-        .. "export them first, then delete with force"):format(self.id, with_results, n.sent, n.failed,
-        n.unknown, n.inflight)
+      return errors.fail("state", { campaign = self.id,
+        msg = ("campaign %s has %d recipients with results (sent %d, failed %d, unknown %d, inflight %d); "
+          .. "export them first, then delete with force"):format(self.id, with_results, n.sent, n.failed,
+          n.unknown, n.inflight) })
     end
     assert(store:campaign_delete(self.id))
     return n
   end)
-  if not ok then return nil, "campaign: deleting failed: " .. tostring(counts) end
-  if not counts then return nil, err end
+  if not ok then return errors.fail("store", "campaign: deleting failed: " .. tostring(counts)) end
+  if not counts then return nil, err, detail end
   log(ctx, "info", ("campaign %s deleted"):format(self.id))
   return counts
 end
@@ -282,15 +317,15 @@ end
 
 local function finish_run(self, row, s, stop_reason, on_progress)
   local ok, summary = pcall(end_run, self, row, s, stop_reason, on_progress)
-  if not ok then return nil, "campaign: ending the run failed: " .. tostring(summary) end
+  if not ok then return errors.fail("store", "campaign: ending the run failed: " .. tostring(summary)) end
   return summary
 end
 
 function Campaign:run(opts)
   opts = opts or {}
   local ctx, store = self.ctx, self.ctx.store
-  local row, runner = state.claim(store, self.id, now_s(ctx))
-  if not row then return nil, runner end
+  local row, runner, detail = state.claim(store, self.id, now_s(ctx))
+  if not row then return nil, runner, detail end
   local spec = decode_spec(row.spec)
   if not spec then
     return finish_run(self, row, nil, "the stored definition of the campaign cannot be read", opts.on_progress)
@@ -300,7 +335,7 @@ function Campaign:run(opts)
   local ok, interrupted, retried = pcall(recover, store, self.id, retry_unknown, now_s(ctx))
   if not ok then
     pcall(state.release, store, row, "stopped", "resuming failed: " .. tostring(interrupted), now_s(ctx))
-    return nil, "campaign: resuming failed: " .. tostring(interrupted)
+    return errors.fail("store", "campaign: resuming failed: " .. tostring(interrupted))
   end
   if interrupted > 0 or retried > 0 then
     log(ctx, "warn", ("campaign %s resumes: %d left in flight by an earlier run are now %s; %d unknown retried")
@@ -311,10 +346,10 @@ function Campaign:run(opts)
   local fits, ferr = msg:preflight(nil)
   if not fits then return finish_run(self, row, nil, ferr, opts.on_progress) end
   log(ctx, "info", ("campaign %s runs (in_flight %d, qps %s)"):format(self.id, policy.in_flight, policy.qps))
-  local counts, cerr = store:recipient_counts(self.id)
+  local counts, cerr, cdetail = store:recipient_counts(self.id)
   if not counts then
     pcall(state.release, store, row, "stopped", cerr, now_s(ctx))
-    return nil, "campaign: " .. tostring(cerr)
+    return errors.fail(cdetail and cdetail.kind or "store", "campaign: " .. tostring(cerr))
   end
   local s = sender.new {
     store = store, campaign = row, runner = runner, message = msg, policy = policy, retry_unknown = retry_unknown,
@@ -330,7 +365,9 @@ function Campaign:run(opts)
     local reason = "the run failed: " .. tostring(stop_reason)
     pcall(state.release, store, row, "stopped", reason, now_s(ctx))
     log(ctx, "error", ("campaign %s: %s"):format(self.id, reason))
-    return nil, "campaign: " .. reason
+    -- What raises inside a run is the store (every write is asserted) or
+    -- the caller's on_progress: the run stopped, resumable.
+    return errors.fail("state", { campaign = self.id, msg = "campaign: " .. reason })
   end
   return finish_run(self, row, s, stop_reason, opts.on_progress)
 end

@@ -6,16 +6,20 @@
 --   local msg, err = message.new{ channel = ch, registry = reg, template = id, data = d, page = p }
 --   msg.names                       {column = true}: the placeholders of data and page
 --   msg.fixed                       true when there is none (one check serves every row)
---   msg:preflight(columns) -> true | nil, err     the template is usable and the data fits it
+--   msg:preflight(columns) -> true | nil, err, detail   the template is usable and the data fits it
 --                                                 (placeholders filled with "x"); columns, when
 --                                                 known, must hold every placeholder
 --   msg:render(vars) -> data, page | nil, err     one recipient's content
---   msg:check(data, page) -> true | nil, err      the registry's checks, as the send will make them
+--   msg:check(data, page) -> true | nil, err, detail   the registry's checks, as the send will make them
 --   msg:check_row(data, page)                     the same, the template read once (imports)
---   msg:prepare(recipient, data, page) -> req, ctx | nil, err   (the channel module's prepare_send)
---   msg:finish(ctx, res, err) -> node | nil, err
---   msg:prepare_check(recipient) -> req, ctx       mini programs: the subscription query of one
---   msg:finish_check(ctx, res, err) -> {subscribed=, type=, state=, ...} | nil, err   recipient
+--   msg:prepare(recipient, data, page) -> req, ctx | nil, err, detail   (the channel module's prepare_send)
+--   msg:finish(ctx, res, err, detail) -> node | nil, err, detail
+--   msg:prepare_check(recipient) -> req, ctx | nil, err, detail   mini programs: the subscription
+--   msg:finish_check(ctx, res, err, detail) -> {subscribed=, type=, state=, ...} | nil, err, detail
+--                                                 query of one recipient
+-- Failures are nil, a one-line string, the typed detail (docs/errors.md):
+-- the registry's ("state", "input"), "input" for data that does not fit,
+-- the channel module's ("invalid" and the client's kinds).
 --   msg.api                         the channel module object (lifeaccount or mini)
 --
 -- The subscription queries use mini's prepare/finish halves: a campaign runs
@@ -23,6 +27,7 @@
 local lifeaccount = require "alipay.lifeaccount"
 local mini = require "alipay.mini"
 local data_mod = require "alipay.campaign.data"
+local errors = require "alipay.errors"
 
 local M = {}
 
@@ -59,30 +64,34 @@ function Message:template_record()
   return self.registry:usable(self.channel.code, self.template_id)
 end
 
+local function refuse(msg)
+  return errors.fail("input", msg)
+end
+
 function Message:check(data, page, template)
-  local err
+  local err, detail
   if not template then
-    template, err = self:template_record()
-    if not template then return nil, err end
+    template, err, detail = self:template_record()
+    if not template then return nil, err, detail end
   end
   if template.kind ~= self.kind then
-    return nil, ("template %s is a %s template, but channel %s is %s"):format(self.template_id, template.kind,
-      self.channel.code, self.kind)
+    return errors.fail("state", ("template %s is a %s template, but channel %s is %s"):format(self.template_id,
+      template.kind, self.channel.code, self.kind))
   end
   if self.kind == "alipaylife" then
-    if page ~= nil then return nil, "page: only mini-program messages have a page" end
+    if page ~= nil then return refuse("page: only mini-program messages have a page") end
     return self.registry:check_life_context(template, data)
   end
   local normalized, nerr = mini.normalize_data(data)
-  if not normalized then return nil, nerr end
-  local ok, cerr = self.registry:check_mini_data(template, normalized)
-  if not ok then return nil, cerr end
+  if not normalized then return refuse(nerr) end
+  local ok, cerr, cdetail = self.registry:check_mini_data(template, normalized)
+  if not ok then return nil, cerr, cdetail end
   if page ~= nil then
-    if type(page) ~= "string" then return nil, "page: must be a string" end
+    if type(page) ~= "string" then return refuse("page: must be a string") end
     local encoded = mini.encode_page(page)
     local _, chars = encoded:gsub("[^\128-\191]", "")
     if chars > PAGE_MAX then
-      return nil, ("page: %d characters once its query is encoded, at most %d"):format(chars, PAGE_MAX)
+      return refuse(("page: %d characters once its query is encoded, at most %d"):format(chars, PAGE_MAX))
     end
   end
   return true
@@ -91,8 +100,8 @@ end
 -- check() for the rows of an import: the template record is read once.
 function Message:check_row(data, page)
   if not self.row_template then
-    local template, err = self:template_record()
-    if not template then return nil, err end
+    local template, err, detail = self:template_record()
+    if not template then return nil, err, detail end
     self.row_template = template
   end
   return self:check(data, page, self.row_template)
@@ -102,16 +111,17 @@ function Message:preflight(columns)
   if columns then
     for _, name in ipairs(sorted(self.names)) do
       if not columns[name] then
-        return nil, ("the placeholder {%s} names no column of the audience (columns: %s)")
-          :format(name, table.concat(sorted(columns), ", "))
+        return refuse(("the placeholder {%s} names no column of the audience (columns: %s)")
+          :format(name, table.concat(sorted(columns), ", ")))
       end
     end
   end
-  local template, terr = self:template_record()
-  if not template then return nil, terr end
-  local ok, err = self:check(data_mod.sample(self.data), data_mod.sample(self.page), template)
+  local template, terr, tdetail = self:template_record()
+  if not template then return nil, terr, tdetail end
+  local ok, err, detail = self:check(data_mod.sample(self.data), data_mod.sample(self.page), template)
   if not ok then
-    return nil, ("the data does not fit template %s: %s"):format(self.template_id, err)
+    return errors.fail(detail and detail.kind or "input",
+      ("the data does not fit template %s: %s"):format(self.template_id, err))
   end
   return true
 end
@@ -133,17 +143,17 @@ function Message:prepare(recipient, data, page)
   return self.api:prepare_send(recipient, self.template_id, data, { page = page })
 end
 
-function Message:finish(ctx, res, err)
-  return self.api:finish_send(ctx, res, err)
+function Message:finish(ctx, res, err, detail)
+  return self.api:finish_send(ctx, res, err, detail)
 end
 
 function Message:prepare_check(recipient)
   return self.api:prepare_subscriptions(recipient, { self.template_id })
 end
 
-function Message:finish_check(ctx, res, err)
-  local result, e = self.api:finish_subscriptions(ctx, res, err)
-  if not result then return nil, e end
+function Message:finish_check(ctx, res, err, detail)
+  local result, e, d = self.api:finish_subscriptions(ctx, res, err, detail)
+  if not result then return nil, e, d end
   return result[self.template_id]
 end
 

@@ -144,12 +144,13 @@ local function vars_of(row)
 end
 
 -- Refused locally (the row's data no longer fits, e.g. the template was
--- imported again with other keywords): skipped, nothing was sent.
-local function refused(row, err)
+-- imported again with other keywords): skipped, nothing was sent. `detail`
+-- is the refusal's typed error.
+local function refused(row, detail)
   local update = {}
   for k, v in pairs(row) do update[k] = v end
-  update.status, update.sub_code, update.msg = "skipped", nil, tostring(err.msg or err)
-  update.code = err.reason == "recipient" and "INVALID_ID" or "INVALID_DATA"
+  update.status, update.sub_code, update.msg = "skipped", nil, tostring(detail.msg or detail)
+  update.code = detail.reason == "recipient" and "INVALID_ID" or "INVALID_DATA"
   return update
 end
 
@@ -157,18 +158,18 @@ end
 function Sender:prepare_send(row)
   local msg = self.message
   local data, page = msg:render(vars_of(row))
-  local req, ctx
+  local req, ctx, detail
   if data then
-    req, ctx = msg:prepare(recipient_of(row), data, page)
+    req, ctx, detail = msg:prepare(recipient_of(row), data, page)
   else
-    ctx = errors.new("invalid", { reason = "data", msg = page, retryable = false })
+    detail = errors.new("invalid", { reason = "data", msg = page, retryable = false })
   end
   if req then return { kind = "send", row = row, req = req, ctx = ctx } end
-  local class = classify.classify(ctx)
+  local class = classify.classify(detail)
   if class == "template" or class == "configuration" then
-    return nil, nil, ("the template can no longer be used: %s"):format(tostring(ctx.msg or ctx))
+    return nil, nil, ("the template can no longer be used: %s"):format(tostring(detail.msg or detail))
   end
-  return nil, refused(row, ctx)
+  return nil, refused(row, detail)
 end
 
 -- Reads due rows and starts as many requests as slots and tokens allow.
@@ -190,11 +191,11 @@ function Sender:fill(now)
         end
         if job then jobs[#jobs + 1] = job else updates[#updates + 1] = update end
       else
-        local req, ctx = self.message:prepare_check(recipient_of(row))
+        local req, ctx, detail = self.message:prepare_check(recipient_of(row))
         if req then
           jobs[#jobs + 1] = { kind = "check", row = row, req = req, ctx = ctx }
         else
-          updates[#updates + 1] = refused(row, ctx)
+          updates[#updates + 1] = refused(row, detail)
         end
       end
     end
@@ -259,13 +260,14 @@ function Sender:handle(done)
       self.in_flight = self.in_flight - 1
       local row, effects
       if job.kind == "send" then
-        local node, err = self.message:finish(job.ctx, d.res, d.err)
-        row, effects = outcome.send(job.row, node, err, rules)
+        -- outcome reads the typed error: the detail (third value).
+        local node, _, detail = self.message:finish(job.ctx, d.res, d.err, d.detail)
+        row, effects = outcome.send(job.row, node, detail, rules)
       else
         self.busy[job.row.line] = nil
         self.busy_count = self.busy_count - 1
-        local subscription, err = self.message:finish_check(job.ctx, d.res, d.err)
-        row, effects = outcome.check(job.row, subscription, err, rules)
+        local subscription, _, detail = self.message:finish_check(job.ctx, d.res, d.err, d.detail)
+        row, effects = outcome.check(job.row, subscription, detail, rules)
       end
       if effects.throttled and self.limiter:throttled(now, job.sent_at) then
         self.log("info", ("campaign %s: throttled, rate now %.1f/s"):format(self.id, self.limiter.rate))

@@ -6,13 +6,15 @@
 --   state.alive(c, now_s) -> bool                   c.runner still works on it
 --   state.held(c, now_s) -> bool                    a live process runs it or imports its audience
 --   state.visible(c, now_s) -> status, stop_reason  "interrupted" for a runner that died
---   state.claim(store, id, now_s) -> campaign, runner | nil, err   makes this process the runner
+--   state.claim(store, id, now_s) -> campaign, runner | nil, err, detail   makes this process the runner
+--     (detail.kind "state": unknown id, importing, already running; "store")
 --   state.release(store, c, status, reason, now_s)  records the end of a run
 --
 -- A runner writes a heartbeat while it runs. It is dead when its process no
 -- longer exists on this host (kill -9 included), or when its heartbeat is
 -- older than STALE_S (another host, or a process that hangs).
 local core = require "alipay.core"
+local errors = require "alipay.errors"
 
 local M = {}
 
@@ -75,15 +77,20 @@ end
 
 function M.claim(store, id, now)
   local runner = M.identity()
-  local ok, c, err = pcall(store.transaction, store, function()
-    local current, gerr = store:campaign_get(id)
-    if not current then return nil, gerr or ("campaign %s does not exist"):format(id) end
+  local ok, c, err, detail = pcall(store.transaction, store, function()
+    local current, gerr, gdetail = store:campaign_get(id)
+    if gerr then return nil, gerr, gdetail end
+    if not current then
+      return errors.fail("state", { campaign = id, msg = ("campaign %s does not exist"):format(id) })
+    end
     if current.status == "importing" then
-      return nil, ("campaign %s: its audience is still being imported, or the import was interrupted "
-        .. "(then delete it and create it again)"):format(id)
+      return errors.fail("state", { campaign = id,
+        msg = ("campaign %s: its audience is still being imported, or the import was interrupted "
+          .. "(then delete it and create it again)"):format(id) })
     end
     if M.held(current, now) then
-      return nil, ("campaign %s is already running (%s)"):format(id, current.runner)
+      return errors.fail("state", { campaign = id,
+        msg = ("campaign %s is already running (%s)"):format(id, current.runner) })
     end
     current.status, current.stop_reason, current.finished_at = "running", nil, nil
     current.runner, current.heartbeat_at = runner, now
@@ -91,8 +98,8 @@ function M.claim(store, id, now)
     assert(store:campaign_update(current))
     return current
   end)
-  if not ok then return nil, tostring(c) end
-  if not c then return nil, err end
+  if not ok then return errors.fail("store", tostring(c)) end
+  if not c then return nil, err, detail end
   return c, runner
 end
 

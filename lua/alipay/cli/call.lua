@@ -20,9 +20,9 @@ local function body_of(arg)
   if arg == nil then return nil end
   local text, what = arg, "the request"
   if arg:sub(1, 1) == "@" then
-    local err
-    text, err = common.read_file(arg:sub(2), "@" .. arg:sub(2))
-    if not text then return nil, err end
+    local err, detail
+    text, err, detail = common.read_file(arg:sub(2), "@" .. arg:sub(2))
+    if not text then return nil, err, detail end
     text, what = text:gsub("^\239\187\191", ""), arg:sub(2)
   end
   local decoded, err = common.decode_json(text, what)
@@ -49,19 +49,19 @@ local function call(ctx, args, out)
     end
     if path:sub(1, 4) ~= "/v3/" then return nil, common.usage("--v3: the path must start with /v3/") end
   end
-  local body, err = body_of(body_arg)
-  if err then return nil, err end
+  local body, err, detail = body_of(body_arg)
+  if err then return nil, err, detail end
   local channel
-  channel, err = ctx:channel(nil)
-  if not channel then return nil, err end
+  channel, err, detail = ctx:channel(nil)
+  if not channel then return nil, err, detail end
 
   local answer
   if args.v3 then
-    answer, err = channel.client:v3(http_method, path, body)
+    answer, err, detail = channel.client:v3(http_method, path, body)
   else
-    answer, err = channel.client:execute(method, body)
+    answer, err, detail = channel.client:execute(method, body)
   end
-  if not answer then return nil, err end
+  if not answer then return nil, err, detail end
   common.json(out, answer)
   return true
 end

@@ -35,15 +35,15 @@ Exit status: 0 completed, 1 stopped or failed, 2 usage error.]]
 -- channels from the configuration file, the store, the template registry
 -- and the user bindings, each opened once and closed by common.runner.
 local function engine_context(ctx, log)
-  local set, err = ctx:channels()
-  if not set then return nil, err end
+  local set, err, detail = ctx:channels()
+  if not set then return nil, err, detail end
   local st, registry, users
-  st, err = ctx:store()
-  if not st then return nil, err end
-  registry, err = ctx:registry()
-  if not registry then return nil, err end
-  users, err = ctx:users()
-  if not users then return nil, err end
+  st, err, detail = ctx:store()
+  if not st then return nil, err, detail end
+  registry, err, detail = ctx:registry()
+  if not registry then return nil, err, detail end
+  users, err, detail = ctx:users()
+  if not users then return nil, err, detail end
   return { store = st, channels = set, registry = registry, users = users, log = log }
 end
 
@@ -141,14 +141,16 @@ end
 
 -- A run that ended with an error (Ctrl-C, the store failed): the requests
 -- then in flight stay inflight, and the next run makes them unknown. The
--- error goes back to common.runner, which prints it (and JSON with --json).
-local function run_failed(id, err)
+-- error goes back to common.runner, which prints it (and JSON with --json,
+-- from the run's detail).
+local function run_failed(id, err, detail)
   local text = tostring(err)
   if text:find("interrupted!", 1, true) then
     text = ("campaign %s interrupted (Ctrl-C)"):format(tostring(id))
   end
   return nil, ("%s; continue with `alipay campaign resume %s` (requests that were in flight become "
-    .. "unknown: they may have been delivered; --retry-unknown sends them again)"):format(text, tostring(id))
+    .. "unknown: they may have been delivered; --retry-unknown sends them again)"):format(text, tostring(id)),
+    detail
 end
 
 -- ---- run and resume ----
@@ -172,8 +174,8 @@ local function spec_of(args, channel)
   if args.audience == nil and not args.followers then
     return nil, common.usage("--audience FILE or --followers is required")
   end
-  local data, err = read_data(args)
-  if not data then return nil, err end
+  local data, err, detail = read_data(args)
+  if not data then return nil, err, detail end
   local policy = {
     in_flight = args.in_flight, qps = args.qps, max_attempts = args.max_attempts,
     max_throttled_s = args.max_throttled, retry_unknown = args.retry_unknown or nil,
@@ -187,20 +189,20 @@ end
 
 -- Runs c to its end with the progress display; prints the outcome.
 local function drive(c, rep, already_said, args, out)
-  local before, err = c:status()
-  if not before then return nil, err end
+  local before, err, detail = c:status()
+  if not before then return nil, err, detail end
   local result
-  result, err = c:run {
+  result, err, detail = c:run {
     progress_every_ms = PROGRESS_EVERY_MS,
     -- nil: the campaign's own policy decides (set when it was created).
     retry_unknown = args.retry_unknown or nil,
     on_progress = function(stats) rep:update(stats) end,
   }
   rep:finish(result)
-  if not result then return run_failed(c.id, err) end
+  if not result then return run_failed(c.id, err, detail) end
   local status
-  status, err = c:status()
-  if not status then return nil, err end
+  status, err, detail = c:status()
+  if not status then return nil, err, detail end
   local this_run = { elapsed_s = tonumber(result.elapsed_s) or 0,
     settled = settled(status.counts) - settled(before.counts) }
   if args.json then
@@ -214,38 +216,38 @@ local function drive(c, rep, already_said, args, out)
 end
 
 local run = common.runner(function(ctx, args, out)
-  local channel, err = ctx:channel()
-  if not channel then return nil, err end
+  local channel, err, detail = ctx:channel()
+  if not channel then return nil, err, detail end
   local spec
-  spec, err = spec_of(args, channel)
-  if not spec then return nil, err end
+  spec, err, detail = spec_of(args, channel)
+  if not spec then return nil, err, detail end
   local rep = reporter(args)
   local log, already_said = logger(rep, args.verbose)
   local engine
-  engine, err = engine_context(ctx, log)
-  if not engine then return nil, err end
+  engine, err, detail = engine_context(ctx, log)
+  if not engine then return nil, err, detail end
   local c
-  c, err = require("alipay.campaign").create(engine, spec)
-  if not c then return nil, err end
+  c, err, detail = require("alipay.campaign").create(engine, spec)
+  if not c then return nil, err, detail end
   return drive(c, rep, already_said, args, out)
 end)
 
 local resume = common.runner(function(ctx, args, out)
   local rep = reporter(args)
   local log, already_said = logger(rep, args.verbose)
-  local engine, err = engine_context(ctx, log)
-  if not engine then return nil, err end
+  local engine, err, detail = engine_context(ctx, log)
+  if not engine then return nil, err, detail end
   local c
-  c, err = require("alipay.campaign").open(engine, args.id)
-  if not c then return nil, err end
+  c, err, detail = require("alipay.campaign").open(engine, args.id)
+  if not c then return nil, err, detail end
   return drive(c, rep, already_said, args, out)
 end)
 
 -- ---- status, export, list ----
 
 local function open_campaign(ctx, id)
-  local engine, err = engine_context(ctx, function() end)
-  if not engine then return nil, err end
+  local engine, err, detail = engine_context(ctx, function() end)
+  if not engine then return nil, err, detail end
   return require("alipay.campaign").open(engine, id)
 end
 
@@ -254,11 +256,11 @@ local function when(t)
 end
 
 local status_cmd = common.runner(function(ctx, args, out)
-  local c, err = open_campaign(ctx, args.id)
-  if not c then return nil, err end
+  local c, err, detail = open_campaign(ctx, args.id)
+  if not c then return nil, err, detail end
   local status
-  status, err = c:status()
-  if not status then return nil, err end
+  status, err, detail = c:status()
+  if not status then return nil, err, detail end
   if args.json then
     common.json(out, json_status(status))
     return true
@@ -276,12 +278,12 @@ local function export_format(args)
 end
 
 local export_cmd = common.runner(function(ctx, args, out)
-  local c, err = open_campaign(ctx, args.id)
-  if not c then return nil, err end
+  local c, err, detail = open_campaign(ctx, args.id)
+  if not c then return nil, err, detail end
   local format = export_format(args)
   local count
-  count, err = c:export(args.output, format)
-  if not count then return nil, err end
+  count, err, detail = c:export(args.output, format)
+  if not count then return nil, err, detail end
   if args.json then
     common.json(out, { id = args.id, output = args.output, format = format, count = count })
   else
@@ -292,11 +294,11 @@ local export_cmd = common.runner(function(ctx, args, out)
 end)
 
 local delete_cmd = common.runner(function(ctx, args, out)
-  local c, err = open_campaign(ctx, args.id)
-  if not c then return nil, err end
+  local c, err, detail = open_campaign(ctx, args.id)
+  if not c then return nil, err, detail end
   local counts
-  counts, err = c:delete { force = args.force }
-  if not counts then return nil, err end
+  counts, err, detail = c:delete { force = args.force }
+  if not counts then return nil, err, detail end
   local total = 0
   for _, n in pairs(counts) do total = total + n end
   if args.json then
@@ -316,11 +318,11 @@ local LIST_COLUMNS = {
 }
 
 local list_cmd = common.runner(function(ctx, args, out)
-  local engine, err = engine_context(ctx, function() end)
-  if not engine then return nil, err end
+  local engine, err, detail = engine_context(ctx, function() end)
+  if not engine then return nil, err, detail end
   local list
-  list, err = require("alipay.campaign").list(engine)
-  if not list then return nil, err end
+  list, err, detail = require("alipay.campaign").list(engine)
+  if not list then return nil, err, detail end
   if args.json then
     common.json(out, common.array(list))
     return true

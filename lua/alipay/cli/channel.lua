@@ -24,8 +24,10 @@ local function add(ctx, args, out)
     fields[field] = args[option:sub(3):gsub("%-", "_")]
   end
   if fields.env and fields.gateway then return nil, common.usage("give --env or --gateway, not both") end
-  if fields.alipay_public_key_file and (fields.app_cert_file or fields.alipay_cert_file or fields.alipay_root_cert_file) then
-    return nil, common.usage("give --alipay-public-key-file or --app-cert, --alipay-cert and --alipay-root-cert, not both")
+  local certs = fields.app_cert_file or fields.alipay_cert_file or fields.alipay_root_cert_file
+  if fields.alipay_public_key_file and certs then
+    return nil, common.usage("give --alipay-public-key-file or --app-cert, --alipay-cert and --alipay-root-cert, "
+      .. "not both")
   end
   local file = config_path(ctx)
   local result, err, detail = channel_file.put(file, args.code, fields, { update = args.update, names = OPTIONS })

@@ -6,11 +6,12 @@
 --   local common = require "alipay.cli.common"
 --   common.options(cmd, cli, {channel = true})   -- --config, --store, [--channel], --json
 --   M.run = common.runner(function(ctx, args, out) ... end)
---     the handler returns true | an exit status | nil, err. err is a typed
---     error (alipay.errors: printed with tostring, exit 1), a string (exit 1)
---     or common.usage(msg) (exit 2, with a pointer to --help).
+--     the handler returns true | an exit status | nil, err, detail: err the
+--     one-line string that is printed (exit 1), detail the typed error
+--     (alipay.errors, docs/errors.md) whose fields --json reports; or
+--     nil, common.usage(msg) (exit 2, with a pointer to --help).
 --   ctx:channels(), ctx:store(), ctx:registry(), ctx:users(), ctx:channel(kind)
---     -> the thing | nil, err; each is built at most once, and closed by the runner.
+--     -> the thing | nil, err, detail; each is built at most once, and closed by the runner.
 --
 -- Keys are never taken from the command line (ps and shell histories show
 -- it): the configuration names files or environment variables for them.
@@ -163,14 +164,26 @@ end
 local ERROR_FIELDS = { "kind", "code", "msg", "sub_code", "sub_msg", "reason", "field", "channel",
   "method", "status", "trace_id", "retryable", "unknown", "config_file", "template_id" }
 
--- The log-safe fields of a failure, for --json output.
-function common.error_fields(err)
+-- The detail of a failure: the third value, or a typed error given as the
+-- second (a usage error is one).
+local function detail_of(err, detail)
+  if errors.is_error(detail) then return detail end
+  if errors.is_error(err) then return err end
+  return nil
+end
+
+-- The log-safe fields of a failure, for --json output: the message is the
+-- printed line, the other fields come from the detail.
+function common.error_fields(err, detail)
   local fields = { message = tostring(err) }
   if common.is_usage(err) then
     fields.kind = "usage"
-  elseif errors.is_error(err) then
+    return fields
+  end
+  detail = detail_of(err, detail)
+  if detail then
     for _, k in ipairs(ERROR_FIELDS) do
-      local v = err[k]
+      local v = detail[k]
       if type(v) == "string" or type(v) == "number" or type(v) == "boolean" then fields[k] = v end
     end
   end
@@ -185,10 +198,10 @@ local function command_name(args)
 end
 common.command_name = command_name
 
--- Reports a failure; returns the exit status.
-function common.report(args, out, err)
+-- Reports a failure (err the line, detail the typed error); returns the exit status.
+function common.report(args, out, err, detail)
   local name = command_name(args)
-  if args.json then common.json(out, { ok = false, error = common.error_fields(err) }) end
+  if args.json then common.json(out, { ok = false, error = common.error_fields(err, detail) }) end
   if common.is_usage(err) then
     out.err("%s: %s", name, err.msg)
     out.err("Try '%s --help'.", name)
@@ -214,15 +227,15 @@ function Context:config_path()
   return "./" .. common.DEFAULT_CONFIG, "default"
 end
 
--- Memoizes a builder's result (or its error): each runs once per command.
+-- Memoizes a builder's result (or its failure): each runs once per command.
 function Context:once(name, build)
   local slot = self.cache[name]
   if not slot then
-    local value, err = build(self)
-    slot = { value = value, err = err }
+    local value, err, detail = build(self)
+    slot = { value = value, err = err, detail = detail }
     self.cache[name] = slot
   end
-  if slot.value == nil then return nil, slot.err end
+  if slot.value == nil then return nil, slot.err, slot.detail end
   return slot.value
 end
 
@@ -230,51 +243,53 @@ end
 function Context:channels()
   return self:once("channels", function()
     local path, source = self:config_path()
-    local set, err = channels.load(path)
+    local set, err, detail = channels.load(path)
     if set then return set end
     -- Name the file once: some of channels.load's messages already do.
-    local msg = tostring(err and err.msg or err)
+    local msg = tostring(detail and detail.msg or err)
     if not msg:find(path, 1, true) then msg = path .. ": " .. msg end
     if source == "default" and not fs.exists(path) then
       msg = msg .. " (give --config FILE or set ALIPAY_CONFIG)"
     end
-    return nil, errors.new("config", { channel = err and err.channel, field = err and err.field,
+    return errors.fail("config", { channel = detail and detail.channel, field = detail and detail.field,
       config_file = path, retryable = false, msg = msg })
   end)
 end
 
 function Context:store_path()
   if self.args.store then return self.args.store end
-  local set, err = self:channels()
-  if not set then return nil, err end
+  local set, err, detail = self:channels()
+  if not set then return nil, err, detail end
   return set.store_path or ("./" .. common.DEFAULT_STORE)
 end
 
 function Context:store()
   return self:once("store", function()
-    local path, err = self:store_path()
-    if not path then return nil, err end
-    local st, serr = store.open(path)
-    if not st then return nil, ("store %s: %s"):format(path, tostring(serr)) end
+    local path, err, detail = self:store_path()
+    if not path then return nil, err, detail end
+    local st, serr, sdetail = store.open(path)
+    if not st then
+      return errors.fail(sdetail and sdetail.kind or "store", ("store %s: %s"):format(path, tostring(serr)))
+    end
     return st
   end)
 end
 
 function Context:registry()
   return self:once("registry", function()
-    local st, err = self:store()
-    if not st then return nil, err end
+    local st, err, detail = self:store()
+    if not st then return nil, err, detail end
     return templates.new(st)
   end)
 end
 
 function Context:users()
   return self:once("users", function()
-    local set, err = self:channels()
-    if not set then return nil, err end
+    local set, err, detail = self:channels()
+    if not set then return nil, err, detail end
     local st
-    st, err = self:store()
-    if not st then return nil, err end
+    st, err, detail = self:store()
+    if not st then return nil, err, detail end
     return users.new(st, set:channels_info())
   end)
 end
@@ -292,14 +307,14 @@ end
 -- The channel of this run: --channel, else the only channel (of `kind`,
 -- when the command needs one kind). `kind` nil accepts either.
 function Context:channel(kind)
-  local set, err = self:channels()
-  if not set then return nil, err end
+  local set, err, detail = self:channels()
+  if not set then return nil, err, detail end
   local code = self.args.channel
   if code then
-    local channel, gerr = set:get(code)
-    if not channel then return nil, gerr end
+    local channel, gerr, gdetail = set:get(code)
+    if not channel then return nil, gerr, gdetail end
     if kind and channel.kind ~= kind then
-      return nil, errors.new("config", { channel = code, field = "channel", retryable = false,
+      return errors.fail("config", { channel = code, field = "channel", retryable = false,
         msg = ("channel %s is a %s channel; this command needs a %s channel")
           :format(code, kind_label(channel.kind), kind_label(kind)) })
     end
@@ -311,7 +326,7 @@ function Context:channel(kind)
   end
   if #candidates == 1 then return candidates[1] end
   if #candidates == 0 then
-    return nil, errors.new("config", { field = "channels", retryable = false,
+    return errors.fail("config", { field = "channels", retryable = false,
       msg = ("%s configures no %s channel"):format((self:config_path()), kind_label(kind)) })
   end
   return nil, common.usage("%s channels are configured (%s): choose one with --channel",
@@ -334,12 +349,12 @@ end
 function common.runner(handler)
   return function(args, out)
     local ctx = common.context(args)
-    local ok, result, err = pcall(handler, ctx, args, out)
+    local ok, result, err, detail = pcall(handler, ctx, args, out)
     ctx:close()
     if not ok then error(result, 0) end
     if result == true then return common.OK end
     if type(result) == "number" then return result end
-    return common.report(args, out, err)
+    return common.report(args, out, err, detail)
   end
 end
 
@@ -347,7 +362,7 @@ end
 
 function common.read_file(path, what)
   local text, err = fs.read(path)
-  if not text then return nil, ("%s: cannot read %s"):format(what, tostring(err)) end
+  if not text then return errors.fail("io", ("%s: cannot read %s"):format(what, tostring(err))) end
   return text
 end
 

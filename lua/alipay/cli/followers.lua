@@ -12,6 +12,7 @@
 --   followers:<code>:export  JSON {output=, format=, bytes=, count=, pages=,
 --                            id_type=, status = "running"|"done"}
 local common = require "alipay.cli.common"
+local errors = require "alipay.errors"
 local lifeaccount = require "alipay.lifeaccount"
 local shell = require "alipay.util.shell"
 
@@ -86,25 +87,25 @@ local function save(st, code, state, cursor)
     assert(s:meta_put(cursor_key(code), cursor))
     assert(s:meta_put(state_key(code), common.json_text(state)))
   end)
-  if not ok then return nil, "cannot record the export's progress: " .. tostring(err) end
+  if not ok then return errors.fail("store", "cannot record the export's progress: " .. tostring(err)) end
   return true
 end
 
 -- ---- starting or resuming ----
 
--- -> file handle, state, cursor | nil, err
+-- -> file handle, state, cursor | nil, err, detail
 local function start_fresh(st, code, output, format)
   local fh, err = io.open(output, "wb")
-  if not fh then return nil, "cannot write " .. tostring(err) end
+  if not fh then return errors.fail("io", "cannot write " .. tostring(err)) end
   local header = FORMATS[format].header
   fh:write(header)
   fh:flush()
   local state = { output = output, format = format, bytes = #header, count = 0, pages = 0, status = "running",
                   started_at = os.time() }
-  local ok, serr = save(st, code, state, nil)
+  local ok, serr, sdetail = save(st, code, state, nil)
   if not ok then
     fh:close()
-    return nil, serr
+    return nil, serr, sdetail
   end
   return fh, state, nil
 end
@@ -112,27 +113,27 @@ end
 local function resume(st, code, state, out)
   local size = file_size(state.output)
   if not size then
-    return nil, ("cannot resume: %s is gone; export again without --resume"):format(state.output)
+    return errors.fail("io", ("cannot resume: %s is gone; export again without --resume"):format(state.output))
   end
   if size < state.bytes then
-    return nil, ("cannot resume: %s has %d bytes, fewer than the %d recorded: it was changed; export again "
-      .. "without --resume"):format(state.output, size, state.bytes)
+    return errors.fail("state", ("cannot resume: %s has %d bytes, fewer than the %d recorded: it was changed; "
+      .. "export again without --resume"):format(state.output, size, state.bytes))
   end
   if size > state.bytes then
     -- A page written but not recorded (the run was interrupted): drop it,
     -- it is fetched again.
     out.err("dropping %d bytes of an unrecorded page at the end of %s", size - state.bytes, state.output)
     if not shell.execute(("truncate -s %d -- %s"):format(state.bytes, shell.quote(state.output))) then
-      return nil, "cannot truncate " .. state.output .. " to its last complete page"
+      return errors.fail("io", "cannot truncate " .. state.output .. " to its last complete page")
     end
   end
   local fh, err = io.open(state.output, "ab")
-  if not fh then return nil, "cannot append to " .. tostring(err) end
+  if not fh then return errors.fail("io", "cannot append to " .. tostring(err)) end
   local cursor = st:meta_get(cursor_key(code))
   if not cursor and state.pages > 0 then
     fh:close()
-    return nil, ("cannot resume: the store has no cursor after page %d; export again without --resume")
-      :format(state.pages)
+    return errors.fail("state", ("cannot resume: the store has no cursor after page %d; export again without "
+      .. "--resume"):format(state.pages))
   end
   return fh, state, cursor
 end
@@ -157,11 +158,11 @@ end
 local function export(ctx, args, out)
   local format = format_of(args)
   local output = absolute(args.output)
-  local channel, err = ctx:channel("alipaylife")
-  if not channel then return nil, err end
+  local channel, err, detail = ctx:channel("alipaylife")
+  if not channel then return nil, err, detail end
   local st
-  st, err = ctx:store()
-  if not st then return nil, err end
+  st, err, detail = ctx:store()
+  if not st then return nil, err, detail end
   local code = channel.code
 
   local previous = read_state(st, code)
@@ -187,7 +188,7 @@ local function export(ctx, args, out)
     end
     fh, state, cursor = start_fresh(st, code, output, format)
   end
-  if not fh then return nil, state end
+  if not fh then return nil, state, cursor end -- (nil, err, detail)
   if resumed then
     out.err("resuming after page %d (%d followers)", state.pages, state.count)
   end
@@ -206,29 +207,30 @@ local function export(ctx, args, out)
     if ok then ok, werr = fh:flush() end
     if not ok then
       fh:close()
-      return nil, ("writing %s: %s; resume with --resume once fixed"):format(output, tostring(werr))
+      return errors.fail("io", ("writing %s: %s; resume with --resume once fixed"):format(output, tostring(werr)))
     end
     this_run = this_run + 1
     state.bytes, state.count, state.pages = state.bytes + #chunk, state.count + #page.ids, state.pages + 1
     state.id_type = page.id_type
     if pages.done and not pages.err then state.status, state.finished_at = "done", os.time() end
-    local saved, serr = save(st, code, state, not pages.done and page.next or nil)
+    local saved, serr, sdetail = save(st, code, state, not pages.done and page.next or nil)
     if not saved then
       fh:close()
-      return nil, serr
+      return nil, serr, sdetail
     end
     out.err("page %d: %d followers (%d in total)", state.pages, #page.ids, state.count)
   end
   fh:close()
   if pages.err then
+    -- The line says how to go on; --json reports the listing's own detail.
     return nil, ("%s (after %d complete pages; run again with --resume to continue)")
-      :format(tostring(pages.err), state.pages)
+      :format(tostring(pages.err), state.pages), pages.detail
   end
   if pages.done and state.status ~= "done" then
     -- The listing ended on an empty page.
     state.status, state.finished_at = "done", os.time()
-    local saved, serr = save(st, code, state, nil)
-    if not saved then return nil, serr end
+    local saved, serr, sdetail = save(st, code, state, nil)
+    if not saved then return nil, serr, sdetail end
   end
   return summary(args, out, { channel = code, state = state, resumed = resumed })
 end

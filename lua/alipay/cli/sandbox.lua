@@ -86,7 +86,7 @@ local function start(args, out)
     return nil, "--app-public-key FILE (or --app-cert FILE) is required"
   end
   local opts = { app_id = args.app_id, seed = args.seed, cert_mode = args.cert_mode }
-  local err
+  local err, detail
   if args.app_public_key then
     opts.app_public_key, err = read_input(args.app_public_key, "--app-public-key")
     if not opts.app_public_key then return nil, err end
@@ -97,13 +97,13 @@ local function start(args, out)
   end
   if args.encrypt_key_file then
     local key
-    key, err = read_input(args.encrypt_key_file, "--encrypt-key-file")
-    if not key then return nil, err end
+    key, err, detail = read_input(args.encrypt_key_file, "--encrypt-key-file")
+    if not key then return nil, err, detail end
     opts.encrypt_key = key:match("^%s*(.-)%s*$")
   end
   local sb
-  sb, err = sandbox.start(opts)
-  if not sb then return nil, err end
+  sb, err, detail = sandbox.start(opts)
+  if not sb then return nil, err, detail end
   local ok
   ok, err = write_file(state_path, cjson.encode(sb:describe()))
   if not ok then

@@ -12,16 +12,16 @@ local M = { summary = "Send one template message (Life Account or mini program) 
 -- The channel: --channel, the only channel, or the only channel the
 -- template is imported on.
 local function channel_for(ctx, args)
-  local set, err = ctx:channels()
-  if not set then return nil, err end
+  local set, err, detail = ctx:channels()
+  if not set then return nil, err, detail end
   if args.channel or #set:list() == 1 then return ctx:channel(nil) end
   local st
-  st, err = ctx:store()
-  if not st then return nil, err end
+  st, err, detail = ctx:store()
+  if not st then return nil, err, detail end
   local found = {}
   for _, channel in ipairs(set:list()) do
-    local t, terr = st:template_get(channel.code, args.template)
-    if terr then return nil, terr end
+    local t, terr, tdetail = st:template_get(channel.code, args.template)
+    if terr then return nil, terr, tdetail end
     if t then found[#found + 1] = channel end
   end
   if #found == 1 then return found[1] end
@@ -39,8 +39,8 @@ local function recipient_for(ctx, args, channel)
   if args.to_user_id then return { user_id = args.to_user_id } end
   if args.to_open_id then return { open_id = args.to_open_id } end
   if args.user then
-    local u, err = ctx:users()
-    if not u then return nil, err end
+    local u, err, detail = ctx:users()
+    if not u then return nil, err, detail end
     local id, id_type = u:resolve(args.user, channel.code)
     if not id then return nil, id_type end
     return { id_type = id_type, id = id }
@@ -55,43 +55,43 @@ local function data_for(args)
     return data
   end
   if args.data_file then
-    local text, err = common.read_file(args.data_file, "--data-file")
-    if not text then return nil, err end
+    local text, err, detail = common.read_file(args.data_file, "--data-file")
+    if not text then return nil, err, detail end
     return common.decode_json((text:gsub("^\239\187\191", "")), args.data_file)
   end
   return nil, common.usage("give the message content: --data JSON or --data-file FILE")
 end
 
 local function send(ctx, args, out)
-  local channel, err = channel_for(ctx, args)
-  if not channel then return nil, err end
+  local channel, err, detail = channel_for(ctx, args)
+  if not channel then return nil, err, detail end
   if args.page and channel.kind ~= "alipaymini" then
     return nil, common.usage("--page applies to mini-program messages; a Life Account message carries its "
       .. "link as url in --data")
   end
   local recipient
-  recipient, err = recipient_for(ctx, args, channel)
-  if not recipient then return nil, err end
+  recipient, err, detail = recipient_for(ctx, args, channel)
+  if not recipient then return nil, err, detail end
   local data
-  data, err = data_for(args)
-  if not data then return nil, err end
+  data, err, detail = data_for(args)
+  if not data then return nil, err, detail end
   local registry
-  registry, err = ctx:registry()
-  if not registry then return nil, err end
+  registry, err, detail = ctx:registry()
+  if not registry then return nil, err, detail end
 
   local node
   if channel.kind == "alipaylife" then
-    node, err = lifeaccount.new(channel, registry):send(recipient, args.template, data)
+    node, err, detail = lifeaccount.new(channel, registry):send(recipient, args.template, data)
   else
-    node, err = mini.new(channel, registry):send(recipient, args.template, data, { page = args.page })
+    node, err, detail = mini.new(channel, registry):send(recipient, args.template, data, { page = args.page })
   end
   if not node then
     local t = registry:get(channel.code, args.template)
-    if t and t.status == "invalid" and err.kind ~= "invalid" then
+    if t and t.status == "invalid" and not (detail and detail.kind == "invalid") then
       out.err("template %s of channel %s is now marked invalid (%s); re-import it once fixed",
         args.template, channel.code, tostring(t.invalid_code))
     end
-    return nil, err
+    return nil, err, detail
   end
 
   local id_type, id = recipient.id_type, recipient.id

@@ -22,13 +22,13 @@ local function describe(s)
 end
 
 local function query(ctx, args, out)
-  local recipient, err = recipient_of(args)
-  if not recipient then return nil, err end
+  local recipient, err, detail = recipient_of(args)
+  if not recipient then return nil, err, detail end
   local channel
-  channel, err = ctx:channel("alipaymini")
-  if not channel then return nil, err end
+  channel, err, detail = ctx:channel("alipaymini")
+  if not channel then return nil, err, detail end
   local app = mini.new(channel)
-  local result, qerr, partial = app:subscriptions(recipient, args.template_ids)
+  local result, qerr, qdetail, partial = app:subscriptions(recipient, args.template_ids)
   result = result or partial or {}
 
   -- In the order given, each template once.
@@ -42,7 +42,7 @@ local function query(ctx, args, out)
     end
   end
   if args.json then
-    if qerr then return nil, qerr end
+    if qerr then return nil, qerr, qdetail end
     common.json(out, { ok = true, channel = channel.code, user_id = recipient.user_id,
                        open_id = recipient.open_id, subscriptions = common.array(rows) })
     return true
@@ -56,7 +56,7 @@ local function query(ctx, args, out)
       { key = "subscribed", title = "SUBSCRIBED" }, { key = "type", title = "TYPE" } }, lines)
   end
   -- Batches answered before a failure are shown above; the rest is not known.
-  if qerr then return nil, qerr end
+  if qerr then return nil, qerr, qdetail end
   return true
 end
 

@@ -54,17 +54,17 @@ local function same_list(a, b)
 end
 
 local function claim(ctx, args, out)
-  local channel, err = ctx:channel("alipaylife")
-  if not channel then return nil, err end
+  local channel, err, detail = ctx:channel("alipaylife")
+  if not channel then return nil, err, detail end
   local registry
-  registry, err = ctx:registry()
-  if not registry then return nil, err end
+  registry, err, detail = ctx:registry()
+  if not registry then return nil, err, detail end
   local given = args.keywords and common.split_list(args.keywords)
   if given and #given == 0 then return nil, common.usage("--keywords: give the keywords as K1,K2,...") end
 
   local life = lifeaccount.new(channel, registry)
-  local answer, cerr = life:claim_template(args.library_id)
-  if not answer then return nil, cerr end
+  local answer, cerr, cdetail = life:claim_template(args.library_id)
+  if not answer then return nil, cerr, cdetail end
 
   local name, keywords = answer_fields(answer.template)
   name = name or args.name
@@ -81,8 +81,8 @@ local function claim(ctx, args, out)
   end
   local record = { channel = channel.code, kind = "alipaylife", id = answer.msg_template_id, name = name,
                    keywords = keywords, library_id = args.library_id }
-  local result, ierr = registry:import({ record })
-  if not result then return nil, ierr end
+  local result, ierr, idetail = registry:import({ record })
+  if not result then return nil, ierr, idetail end
   if #result.failed > 0 then
     return nil, ("claimed %s as template %s, but it could not be imported: %s")
       :format(args.library_id, answer.msg_template_id, result.failed[1].error)
@@ -100,12 +100,12 @@ end
 -- ---- import ----
 
 local function read_items(path)
-  local text, err = common.read_file(path, "import")
-  if not text then return nil, err end
+  local text, err, detail = common.read_file(path, "import")
+  if not text then return nil, err, detail end
   text = text:gsub("^\239\187\191", "")
   local decoded
-  decoded, err = common.decode_json(text, path)
-  if not decoded then return nil, err end
+  decoded, err, detail = common.decode_json(text, path)
+  if not decoded then return nil, err, detail end
   if decoded.templates ~= nil then decoded = decoded.templates end
   if type(decoded) ~= "table" or (next(decoded) ~= nil and #decoded == 0) then
     return nil, path .. ': must hold an array of templates or {"templates": [...]}'
@@ -147,25 +147,25 @@ local function prepare(items, set, default_channel)
 end
 
 local function import(ctx, args, out)
-  local set, err = ctx:channels()
-  if not set then return nil, err end
+  local set, err, detail = ctx:channels()
+  if not set then return nil, err, detail end
   local default_channel = args.channel
   if default_channel then
-    local _, gerr = set:get(default_channel)
-    if gerr then return nil, gerr end
+    local _, gerr, gdetail = set:get(default_channel)
+    if gerr then return nil, gerr, gdetail end
   elseif #set:list() == 1 then
     default_channel = set:list()[1].code
   end
   local registry
-  registry, err = ctx:registry()
-  if not registry then return nil, err end
+  registry, err, detail = ctx:registry()
+  if not registry then return nil, err, detail end
   local items
-  items, err = read_items(args.file)
-  if not items then return nil, err end
+  items, err, detail = read_items(args.file)
+  if not items then return nil, err, detail end
 
   local ready, positions, failed = prepare(items, set, default_channel)
-  local result, ierr = registry:import(ready)
-  if not result then return nil, ierr end
+  local result, ierr, idetail = registry:import(ready)
+  if not result then return nil, ierr, idetail end
   local refused = {}
   for _, f in ipairs(result.failed) do
     refused[f.index] = true
@@ -204,15 +204,15 @@ end
 local function list(ctx, args, out)
   if args.channel and not args.store then
     -- The configuration is loaded anyway (it names the store): catch a typo.
-    local set, err = ctx:channels()
-    if not set then return nil, err end
-    local _, gerr = set:get(args.channel)
-    if gerr then return nil, gerr end
+    local set, err, detail = ctx:channels()
+    if not set then return nil, err, detail end
+    local _, gerr, gdetail = set:get(args.channel)
+    if gerr then return nil, gerr, gdetail end
   end
-  local registry, err = ctx:registry()
-  if not registry then return nil, err end
-  local all, lerr = registry:list(args.channel)
-  if not all then return nil, lerr end
+  local registry, err, detail = ctx:registry()
+  if not registry then return nil, err, detail end
+  local all, lerr, ldetail = registry:list(args.channel)
+  if not all then return nil, lerr, ldetail end
   local shown = {}
   for _, t in ipairs(all) do
     if args.all or t.status == "valid" then shown[#shown + 1] = t end

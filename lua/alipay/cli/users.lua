@@ -16,18 +16,18 @@ local function upload(ctx, args, out)
     return nil, common.usage("--channel and --op apply to CSV files; each JSON row names its operation "
       .. "and channels")
   end
-  local u, err = ctx:users()
-  if not u then return nil, err end
+  local u, err, detail = ctx:users()
+  if not u then return nil, err, detail end
   local result
   if is_csv then
     local channel
-    channel, err = ctx:channel(nil)
-    if not channel then return nil, err end
-    result, err = u:upload_csv(file, { channel = channel.code, op = args.op or "set" })
+    channel, err, detail = ctx:channel(nil)
+    if not channel then return nil, err, detail end
+    result, err, detail = u:upload_csv(file, { channel = channel.code, op = args.op or "set" })
   else
-    result, err = u:upload_json(file)
+    result, err, detail = u:upload_json(file)
   end
-  if not result then return nil, err end
+  if not result then return nil, err, detail end
 
   local where = is_csv and "line" or "row"
   if args.json then
@@ -48,11 +48,11 @@ local function upload(ctx, args, out)
 end
 
 local function show(ctx, args, out)
-  local u, err = ctx:users()
-  if not u then return nil, err end
+  local u, err, detail = ctx:users()
+  if not u then return nil, err, detail end
   local map
-  map, err = u:show(args.userid)
-  if not map then return nil, err end
+  map, err, detail = u:show(args.userid)
+  if not map then return nil, err, detail end
   local rows = {}
   for code, b in pairs(map) do
     rows[#rows + 1] = { channel = code, kind = b.kind, id_type = b.id_type, alipay_id = b.alipay_id }

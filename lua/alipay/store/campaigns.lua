@@ -9,10 +9,10 @@
 -- The tables are created with IF NOT EXISTS, so the DDL is safe both from
 -- attach() and as a later numbered migration of store/sqlite.lua.
 --
--- Methods added to the store (same conventions as store/init.lua: nil, err
--- on failure with err naming the operation; "not found" is nil without an
+-- Methods added to the store (same conventions as store/init.lua: nil, err,
+-- detail on failure with err naming the operation; "not found" is nil without an
 -- error; integer Unix seconds unless a name ends in _ms):
---   campaign_insert(c) -> true | nil, err         c = {id=, channel=, template=, kind=, spec=<JSON text>,
+--   campaign_insert(c) -> true | nil, err, d      c = {id=, channel=, template=, kind=, spec=<JSON text>,
 --                                                  status=, created_at=}; an existing id is an error
 --   campaign_get(id) -> c | nil                    every column (see campaign_from_row)
 --   campaign_list() -> {c, ...}                     newest first
@@ -36,6 +36,8 @@
 --   recipient_counts(id) -> {status = n}
 --   recipient_codes(id) -> {{status=, code=, sub_code=, count=}, ...}
 --   recipients_page(id, after_line, limit) -> rows  every row, in line order (export)
+local errors = require "alipay.errors"
+
 local M = {}
 
 -- ---- schema ----
@@ -202,24 +204,24 @@ end
 local methods = {}
 
 function methods:campaign_insert(c)
-  local rows, err = self:query("campaign_insert", SQL.campaign_exists, c.id)
-  if not rows then return nil, err end
-  if rows[1] then return nil, ("campaign_insert: a campaign %s already exists"):format(c.id) end
-  local _, ierr = self:exec("campaign_insert", SQL.campaign_insert, c.id, c.channel, c.template, c.kind,
+  local rows, err, detail = self:query("campaign_insert", SQL.campaign_exists, c.id)
+  if not rows then return nil, err, detail end
+  if rows[1] then return errors.fail("state", ("campaign_insert: a campaign %s already exists"):format(c.id)) end
+  local _, ierr, idetail = self:exec("campaign_insert", SQL.campaign_insert, c.id, c.channel, c.template, c.kind,
     c.spec, c.status, c.created_at)
-  if ierr then return nil, ierr end
+  if ierr then return nil, ierr, idetail end
   return true
 end
 
 function methods:campaign_get(id)
-  local rows, err = self:query("campaign_get", SQL.campaign_get, id)
-  if not rows then return nil, err end
+  local rows, err, detail = self:query("campaign_get", SQL.campaign_get, id)
+  if not rows then return nil, err, detail end
   return rows[1] and campaign_from_row(rows[1]) or nil
 end
 
 function methods:campaign_list()
-  local rows, err = self:query("campaign_list", SQL.campaign_list)
-  if not rows then return nil, err end
+  local rows, err, detail = self:query("campaign_list", SQL.campaign_list)
+  if not rows then return nil, err, detail end
   return rows_of(rows, campaign_from_row)
 end
 
@@ -233,44 +235,44 @@ function methods:campaign_heartbeat(id, runner, at)
 end
 
 function methods:campaign_delete(id)
-  local _, err = self:exec("campaign_delete", SQL.recipients_delete, id)
-  if err then return nil, err end
+  local _, err, detail = self:exec("campaign_delete", SQL.recipients_delete, id)
+  if err then return nil, err, detail end
   return self:exec("campaign_delete", SQL.campaign_delete, id)
 end
 
 function methods:recipient_add(id, r)
-  local n, err = self:exec("recipient_add", SQL.recipient_add, id, r.line, r.userid, r.id_type, r.alipay_id,
+  local n, err, detail = self:exec("recipient_add", SQL.recipient_add, id, r.line, r.userid, r.id_type, r.alipay_id,
     r.vars, r.status, r.checked == false and 0 or 1, r.code, r.sub_code, r.msg, r.updated_at)
-  if not n then return nil, err end
+  if not n then return nil, err, detail end
   if n == 1 then return true end
-  local rows, qerr = self:query("recipient_add", SQL.recipient_first, id, r.id_type, r.alipay_id)
-  if not rows then return nil, qerr end
-  if not rows[1] then return nil, "recipient_add: the row was neither added nor found" end
+  local rows, qerr, qdetail = self:query("recipient_add", SQL.recipient_first, id, r.id_type, r.alipay_id)
+  if not rows then return nil, qerr, qdetail end
+  if not rows[1] then return errors.fail("store", "recipient_add: the row was neither added nor found") end
   return to_integer(rows[1].line)
 end
 
 function methods:recipient_add_duplicate(id, r, first_line)
-  local _, err = self:exec("recipient_add_duplicate", SQL.recipient_add_duplicate, id, r.line, r.userid,
+  local _, err, detail = self:exec("recipient_add_duplicate", SQL.recipient_add_duplicate, id, r.line, r.userid,
     r.id_type, r.alipay_id, first_line, ("duplicate of line %d"):format(first_line), r.updated_at)
-  if err then return nil, err end
+  if err then return nil, err, detail end
   return true
 end
 
 function methods:recipients_due(id, now_ms, limit)
-  local rows, err = self:query("recipients_due", SQL.recipients_due, id, now_ms, limit)
-  if not rows then return nil, err end
+  local rows, err, detail = self:query("recipients_due", SQL.recipients_due, id, now_ms, limit)
+  if not rows then return nil, err, detail end
   return rows_of(rows, recipient_from_row)
 end
 
 function methods:recipients_next_due(id)
-  local rows, err = self:query("recipients_next_due", SQL.recipients_next_due, id)
-  if not rows then return nil, err end
+  local rows, err, detail = self:query("recipients_next_due", SQL.recipients_next_due, id)
+  if not rows then return nil, err, detail end
   return rows[1] and to_integer(rows[1].at) or nil
 end
 
 function methods:recipient_get(id, line)
-  local rows, err = self:query("recipient_get", SQL.recipient_get, id, line)
-  if not rows then return nil, err end
+  local rows, err, detail = self:query("recipient_get", SQL.recipient_get, id, line)
+  if not rows then return nil, err, detail end
   return rows[1] and recipient_from_row(rows[1]) or nil
 end
 
@@ -292,8 +294,8 @@ function methods:recipients_clear_backoff(id)
 end
 
 function methods:recipient_counts(id)
-  local rows, err = self:query("recipient_counts", SQL.recipient_counts, id)
-  if not rows then return nil, err end
+  local rows, err, detail = self:query("recipient_counts", SQL.recipient_counts, id)
+  if not rows then return nil, err, detail end
   local counts = {}
   for _, s in ipairs(STATUSES) do counts[s] = 0 end
   for _, row in ipairs(rows) do counts[row.status] = to_integer(row.n) end
@@ -301,8 +303,8 @@ function methods:recipient_counts(id)
 end
 
 function methods:recipient_codes(id)
-  local rows, err = self:query("recipient_codes", SQL.recipient_codes, id)
-  if not rows then return nil, err end
+  local rows, err, detail = self:query("recipient_codes", SQL.recipient_codes, id)
+  if not rows then return nil, err, detail end
   local list = {}
   for i, row in ipairs(rows) do
     list[i] = { status = row.status, code = row.code, sub_code = row.sub_code, count = to_integer(row.n) }
@@ -311,8 +313,8 @@ function methods:recipient_codes(id)
 end
 
 function methods:recipients_page(id, after_line, limit)
-  local rows, err = self:query("recipients_page", SQL.recipients_page, id, after_line, limit)
-  if not rows then return nil, err end
+  local rows, err, detail = self:query("recipients_page", SQL.recipients_page, id, after_line, limit)
+  if not rows then return nil, err, detail end
   return rows_of(rows, recipient_from_row)
 end
 
@@ -332,16 +334,17 @@ local function run_ddl(store, sql)
   if err then error(err, 0) end
 end
 
--- Creates the tables if absent and adds the methods -> store | nil, err
+-- Creates the tables if absent and adds the methods -> store | nil, err, detail
 function M.attach(store)
   if type(store) ~= "table" or type(store.exec) ~= "function" or type(store.query) ~= "function" then
-    return nil, "campaigns.attach: the store has no exec/query (only the SQLite store keeps campaigns so far)"
+    return errors.fail("store",
+      "campaigns.attach: the store has no exec/query (only the SQLite store keeps campaigns so far)")
   end
   if store.campaigns_attached then return store end
   local ok, err = pcall(store.transaction, store, function()
     for _, sql in ipairs(M.MIGRATION) do run_ddl(store, sql) end
   end)
-  if not ok then return nil, "campaigns.attach: " .. tostring(err) end
+  if not ok then return errors.fail("store", "campaigns.attach: " .. tostring(err)) end
   for name, fn in pairs(methods) do store[name] = fn end
   store.campaigns_attached = true
   return store

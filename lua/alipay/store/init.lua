@@ -4,15 +4,18 @@
 -- workers implements the same methods later.
 --
 --   local store = require "alipay.store"
---   local st, err = store.open("/var/lib/alipay/state.db")        -- SQLite file
+--   local st, err, detail = store.open("/var/lib/alipay/state.db")  -- SQLite file
 --   local st, err = store.open{ path = "state.db", driver = "sqlite", busy_timeout_ms = 5000 }
 --
 -- The interface every driver implements (store.interface lists the names):
 --
---   Conventions: a failure returns nil, err where err is a string that names
---   the operation ("binding_put: database is locked") and never contains the
---   values; "not found" is nil WITHOUT an error; deletions and status updates
---   return the number of rows they changed. Times are integer Unix seconds.
+--   Conventions: a failure returns nil, err, detail (docs/errors.md): err is a
+--   one-line string that names the operation ("binding_put: database is
+--   locked") and never contains the values; detail.kind is "store" (the
+--   database failed), "input" (a bad argument), "state" (the store is closed)
+--   or "io" (its directory is missing). "Not found" is nil WITHOUT an error;
+--   deletions and status updates return the number of rows they changed.
+--   Times are integer Unix seconds.
 --
 --   templates  (one row per channel code + template id)
 --     template_put(t) -> true                 upsert; t = {channel=, id=, name=?, keywords={...in order...},
@@ -40,6 +43,8 @@
 --                                               failure undoes only the inner part. Failing to begin
 --                                               or commit raises too ("transaction: database is locked").
 --     close() -> true                          idempotent; later calls fail with "... the store is closed"
+local errors = require "alipay.errors"
+
 local store = {}
 
 store.interface = {
@@ -55,11 +60,11 @@ store.drivers = {
   sqlite = "alipay.store.sqlite",
 }
 
--- store.open(path | {path=, driver=, ...}) -> store | nil, err
+-- store.open(path | {path=, driver=, ...}) -> store | nil, err, detail
 function store.open(opts)
   if type(opts) == "string" then opts = { path = opts } end
   if type(opts) ~= "table" then
-    return nil, "store.open: expected a file path or a table {path=, driver=}"
+    return errors.fail("input", "store.open: expected a file path or a table {path=, driver=}")
   end
   local name = opts.driver or "sqlite"
   local module_name = store.drivers[name]
@@ -67,11 +72,12 @@ function store.open(opts)
     local known = {}
     for k in pairs(store.drivers) do known[#known + 1] = k end
     table.sort(known)
-    return nil, ("store.open: unknown driver %q (known: %s)"):format(tostring(name), table.concat(known, ", "))
+    return errors.fail("input", ("store.open: unknown driver %q (known: %s)")
+      :format(tostring(name), table.concat(known, ", ")))
   end
   local ok, driver = pcall(require, module_name)
   if not ok then
-    return nil, ("store.open: the %s driver cannot be loaded: %s"):format(name, tostring(driver))
+    return errors.fail("store", ("store.open: the %s driver cannot be loaded: %s"):format(name, tostring(driver)))
   end
   return driver.open(opts)
 end

@@ -40,6 +40,11 @@
 -- should keep to the interface so that another driver can stand in.
 local DBI_ok, DBI = pcall(require, "DBI")
 local cjson = require("cjson").new()
+local errors = require "alipay.errors"
+
+-- Failures follow docs/errors.md: nil, one-line string, detail. A database
+-- failure is kind "store", a closed store "state", bad arguments "input".
+local function fail(kind, msg) return errors.fail(kind, msg) end
 
 local sqlite = {}
 
@@ -154,45 +159,45 @@ end
 function Store:statement(op, sql)
   local stmt = self.statements[sql]
   if stmt then return stmt end
-  if not self.db then return nil, op .. ": the store is closed" end
+  if not self.db then return fail("state", op .. ": the store is closed") end
   local ok, handle, err = pcall(self.db.prepare, self.db, sql)
-  if not ok or not handle then return nil, op .. ": " .. clean(err or handle) end
+  if not ok or not handle then return fail("store", op .. ": " .. clean(err or handle)) end
   local _, params = sql:gsub("%?", "")
   stmt = { handle = handle, params = params }
   self.statements[sql] = stmt
   return stmt
 end
 
--- Runs a statement that returns no rows -> number of rows changed | nil, err
+-- Runs a statement that returns no rows -> number of rows changed | nil, err, detail
 function Store:exec(op, sql, ...)
-  local stmt, err = self:statement(op, sql)
-  if not stmt then return nil, err end
+  local stmt, err, detail = self:statement(op, sql)
+  if not stmt then return nil, err, detail end
   local ok, done, eerr = pcall(stmt.handle.execute, stmt.handle, ...)
   if not ok or not done then
     reset(stmt)
-    return nil, op .. ": " .. clean(ok and eerr or done)
+    return fail("store", op .. ": " .. clean(ok and eerr or done))
   end
   local changed = stmt.handle:affected()
   reset(stmt)
   return changed
 end
 
--- Runs a query -> list of rows keyed by column name | nil, err
+-- Runs a query -> list of rows keyed by column name | nil, err, detail
 function Store:query(op, sql, ...)
-  local stmt, err = self:statement(op, sql)
-  if not stmt then return nil, err end
+  local stmt, err, detail = self:statement(op, sql)
+  if not stmt then return nil, err, detail end
   local handle = stmt.handle
   local ok, done, eerr = pcall(handle.execute, handle, ...)
   if not ok or not done then
     reset(stmt)
-    return nil, op .. ": " .. clean(ok and eerr or done)
+    return fail("store", op .. ": " .. clean(ok and eerr or done))
   end
   local rows = {}
   local fetched, ferr = pcall(function()
     for row in handle:rows(true) do rows[#rows + 1] = row end
   end)
   reset(stmt)
-  if not fetched then return nil, op .. ": " .. clean(ferr) end
+  if not fetched then return fail("store", op .. ": " .. clean(ferr)) end
   return rows
 end
 
@@ -228,8 +233,8 @@ local function exists(path)
 end
 
 function Store:user_version()
-  local rows, err = self:query("schema", SQL.user_version)
-  if not rows then return nil, err end
+  local rows, err, detail = self:query("schema", SQL.user_version)
+  if not rows then return nil, err, detail end
   return to_integer(rows[1] and rows[1].user_version) or 0
 end
 
@@ -237,11 +242,11 @@ end
 -- reads the version again there, so two processes opening a new file at
 -- once migrate it exactly once.
 function Store:migrate()
-  local version, err = self:user_version()
-  if not version then return nil, err end
+  local version, err, detail = self:user_version()
+  if not version then return nil, err, detail end
   if version > #MIGRATIONS then
-    return nil, ("the database schema is version %d, newer than this lua-alipay knows (%d): upgrade lua-alipay")
-      :format(version, #MIGRATIONS)
+    return fail("store", ("the database schema is version %d, newer than this lua-alipay knows (%d): "
+      .. "upgrade lua-alipay"):format(version, #MIGRATIONS))
   end
   if version == #MIGRATIONS then return true end
   local once = {} -- DDL runs once: its statements leave the cache afterwards
@@ -262,52 +267,53 @@ function Store:migrate()
     if stmt then stmt.handle:close() end
     self.statements[sql] = nil
   end
-  if not ok then return nil, tostring(merr) end
+  if not ok then return fail("store", tostring(merr)) end
   return true
 end
 
--- sqlite.open{path=, busy_timeout_ms=?} -> store | nil, err
+-- sqlite.open{path=, busy_timeout_ms=?} -> store | nil, err, detail
 function sqlite.open(opts)
   local path = opts.path
   if type(path) ~= "string" or path == "" then
-    return nil, "store.open: path must be a file path (or \":memory:\")"
+    return fail("input", "store.open: path must be a file path (or \":memory:\")")
   end
   if not DBI_ok then
-    return nil, "store.open: lua-dbi-sqlite3 is not installed (apt-get install lua-dbi-sqlite3): " .. tostring(DBI)
+    return fail("store", "store.open: lua-dbi-sqlite3 is not installed (apt-get install lua-dbi-sqlite3): "
+      .. tostring(DBI))
   end
   local busy = opts.busy_timeout_ms or 5000
   if type(busy) ~= "number" or busy ~= math.floor(busy) or busy < 0 then
-    return nil, "store.open: busy_timeout_ms must be a non-negative integer"
+    return fail("input", "store.open: busy_timeout_ms must be a non-negative integer")
   end
   local dir = directory_of(path)
   if dir and dir ~= "" and path ~= ":memory:" and not exists(dir) then
-    return nil, ("store.open: cannot open %s: the directory %s does not exist"):format(path, dir)
+    return fail("io", ("store.open: cannot open %s: the directory %s does not exist"):format(path, dir))
   end
   local ok, db, err = pcall(DBI.Connect, "SQLite3", path)
   if not ok or not db then
-    return nil, ("store.open: cannot open %s: %s"):format(path, clean(ok and err or db))
+    return fail("store", ("store.open: cannot open %s: %s"):format(path, clean(ok and err or db)))
   end
   db:autocommit(true) -- returns false when there was nothing to roll back; that is fine
-  local function fail(msg)
+  local function fail_open(msg)
     db:close()
-    return nil, ("store.open: %s: %s"):format(path, msg)
+    return fail("store", ("store.open: %s: %s"):format(path, msg))
   end
   -- The busy timeout first: switching to WAL may itself wait for a lock.
   local _, perr = pragma(db, ("PRAGMA busy_timeout = %d"):format(busy))
-  if perr then return fail(perr) end
+  if perr then return fail_open(perr) end
   local mode
   mode, perr = pragma(db, "PRAGMA journal_mode = WAL")
-  if perr then return fail(perr) end
+  if perr then return fail_open(perr) end
   _, perr = pragma(db, "PRAGMA synchronous = NORMAL")
-  if perr then return fail(perr) end
+  if perr then return fail_open(perr) end
 
   local self = setmetatable({
     db = db, path = path, journal_mode = mode, statements = {}, depth = 0,
   }, Store)
-  local mok, merr = self:migrate()
+  local mok, merr, mdetail = self:migrate()
   if not mok then
     self:close()
-    return nil, ("store.open: %s: %s"):format(path, merr)
+    return fail(mdetail and mdetail.kind or "store", ("store.open: %s: %s"):format(path, merr))
   end
   return self
 end
@@ -395,38 +401,38 @@ end
 
 function Store:template_put(t)
   local bad = check_template(t)
-  if bad then return nil, "template_put: " .. bad end
-  local _, err = self:exec("template_put", SQL.template_put, t.channel, t.id, t.name,
+  if bad then return fail("input", "template_put: " .. bad) end
+  local _, err, detail = self:exec("template_put", SQL.template_put, t.channel, t.id, t.name,
     encode_keywords(t.keywords), t.kind, t.library_id, t.status or "valid", t.invalid_code,
     t.invalid_at, t.imported_at or os.time())
-  if err then return nil, err end
+  if err then return nil, err, detail end
   return true
 end
 
 function Store:template_get(channel, id)
-  local rows, err = self:query("template_get", SQL.template_get, channel, id)
-  if not rows then return nil, err end
+  local rows, err, detail = self:query("template_get", SQL.template_get, channel, id)
+  if not rows then return nil, err, detail end
   return rows[1] and template_from_row(rows[1]) or nil
 end
 
 function Store:template_list(channel)
-  local rows, err
+  local rows, err, detail
   if channel == nil then
-    rows, err = self:query("template_list", SQL.template_list_all)
+    rows, err, detail = self:query("template_list", SQL.template_list_all)
   else
-    rows, err = self:query("template_list", SQL.template_list_channel, channel)
+    rows, err, detail = self:query("template_list", SQL.template_list_channel, channel)
   end
-  if not rows then return nil, err end
+  if not rows then return nil, err, detail end
   for i, row in ipairs(rows) do rows[i] = template_from_row(row) end
   return rows
 end
 
 function Store:template_set_status(channel, id, status, code, at)
   if status ~= "valid" and status ~= "invalid" then
-    return nil, "template_set_status: status must be valid or invalid"
+    return fail("input", "template_set_status: status must be valid or invalid")
   end
   if not optional_string(code) or not optional_time(at) then
-    return nil, "template_set_status: code must be a string and at an integer Unix time"
+    return fail("input", "template_set_status: code must be a string and at an integer Unix time")
   end
   return self:exec("template_set_status", SQL.template_set_status, status, code, at, channel, id)
 end
@@ -439,13 +445,13 @@ end
 
 function Store:binding_put(userid, channel, alipay_id, id_type)
   if not nonempty(userid) or not nonempty(channel) or not nonempty(alipay_id) then
-    return nil, "binding_put: userid, channel and alipay_id must be non-empty strings"
+    return fail("input", "binding_put: userid, channel and alipay_id must be non-empty strings")
   end
   if id_type ~= "user_id" and id_type ~= "open_id" then
-    return nil, "binding_put: id_type must be user_id or open_id"
+    return fail("input", "binding_put: id_type must be user_id or open_id")
   end
-  local _, err = self:exec("binding_put", SQL.binding_put, userid, channel, alipay_id, id_type, os.time())
-  if err then return nil, err end
+  local _, err, detail = self:exec("binding_put", SQL.binding_put, userid, channel, alipay_id, id_type, os.time())
+  if err then return nil, err, detail end
   return true
 end
 
@@ -455,51 +461,51 @@ function Store:binding_delete(userid, channel)
 end
 
 function Store:binding_get(userid, channel)
-  local rows, err = self:query("binding_get", SQL.binding_get, userid, channel)
-  if not rows then return nil, err end
+  local rows, err, detail = self:query("binding_get", SQL.binding_get, userid, channel)
+  if not rows then return nil, err, detail end
   local row = rows[1]
   return row and { alipay_id = row.alipay_id, id_type = row.id_type } or nil
 end
 
 function Store:bindings_of(userid)
-  local rows, err = self:query("bindings_of", SQL.bindings_of, userid)
-  if not rows then return nil, err end
+  local rows, err, detail = self:query("bindings_of", SQL.bindings_of, userid)
+  if not rows then return nil, err, detail end
   local map = {}
   for _, row in ipairs(rows) do map[row.channel] = { alipay_id = row.alipay_id, id_type = row.id_type } end
   return map
 end
 
 function Store:binding_count(channel)
-  local rows, err
+  local rows, err, detail
   if channel == nil then
-    rows, err = self:query("binding_count", SQL.binding_count_all)
+    rows, err, detail = self:query("binding_count", SQL.binding_count_all)
   else
-    rows, err = self:query("binding_count", SQL.binding_count_channel, channel)
+    rows, err, detail = self:query("binding_count", SQL.binding_count_channel, channel)
   end
-  if not rows then return nil, err end
+  if not rows then return nil, err, detail end
   return to_integer(rows[1].n)
 end
 
 -- ---- meta ----
 
 function Store:meta_get(key)
-  local rows, err = self:query("meta_get", SQL.meta_get, key)
-  if not rows then return nil, err end
+  local rows, err, detail = self:query("meta_get", SQL.meta_get, key)
+  if not rows then return nil, err, detail end
   return rows[1] and rows[1].value or nil
 end
 
 function Store:meta_put(key, value)
-  if not nonempty(key) then return nil, "meta_put: key must be a non-empty string" end
+  if not nonempty(key) then return fail("input", "meta_put: key must be a non-empty string") end
   if value == nil then
-    local _, err = self:exec("meta_put", SQL.meta_delete, key)
-    if err then return nil, err end
+    local _, err, detail = self:exec("meta_put", SQL.meta_delete, key)
+    if err then return nil, err, detail end
     return true
   end
   if type(value) ~= "string" and type(value) ~= "number" then
-    return nil, "meta_put: value must be a string or a number"
+    return fail("input", "meta_put: value must be a string or a number")
   end
-  local _, err = self:exec("meta_put", SQL.meta_put, key, tostring(value))
-  if err then return nil, err end
+  local _, err, detail = self:exec("meta_put", SQL.meta_put, key, tostring(value))
+  if err then return nil, err, detail end
   return true
 end
 

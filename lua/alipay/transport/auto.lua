@@ -28,9 +28,9 @@ Auto.__index = Auto
 function Auto:get(name)
   local t = self.transports[name]
   if t then return t end
-  local err
-  t, err = require("alipay.transport." .. name).new(self.cfg)
-  if not t then return nil, err end
+  local err, detail
+  t, err, detail = require("alipay.transport." .. name).new(self.cfg)
+  if not t then return nil, err, detail end
   self.transports[name] = t
   return t
 end
@@ -41,8 +41,8 @@ end
 
 function Auto:request(req)
   local name = wanted()
-  local t, err = self:get(name)
-  if not t then return nil, err end
+  local t, err, detail = self:get(name)
+  if not t then return nil, err, detail end
   self.last = name
   return t:request(req)
 end
@@ -51,11 +51,11 @@ end
 -- started it; ids are this object's own, mapped to the inner ones.
 function Auto:submit(req)
   local name = wanted()
-  local t, err = self:get(name)
-  if not t then return nil, err end
+  local t, err, detail = self:get(name)
+  if not t then return nil, err, detail end
   local inner
-  inner, err = t:submit(req)
-  if not inner then return nil, err end
+  inner, err, detail = t:submit(req)
+  if not inner then return nil, err, detail end
   self.last_id = self.last_id + 1
   self.ids[name][inner] = self.last_id
   self.last = name
@@ -104,8 +104,8 @@ function M.new(cfg)
   local inside_nginx = type(rawget(_G, "ngx")) == "table"
   if cfg.proxy and inside_nginx then
     local errors = require "alipay.errors"
-    return nil, errors.config("proxy", "inside nginx the default transport uses cosockets, which "
-      .. 'cannot use a proxy; set transport = "curl" (it blocks the worker) or drop the proxy')
+    return errors.failure(errors.config("proxy", "inside nginx the default transport uses cosockets, which "
+      .. 'cannot use a proxy; set transport = "curl" (it blocks the worker) or drop the proxy'))
   end
   return setmetatable({
     name = "auto", cfg = cfg, transports = {}, ids = { ngx = {}, curl = {} }, last_id = 0,

@@ -19,27 +19,32 @@ function M.new(opts)
     user_agent = opts.user_agent,
     insecure_skip_verify = opts.insecure_skip_tls_verify == true or nil,
   }
-  if not engine then return nil, errors.new("config", { msg = "transport: " .. tostring(err) }) end
+  if not engine then return errors.fail("config", { msg = "transport: " .. tostring(err) }) end
   return setmetatable({ engine = engine, name = "curl" }, Transport)
 end
 
--- req = {method=, url=, headers=, body=, timeout_ms=} -> res | nil, err
+-- req = {method=, url=, headers=, body=, timeout_ms=} -> res | nil, err, detail
 function Transport:request(req)
   local res, err, reason = self.engine:request(req)
-  if not res then return nil, transport_error(err, reason) end
+  if not res then return errors.failure(transport_error(err, reason)) end
   return res
 end
 
 -- Starts a transfer; its result comes from wait().
 function Transport:submit(req)
-  return self.engine:submit(req)
+  local id, err, reason = self.engine:submit(req)
+  if not id then return errors.failure(transport_error(err, reason or "other")) end
+  return id
 end
 
--- Finished transfers as {id=, res=} or {id=, err=<typed error>}.
+-- Finished transfers as {id=, res=} or {id=, err=<one line>, detail=<typed error>}.
 function Transport:wait(timeout_ms)
   local done = self.engine:wait(timeout_ms)
   for _, d in ipairs(done) do
-    if d.err then d.err = transport_error(d.err, d.code) end
+    if d.err then
+      d.detail = transport_error(d.err, d.code)
+      d.err = tostring(d.detail)
+    end
   end
   return done
 end

@@ -481,17 +481,17 @@ function Transport:request(req)
   if self.closed then error("the ngx transport has been closed", 2) end
   local timeout = check_request(req, self.timeout_ms)
   local phase_err = phase_error()
-  if phase_err then return nil, phase_err end
+  if phase_err then return errors.failure(phase_err) end
   local started = now_ms()
   local deadline = started + timeout
   local url, uerr = parse_url(req.url)
-  if not url then return nil, transport_error(uerr, "other") end
+  if not url then return errors.failure(transport_error(uerr, "other")) end
   local payload, method, close_after = encode_request(req, url, self.user_agent)
   local res, reason, msg, stale = self:exchange(url, payload, method, close_after, deadline)
   if not res and stale then
     res, reason, msg = self:exchange(url, payload, method, close_after, deadline)
   end
-  if not res then return nil, transport_error(msg, reason) end
+  if not res then return errors.failure(transport_error(msg, reason)) end
   res.time_ms = now_ms() - started
   return res
 end
@@ -509,13 +509,14 @@ local semaphore do
 end
 
 local function run_submitted(self, entry, req)
-  local ok, res, err = pcall(self.request, self, req)
+  local ok, res, err, detail = pcall(self.request, self, req)
   if not ok then
-    res, err = nil, transport_error("the request failed: " .. tostring(res), "other")
+    detail = transport_error("the request failed: " .. tostring(res), "other")
+    res, err = nil, tostring(detail)
   end
   self.running[entry.id] = nil
   self.finished[#self.finished + 1] = entry
-  self.done[#self.done + 1] = { id = entry.id, res = res, err = err }
+  self.done[#self.done + 1] = { id = entry.id, res = res, err = err, detail = detail }
   if self.sema then self.sema:post(1) end
 end
 
@@ -524,7 +525,7 @@ function Transport:submit(req)
   if self.closed then error("the ngx transport has been closed", 2) end
   check_request(req, self.timeout_ms) -- misuse raises here, in the caller
   local phase_err = phase_error()
-  if phase_err then return nil, phase_err.msg, "other" end
+  if phase_err then return errors.failure(phase_err) end
   if not self.sema and semaphore then self.sema = semaphore.new(0) end
   self.last_id = self.last_id + 1
   local entry = { id = self.last_id, parent = coroutine.running() }
@@ -532,7 +533,7 @@ function Transport:submit(req)
   local thread, err = ngx.thread.spawn(run_submitted, self, entry, req)
   if not thread then
     self.running[entry.id] = nil
-    return nil, "cannot start a light thread: " .. tostring(err), "other"
+    return errors.failure(transport_error("cannot start a light thread: " .. tostring(err), "other"))
   end
   entry.thread = thread
   return entry.id
@@ -566,7 +567,7 @@ function Transport:reap()
   self.finished = {}
 end
 
--- Finished requests as {id=, res=} or {id=, err=}: returns as soon as one
+-- Finished requests as {id=, res=} or {id=, err=<string>, detail=<typed>}: returns as soon as one
 -- has finished, at the timeout (possibly empty), or at once when nothing
 -- is in flight.
 function Transport:wait(timeout_ms)
@@ -605,11 +606,11 @@ end
 function M.new(cfg)
   cfg = cfg or {}
   if cfg.proxy then
-    return nil, errors.config("proxy", "the ngx transport (cosockets) cannot use a proxy; "
-      .. 'use transport = "curl" (which blocks the nginx worker) or reach the gateway directly')
+    return errors.failure(errors.config("proxy", "the ngx transport (cosockets) cannot use a proxy; "
+      .. 'use transport = "curl" (which blocks the nginx worker) or reach the gateway directly'))
   end
   if not rawget(_G, "ngx") or not ngx.socket or not ngx.socket.tcp then
-    return nil, errors.config("transport", "the ngx transport needs OpenResty (ngx.socket.tcp)")
+    return errors.failure(errors.config("transport", "the ngx transport needs OpenResty (ngx.socket.tcp)"))
   end
   return setmetatable({
     name = "ngx",

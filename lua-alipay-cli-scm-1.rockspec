@@ -1,0 +1,67 @@
+-- lua-alipay-cli: the SQLite store, send campaigns and the `alipay` command,
+-- over the lua-alipay library rock (lua-alipay-scm-1.rockspec).
+--
+-- Lua 5.3 or later: these modules use integer division (cli/progress.lua),
+-- math.tointeger (campaign/definition.lua, campaign/init.lua,
+-- store/sqlite.lua, store/campaigns.lua) and table.unpack (store/sqlite.lua),
+-- none of which LuaJIT has. Lua 5.4 is the version they are tested with.
+-- The library they drive also runs on LuaJIT (OpenResty), hence two rocks.
+rockspec_format = "3.0"
+package = "lua-alipay-cli"
+version = "scm-1"
+source = {
+  url = "git+https://github.com/lua-alipay/lua-alipay.git",
+}
+description = {
+  summary = "The alipay command, send campaigns and the SQLite store of lua-alipay",
+  detailed = [[
+    The `alipay` command line (templates, subscriptions, followers, user bindings,
+    sends, raw calls, campaigns, the local sandbox gateway), resumable send
+    campaigns to many recipients, and the SQLite store they keep their state in.
+  ]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.3, < 5.5",
+  "lua-alipay == scm-1", -- the core, the client and the messaging modules
+  "lua-cjson",           -- the store's JSON columns, the CLI's --json output
+  "argparse",            -- the command line's subcommands and help
+  "luadbi-sqlite3",      -- DBI + its SQLite driver: the store (Debian: lua-dbi-sqlite3)
+}
+-- Plain Lua: "none" installs exactly the files listed (builtin would copy
+-- the whole lua/ directory, the library's modules included).
+build = {
+  type = "none",
+  install = {
+    lua = {
+      ["alipay.store"] = "lua/alipay/store/init.lua",
+      ["alipay.store.sqlite"] = "lua/alipay/store/sqlite.lua",
+      ["alipay.store.campaigns"] = "lua/alipay/store/campaigns.lua",
+      ["alipay.campaign"] = "lua/alipay/campaign/init.lua",
+      ["alipay.campaign.audience"] = "lua/alipay/campaign/audience.lua",
+      ["alipay.campaign.clock"] = "lua/alipay/campaign/clock.lua",
+      ["alipay.campaign.csv_source"] = "lua/alipay/campaign/csv_source.lua",
+      ["alipay.campaign.data"] = "lua/alipay/campaign/data.lua",
+      ["alipay.campaign.definition"] = "lua/alipay/campaign/definition.lua",
+      ["alipay.campaign.export"] = "lua/alipay/campaign/export.lua",
+      ["alipay.campaign.importer"] = "lua/alipay/campaign/importer.lua",
+      ["alipay.campaign.limiter"] = "lua/alipay/campaign/limiter.lua",
+      ["alipay.campaign.message"] = "lua/alipay/campaign/message.lua",
+      ["alipay.campaign.outcome"] = "lua/alipay/campaign/outcome.lua",
+      ["alipay.campaign.sender"] = "lua/alipay/campaign/sender.lua",
+      ["alipay.campaign.state"] = "lua/alipay/campaign/state.lua",
+      ["alipay.cli"] = "lua/alipay/cli/init.lua",
+      ["alipay.cli.common"] = "lua/alipay/cli/common.lua",
+      ["alipay.cli.call"] = "lua/alipay/cli/call.lua",
+      ["alipay.cli.campaign"] = "lua/alipay/cli/campaign.lua",
+      ["alipay.cli.followers"] = "lua/alipay/cli/followers.lua",
+      ["alipay.cli.progress"] = "lua/alipay/cli/progress.lua",
+      ["alipay.cli.sandbox"] = "lua/alipay/cli/sandbox.lua",
+      ["alipay.cli.send"] = "lua/alipay/cli/send.lua",
+      ["alipay.cli.subscription"] = "lua/alipay/cli/subscription.lua",
+      ["alipay.cli.template"] = "lua/alipay/cli/template.lua",
+      ["alipay.cli.users"] = "lua/alipay/cli/users.lua",
+    },
+    bin = { alipay = "bin/alipay" },
+  },
+}
