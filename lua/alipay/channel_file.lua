@@ -205,13 +205,23 @@ local function check_keys(fields, names, sign_type)
       info[field] = got
     end
   end
-  local pub = info.app_public_key_file or info.app_cert_file
-  if info.private_key_file and pub and not keyfiles.pair(info.private_key_file, pub) then
-    local field = info.app_public_key_file and "app_public_key_file" or "app_cert_file"
-    return input("%s %s is not the public half of %s %s: they are not a key pair", names[field] or field,
-      fields[field], names.private_key_file or "private_key_file", fields.private_key_file)
-  end
   return info
+end
+
+-- The app public key (or certificate) and the private key of the stored
+-- spec are a pair, when this call gave either of them.
+local function check_pair(spec, fields, doc, names)
+  local public_field = spec.app_cert_file and "app_cert_file" or spec.app_public_key_file and "app_public_key_file"
+  if not (public_field and spec.private_key_file) then return end
+  if not (fields[public_field] or fields.private_key_file) then return end
+  local function at(p) return path.is_absolute(p) and p or (doc.dir .. "/" .. p) end
+  local private = keyfiles.check(at(spec.private_key_file), "private_key", { sign_type = spec.sign_type })
+  local public = keyfiles.check(at(spec[public_field]), MATERIAL[public_field], { sign_type = spec.sign_type })
+  if private and public and not keyfiles.pair(private, public) then
+    local function shown(f) return (names[f] or f) .. " " .. (fields[f] or spec[f]) end
+    return input("%s is not the public half of %s: they are not a key pair", shown(public_field),
+      shown("private_key_file"))
+  end
 end
 
 -- Paths as the channel file stores them: relative to its directory.
@@ -249,6 +259,8 @@ function M.put(file, code, fields, opts)
   stored, err, detail = rebase(fields, doc)
   if not stored then return nil, err, detail end
   spec = merged(old, stored)
+  _, err, detail = check_pair(spec, fields, doc, names)
+  if err then return nil, err, detail end
 
   -- The channel as alipay.channels.load will read it (this channel only:
   -- the others may name environment variables this shell does not have).

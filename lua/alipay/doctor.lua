@@ -292,7 +292,8 @@ local function check_gateway(report, ctx)
     detail = errors.is_error(detail) and detail or errors.new("transport", { msg = tostring(err) })
     ctx.unreachable = true
     return report:add("gateway", ctx.code, "fail",
-      ("%s is not reachable: %s"):format(url, tostring(detail.msg or detail)), REACH_FIX[detail.reason] or "check the gateway URL and the network")
+      ("%s is not reachable: %s"):format(url, tostring(detail.msg or detail)),
+      REACH_FIX[detail.reason] or "check the gateway URL and the network")
   end
   if url:match("^http://") then
     return report:add("gateway", ctx.code, "warn", ("%s answers (HTTP %d) over plain HTTP: requests and answers "
