@@ -274,7 +274,7 @@ describe("alipay channel and alipay doctor", function()
       status, out = run("doctor --channel life")
       assert.equal(0, status)
       assert.matches("ok   signed_call", out, 1, true)
-      assert.matches("7 passed, 1 warnings, 0 failed, 0 skipped", out, 1, true)
+      assert.matches("7 passed, 1 warning, 0 failed, 0 skipped", out, 1, true)
     end)
 
     it("passes a certificate-mode channel and shows its SNs", function()

@@ -60,7 +60,7 @@ local function is_list(t)
   local n = #t
   if n == 0 then return false end
   for k in pairs(t) do
-    if math.type(k) ~= "integer" or k < 1 or k > n then return false end
+    if type(k) ~= "number" or k % 1 ~= 0 or k < 1 or k > n then return false end
   end
   return true
 end

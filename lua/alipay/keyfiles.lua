@@ -53,7 +53,7 @@ local function read(path, name)
     return failure("io", name, path, missing and "missing" or "unreadable",
       (tostring(err):gsub("^.-: ", "")))
   end
-  local text, rerr = f:read("a")
+  local text, rerr = f:read("*a")
   f:close()
   if not text then return failure("io", name, path, "unreadable", tostring(rerr)) end
   return text

@@ -28,7 +28,8 @@ local function run(ctx, args, out)
       out.line("%s%s %-22s %s", c.channel and "  " or "", MARK[c.verdict], c.name, c.detail or "")
       if c.fix and c.verdict ~= "pass" then out.line("%s       fix: %s", c.channel and "  " or "", c.fix) end
     end
-    out.line("%d passed, %d warnings, %d failed, %d skipped", counts.pass, counts.warn, counts.fail, counts.skip)
+    out.line("%d passed, %d warning%s, %d failed, %d skipped", counts.pass, counts.warn,
+      counts.warn == 1 and "" or "s", counts.fail, counts.skip)
   end
   return report.ok and common.OK or common.FAILED
 end
