@@ -34,7 +34,7 @@ local ok, failure = pcall(function()
   -- v2: is this user following the Life Account?
   local res, err = client:execute("alipay.open.public.user.follow.query",
                                   { user_id = "2088857585575154" })
-  assert(res, tostring(err))
+  assert(res, err) -- err is one printable line; detail the typed error
   print("follow.query: is_follow = " .. res.is_follow)
 
   -- v3: which mini-program templates did the user subscribe to?
@@ -42,19 +42,21 @@ local ok, failure = pcall(function()
     user_id = "2088857585575154",
     template_id_list = { "MDI4YzIxMDE2M2I5YTQzYjUxNWE4MjA4NmU1MTIyYmM=" },
   })
-  assert(res, tostring(err))
+  assert(res, err)
   for _, rel in ipairs(res.subscribe_relations or {}) do
     print(("subscribe.query: %s %s (state %s)"):format(rel.template_id, rel.subscribe_type, rel.subscribe_state))
   end
 
   -- A business error is a typed error, not an exception.
-  res, err = client:execute("alipay.open.public.message.single.send", {
+  local detail
+  res, err, detail = client:execute("alipay.open.public.message.single.send", {
     to_user_id = "2088857585575154",
     template = { template_id = "7d5e0c1f2a9b48c6a1e3f0d2b4c6e8a0", context = {} },
   })
   assert(not res)
-  print(("single.send to a deleted template: kind=%s code=%s sub_code=%s retryable=%s"):format(
-    err.kind, err.code, err.sub_code, tostring(err.retryable)))
+  print("single.send to a deleted template: " .. err)
+  print(("  kind=%s code=%s sub_code=%s retryable=%s"):format(
+    detail.kind, detail.code, detail.sub_code, tostring(detail.retryable)))
 end)
 sb:stop()
 if not ok then error(failure, 0) end

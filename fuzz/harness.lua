@@ -124,7 +124,12 @@ local function ngx_request(input)
   rawset(_G, "ngx", fake_ngx(input:sub(2), chunk, final_err, reused))
   local ok, res, err = pcall(function()
     local t = assert(require("alipay.transport.ngx").new { max_response_bytes = H.NGX_MAX_RESPONSE })
-    return t:request { method = method, url = "http://fuzz.test/gateway.do", timeout_ms = 1000 }
+    local res, line, detail = t:request { method = method, url = "http://fuzz.test/gateway.do", timeout_ms = 1000 }
+    -- The convention (docs/errors.md): a one-line string, then the typed detail.
+    if not res and (type(line) ~= "string" or line:find("\n", 1, true) or line ~= tostring(detail)) then
+      error("ngx transport: the second value is not the detail's one-line message: " .. tostring(line), 0)
+    end
+    return res, detail
   end)
   rawset(_G, "ngx", saved)
   return ok, res, err

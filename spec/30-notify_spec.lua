@@ -45,8 +45,11 @@ end
 local function form(params) return core.form_encode(params) end
 
 -- Asserts a refusal and that its message is log-safe.
-local function refused(reason, params, err)
+local function refused(reason, params, line, err)
   assert.is_nil(params)
+  -- the convention: a one-line string, then the typed detail
+  assert.is_string(line)
+  assert.are.equal(tostring(err), line)
   assert.are.equal("notify", err.kind)
   assert.are.equal(reason, err.reason, tostring(err))
   assert.is_string(err.msg)
@@ -64,12 +67,12 @@ describe("notify.verify: protocol vectors", function()
         assert.are.equal(v.content, core.sign_content(v.params, exclude))
       end
       for _, body in ipairs { form(v.params), v.params } do
-        local params, err = notify.verify(client, body, { rule = v.rule })
+        local params, line, err = notify.verify(client, body, { rule = v.rule })
         if v.valid then
           assert.is_table(params, tostring(err))
           assert.are.same(v.params, params)
         else
-          refused("forged", params, err)
+          refused("forged", params, line, err)
           assert.is_false(err.verified)
         end
       end
@@ -247,7 +250,7 @@ describe("notify.verify", function()
     local key_line = app_pub_text:match("MII%S+"):sub(1, 30)
     for _, body in ipairs { form(tampered), form(tampered) .. "&x=%zz", form(foreign),
                             form(signed(payment { subject = "SECRET-SUBJECT", sign_type = "MD5" }, "V1", "RSA2")) } do
-      local _, err = notify.verify(client, body)
+      local _, _, err = notify.verify(client, body)
       local text = tostring(err)
       assert.is_nil(text:find("SECRET", 1, true), text)
       assert.is_nil(text:find(p.sign:sub(1, 20), 1, true), text)

@@ -171,7 +171,7 @@ function M.campaign()
   local in_flight = t:pending()
   while t:pending() > 0 do
     for _, d in ipairs(t:wait(5000)) do
-      local res, _, err = c:finish_v2(ctx_of[d.id], d.res, d.err)
+      local res, _, err = c:finish_v2(ctx_of[d.id], d.res, d.err, d.detail)
       codes[#codes + 1] = res and res.code or tostring(err)
     end
   end
@@ -188,7 +188,7 @@ function M.raw()
   for i, r in ipairs(q.requests) do
     local url = r.url:gsub("^/", "http://127.0.0.1:" .. ngx.var.server_port .. "/")
     local started = now_ms()
-    local res, err = t:request { method = r.method, url = url, headers = r.headers, body = r.body,
+    local res, _, err = t:request { method = r.method, url = url, headers = r.headers, body = r.body,
       timeout_ms = r.timeout_ms }
     out[i] = { res = res, err = flat(err), elapsed_ms = now_ms() - started }
   end
@@ -346,7 +346,7 @@ describe("OpenResty (nginx + cosockets)", function()
     for k, v in pairs(payload.config or {}) do cfg[k] = v end
     if cfg.gateway == "https" then cfg.gateway, cfg.ca_file = sb.https_gateway, cfg.ca_file or sb.ca_file end
     local c = assert(alipay.new(cfg))
-    local res, err
+    local res, err, _
     if payload.api == "v3" then
       res, _, err = c:v3(payload.verb or "POST", payload.path, payload.body)
     else

@@ -494,12 +494,12 @@ describe("notification and gateway refusals never log the body", function()
       { "not a form", gen.other },
     }
     for _, case in ipairs(cases) do
-      local params, err = notify.verify(app_client, case[2], { seen = seen })
+      local params, _, err = notify.verify(app_client, case[2], { seen = seen })
       assert(params == nil, "notify " .. case[1] .. ": accepted")
       check("notify " .. case[1], err)
     end
     assert(notify.verify(app_client, body_of(good), { seen = seen }))
-    local params, err = notify.verify(app_client, body_of(good), { seen = seen })
+    local params, _, err = notify.verify(app_client, body_of(good), { seen = seen })
     assert(params == nil, "notify replay: accepted")
     check("notify replayed", err)
   end)
@@ -533,7 +533,7 @@ describe("notification and gateway refusals never log the body", function()
       assert(reply ~= "success", "gateway " .. case[1] .. ": answered success")
       -- the check envelope carries the app's public key by design (protocol.md §3)
       assert_clean("gateway " .. case[1], "the reply", reply, { public_ok = true })
-      check("gateway " .. case[1], info.error, info)
+      check("gateway " .. case[1], info.detail, info)
     end
     -- a handler failing with a message that holds the body and a key
     local reply = gateway.handle(app_client, body_of(good), {
@@ -552,13 +552,13 @@ describe("notification and gateway refusals never log the body", function()
     reply, info = gateway.handle(app_client, body_of(good), { follow = function() end }, { seen = seen, log = log })
     assert.are.equal("success", reply)
     assert.is_true(info["repeat"])
-    check("gateway replayed event", info.error, info)
+    check("gateway replayed event", info.detail, info)
     -- a GBK event, accepted, then replayed
     gateway.handle(app_client, body_of(gbk_event), { follow = function() end }, { seen = seen, log = log })
     reply, info = gateway.handle(app_client, body_of(gbk_event), { follow = function() end },
                                  { seen = seen, log = log })
     assert.are.equal("success", reply)
-    check("gateway replayed GBK event", info.error, info)
+    check("gateway replayed GBK event", info.detail, info)
   end)
 end)
 

@@ -23,7 +23,8 @@
 --               function(level, msg) with level "error" | "warn" | "info"
 --               (default ngx.log in nginx, stderr elsewhere); opts.ngx
 --     info      { service =, event =, ["repeat"] = bool, verified = bool,
---                 error = err | nil, params = verified params,
+--                 error = the one-line message | nil, detail = the typed error | nil,
+--                 params = verified params,
 --                 content_type = the reply's Content-Type }
 --
 --   gateway.serve_ngx(client, handlers, opts) -> info: the whole
@@ -147,10 +148,15 @@ end
 -- A refused message: the error envelope for a check, "fail" otherwise,
 -- and one log line with the reason, service and app_id (from the request,
 -- so reduced to loggable tokens) and the log-safe message.
-local function refuse(client, info, err, log, raw)
-  info.error = err
+-- info.error is the one line (docs/errors.md), info.detail the typed error.
+local function fail_info(info, detail)
+  info.detail, info.error = detail, tostring(detail)
+end
+
+local function refuse(client, info, detail, log, raw)
+  fail_info(info, detail)
   log("warn", ("alipay gateway: refused a message: reason=%s service=%s app_id=%s: %s"):format(
-    tostring(err.reason), loggable(info.service), loggable(raw and raw.app_id), tostring(err.msg)))
+    tostring(detail.reason), loggable(info.service), loggable(raw and raw.app_id), tostring(detail.msg)))
   if info.service == CHECK then
     info.content_type = XML_TYPE
     return gateway.check_reply(client, false), info
@@ -181,9 +187,9 @@ local function dispatch(handlers, event, info, key, opts, log)
   if seen and key then
     local fresh, serr = seen:add(key, opts.ttl or notify.DEFAULT_TTL)
     if fresh == nil then
-      info.error = errors.new("notify", { reason = "store", verified = true, retryable = true,
-                                          msg = "the replay store failed: " .. tostring(serr) })
-      log("error", "alipay gateway: " .. info.error.msg .. " (event " .. loggable(info.event) .. ")")
+      fail_info(info, errors.new("notify", { reason = "store", verified = true, retryable = true,
+                                             msg = "the replay store failed: " .. tostring(serr) }))
+      log("error", "alipay gateway: " .. info.detail.msg .. " (event " .. loggable(info.event) .. ")")
       return "fail", info
     end
     if not fresh then
@@ -202,9 +208,9 @@ local function dispatch(handlers, event, info, key, opts, log)
   if ok and result ~= false then return "success", info end
   local why = ok and (herr or "the handler returned false") or result
   if seen and key then seen:delete(key) end
-  info.error = errors.new("notify", { reason = "handler", verified = true, retryable = true,
-                                      msg = "the " .. loggable(info.event) .. " handler failed: " .. one_line(why) })
-  log("error", "alipay gateway: " .. info.error.msg .. "; answering fail so that Alipay retries")
+  fail_info(info, errors.new("notify", { reason = "handler", verified = true, retryable = true,
+    msg = "the " .. loggable(info.event) .. " handler failed: " .. one_line(why) }))
+  log("error", "alipay gateway: " .. info.detail.msg .. "; answering fail so that Alipay retries")
   return "fail", info
 end
 
@@ -253,12 +259,12 @@ function gateway.handle(client, body, handlers, opts)
   end
   local log = opts.log or default_log(opts.ngx)
   local info = { verified = false, ["repeat"] = false, content_type = TEXT_TYPE }
-  local raw, err = notify.decode(body)
-  if not raw then return refuse(client, info, err, log) end
+  local raw, _, detail = notify.decode(body)
+  if not raw then return refuse(client, info, detail, log) end
   info.service = raw.service or raw.msg_method or raw.method
   local params
-  params, err = notify.verify(client, raw, { rule = "V2" })
-  if not params then return refuse(client, info, err, log, raw) end
+  params, _, detail = notify.verify(client, raw, { rule = "V2" })
+  if not params then return refuse(client, info, detail, log, raw) end
   info.verified, info.params = true, params
   if params.service == CHECK then return handle_check(client, params, info, log) end
   if params.service == MESSAGE then return handle_message(client, params, handlers, info, opts, log) end
@@ -268,12 +274,12 @@ end
 function gateway.serve_ngx(client, handlers, opts)
   opts = opts or {}
   local ngx = opts.ngx or rawget(_G, "ngx")
-  local body, err = notify.read_ngx_body(ngx)
+  local body, _, detail = notify.read_ngx_body(ngx)
   local reply, info
   if body then
     reply, info = gateway.handle(client, body, handlers, opts)
   else
-    reply, info = refuse(client, { verified = false, ["repeat"] = false, content_type = TEXT_TYPE }, err,
+    reply, info = refuse(client, { verified = false, ["repeat"] = false, content_type = TEXT_TYPE }, detail,
                          opts.log or default_log(ngx))
   end
   ngx.status = 200

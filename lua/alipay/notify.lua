@@ -16,8 +16,8 @@
 --     raw     the parameters as received (the bytes that were verified);
 --             the same table as params when nothing was converted
 --
--- Errors are errors.new("notify", {reason = ..., msg = ...}) where reason
--- is one of
+-- Failures are nil, err, detail (docs/errors.md): err the one line, detail
+-- errors.new("notify", {reason = ..., msg = ...}) where reason is one of
 --   "malformed"    not a form body, repeated fields, bad escapes, empty,
 --                  not POST / not form-urlencoded (read_ngx), values that
 --                  are not valid in the declared GBK charset
@@ -68,7 +68,7 @@ local function refusal(reason, msg, fields)
 end
 
 local function refuse(reason, msg, fields)
-  return nil, refusal(reason, msg, fields)
+  return errors.failure(refusal(reason, msg, fields))
 end
 
 -- ---- decoding ----
@@ -98,8 +98,9 @@ end
 function notify.decode(body)
   local params, err
   if type(body) == "table" then
-    params, err = copy_params(body)
-    if not params then return nil, err end
+    local detail
+    params, err, detail = copy_params(body)
+    if not params then return nil, err, detail end
   elseif type(body) == "string" then
     params, err = core.form_decode(body)
     if not params then
@@ -205,16 +206,16 @@ function notify.verify(client, body, opts)
     error("notify.verify: body must be a string or a table of parameters, got a " .. type(body), 2)
   end
   local cfg = client.config
-  local raw, err = notify.decode(body)
-  if not raw then return nil, err end
-  err = check_cert_sn(cfg, raw) or check_signature(cfg, raw, rule) or check_app_id(cfg, raw)
-  if err then return nil, err end
+  local raw, err, detail = notify.decode(body)
+  if not raw then return nil, err, detail end
+  detail = check_cert_sn(cfg, raw) or check_signature(cfg, raw, rule) or check_app_id(cfg, raw)
+  if detail then return errors.failure(detail) end
   local params
-  params, err = to_utf8(raw)
-  if not params then return nil, err end
+  params, err, detail = to_utf8(raw)
+  if not params then return nil, err, detail end
   if opts.seen then
-    err = check_replay(opts.seen, params, opts.ttl)
-    if err then return nil, err end
+    detail = check_replay(opts.seen, params, opts.ttl)
+    if detail then return errors.failure(detail) end
   end
   return params, raw
 end
@@ -312,11 +313,11 @@ function notify.read_ngx_body(ngx)
   return body or ""
 end
 
--- notify.read_ngx(client, opts) -> params, raw | nil, err, for a
+-- notify.read_ngx(client, opts) -> params, raw | nil, err, detail, for a
 -- content_by_lua handler; opts as for verify, plus opts.ngx.
 function notify.read_ngx(client, opts)
-  local body, err = notify.read_ngx_body(opts and opts.ngx)
-  if not body then return nil, err end
+  local body, err, detail = notify.read_ngx_body(opts and opts.ngx)
+  if not body then return nil, err, detail end
   return notify.verify(client, body, opts)
 end
 

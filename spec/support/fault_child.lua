@@ -61,13 +61,13 @@ assert(sb:faults(MIX))
 
 local ok_n, failed_n, kinds = 0, 0, {}
 for i = 1, total do
-  local res, err
+  local res, err, _
   if i % 250 == 0 then
     assert(sb:faults { latency_ms = 250, count = 1, methods = { FOLLOW } })
-    res, err = client:execute(FOLLOW, { user_id = state.user }, { timeout_ms = 50 })
+    res, _, err = client:execute(FOLLOW, { user_id = state.user }, { timeout_ms = 50 })
     assert(sb:faults(MIX))
   else
-    res, err = client:execute(FOLLOW, { user_id = state.user })
+    res, _, err = client:execute(FOLLOW, { user_id = state.user })
   end
   if res then
     ok_n = ok_n + 1

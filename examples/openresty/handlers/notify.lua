@@ -27,13 +27,15 @@ function M.serve()
   local client = app.client()
   if not client then return app.unavailable() end
   seen = seen or notify.shared_dict_store(ngx.shared.alipay_notify)
-  local params, err = notify.read_ngx(client, { seen = seen })
+  local params, err, detail = notify.read_ngx(client, { seen = seen })
   if not params then
     -- Already accepted: Alipay lost our first "success"; say it again.
-    if err.reason == "replay" then return answer(200, "success") end
-    -- tostring(err) is log-safe: no body, no signature, no key.
-    ngx.log(ngx.WARN, "alipay notify refused: ", tostring(err))
-    return answer(err.retryable and 503 or 400, "fail")
+    -- A replay was processed the first time: answer success, or Alipay
+    -- retries it for a day.
+    if detail.reason == "replay" then return answer(200, "success") end
+    -- err is one log-safe line: no body, no signature, no key.
+    ngx.log(ngx.WARN, "alipay notify refused: ", err)
+    return answer(detail.retryable and 503 or 400, "fail")
   end
   local ok, perr = pcall(process, params)
   if not ok or not perr then

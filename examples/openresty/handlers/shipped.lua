@@ -72,12 +72,12 @@ function M.serve()
   if not settings.shipped_template_id then
     return reply(503, { sent = false, error = { kind = "config", msg = "example.shipped_template_id is not set" } })
   end
-  local res, err = client:execute(SEND, message(event, settings))
+  local res, err, detail = client:execute(SEND, message(event, settings))
   if res then return reply(200, { sent = true, order_id = event.order_id }) end
-  ngx.log(ngx.WARN, "order shipped message not sent: ", tostring(err))
-  return reply(err.retryable and 502 or 422, { sent = false, error = {
-    kind = err.kind, code = err.code, sub_code = err.sub_code, msg = err.sub_msg or err.msg,
-    retryable = err.retryable, trace_id = err.trace_id } })
+  ngx.log(ngx.WARN, "order shipped message not sent: ", err)
+  return reply(detail.retryable and 502 or 422, { sent = false, error = {
+    kind = detail.kind, code = detail.code, sub_code = detail.sub_code, msg = detail.sub_msg or detail.msg,
+    retryable = detail.retryable, trace_id = detail.trace_id } })
 end
 
 return M
