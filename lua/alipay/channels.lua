@@ -26,6 +26,10 @@
 --   channel = { code=, kind="alipaylife"|"alipaymini", id_type="user_id"|"open_id",
 --               app_id=, client= }
 --
+--   channels.read(path) -> data, base_dir | nil, err, detail (docs/errors.md)
+--     The file's data as written (JSON or Lua data), without building any
+--     client: for tools that edit or diagnose it (alipay channel, doctor).
+--
 --   channels.recipient(r) -> id_type, id | nil, msg, detail (kind "input")
 --     The one place that reads a recipient: {user_id=} or {open_id=} (exactly
 --     one), or {id_type=, id=} (what alipay.users resolves to). The id type
@@ -40,7 +44,8 @@
 --         | app_cert_file = "…", alipay_cert_file = "…", alipay_root_cert_file = "…",
 --       env = "production"|"sandbox"       | gateway = "https://…/gateway.do",
 --       sign_type = "RSA2", encrypt_key_file = "…" | encrypt_key_env = "…",
---       app_auth_token_env = "…", timeout_ms = 15000, ca_file = "…" } } }
+--       app_auth_token_env = "…", timeout_ms = 15000, ca_file = "…",
+--       app_public_key_file = "…" } } }     (optional, only alipay doctor reads it)
 -- Keys come from files or environment variables, never from the file itself
 -- (a configuration is copied, committed and pasted into tickets) nor from a
 -- command line (visible in ps). Relative paths are relative to the file.
@@ -170,6 +175,9 @@ local FIELDS = {
   env = "string", gateway = "string", sign_type = "string",
   encrypt_key_file = "string", encrypt_key_env = "string", app_auth_token_env = "string",
   timeout_ms = "number", ca_file = "string",
+  -- The app public key uploaded to Alipay: the client never needs it;
+  -- `alipay doctor` checks that it pairs with the private key.
+  app_public_key_file = "string",
 }
 
 -- Inline secrets get their own message: the fix is to move them out.
@@ -326,6 +334,12 @@ end
 
 local TOP_LEVEL = { store = true, channels = true }
 local CODE_PATTERN = "^[%w][%w_.%-]*$"
+
+function M.read(path)
+  local data, base_dir, err = read_source(path, {})
+  if not data then return errors.failure(err) end
+  return data, base_dir
+end
 
 -- The set, or nil and a typed error (internal: M.load makes the triple).
 local function load(source, opts)

@@ -15,8 +15,8 @@ local cjson = require "cjson"
 
 local M = {}
 
-M.COMMANDS = { "sandbox", "template", "subscription", "followers", "users", "send", "call",
-  "campaign" }
+M.COMMANDS = { "channel", "doctor", "sandbox", "template", "subscription", "followers", "users", "send",
+  "call", "campaign" }
 
 -- Exit statuses.
 M.OK, M.FAILED, M.USAGE = 0, 1, 2
