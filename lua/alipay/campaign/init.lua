@@ -126,7 +126,6 @@ local function import_audience(ctx, def, msg, runner)
         msg = "campaign: ctx.users is required to resolve the audience's userids" })
     end
   end
-  local detail
   source, err, detail = audience.nonempty(source, def.audience)
   if not source then return errors.wrap(err, detail, "input") end
   local created, cerr, cdetail = store:campaign_insert {

@@ -80,7 +80,8 @@ function M.claim(store, id, now)
     local current, gerr, gdetail = store:campaign_get(id)
     if gerr then return nil, gerr, gdetail end
     if not current then
-      return errors.fail("state", { campaign = id, reason = "unknown", msg = ("campaign %s does not exist"):format(id) })
+      return errors.fail("state", { campaign = id, reason = "unknown",
+        msg = ("campaign %s does not exist"):format(id) })
     end
     -- Each refusal names the one next step that works (resuming does not).
     if current.status == "importing" and M.alive(current, now) then
