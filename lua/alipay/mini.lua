@@ -52,6 +52,8 @@
 -- detail.field; detail.msg). After USER_TEMPLATE_ILLEGAL (or any answer
 -- alipay.classify puts in the "template" class) the template is marked
 -- invalid in the registry, so the next send with it is refused without a call.
+-- LuaJIT (OpenResty) has only the global unpack; Lua 5.4 only table.unpack.
+local unpack_list = table.unpack or unpack
 local cjson = require "cjson.safe"
 local errors = require "alipay.errors"
 local sender = require "alipay.sender"
@@ -171,7 +173,7 @@ function Mini:subscriptions(recipient, template_ids, opts)
   if not ids then return nil, err, detail end
   local result = {}
   for first = 1, #ids, IDS_PER_QUERY do
-    local req, ctx = prepare_query(self, id_type, id, { table.unpack(ids, first,
+    local req, ctx = prepare_query(self, id_type, id, { unpack_list(ids, first,
       math.min(first + IDS_PER_QUERY - 1, #ids)) }, opts)
     local res, terr, tdetail = self.client.transport:request(req)
     local batch, ferr, fdetail = self:finish_subscriptions(ctx, res, terr, tdetail)
