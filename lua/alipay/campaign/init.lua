@@ -249,7 +249,7 @@ function Campaign:delete(opts)
     if gerr then return nil, gerr, gdetail end
     if not row then return not_found(self.id) end
     if state.held(row, now_s(ctx)) then
-      return errors.fail("state", { campaign = self.id,
+      return errors.fail("state", { campaign = self.id, reason = row.status == "importing" and "importing" or "running",
         msg = ("campaign %s is %s in another process (%s): stop it first"):format(self.id,
           row.status == "importing" and "importing its audience" or "running", tostring(row.runner)) })
     end
@@ -257,9 +257,9 @@ function Campaign:delete(opts)
     local with_results = 0
     for _, status in ipairs(RESULT_STATUSES) do with_results = with_results + n[status] end
     if with_results > 0 and not force then
-      return errors.fail("state", { campaign = self.id,
+      return errors.fail("state", { campaign = self.id, reason = "holds_results",
         msg = ("campaign %s has %d recipients with results (sent %d, failed %d, unknown %d, inflight %d); "
-          .. "export them first, then delete with force"):format(self.id, with_results, n.sent, n.failed,
+          .. "export them first, then delete with force = true"):format(self.id, with_results, n.sent, n.failed,
           n.unknown, n.inflight) })
     end
     assert(store:campaign_delete(self.id))

@@ -7,7 +7,8 @@
 --   state.held(c, now_s) -> bool                    a live process runs it or imports its audience
 --   state.visible(c, now_s) -> status, stop_reason  "interrupted" for a runner that died
 --   state.claim(store, id, now_s) -> campaign, runner | nil, err, detail   makes this process the runner;
---     a refusal's detail is {kind = "state", reason = "running" | "importing" | "import_interrupted"}
+--     a refusal's detail is {kind = "state", reason = "running" | "importing" | "import_interrupted"};
+--     campaign:delete adds "holds_results" (recipients with results, no force)
 --   state.release(store, c, status, reason, now_s)  records the end of a run
 --
 -- A runner writes a heartbeat while it runs. It is dead when its process no

@@ -147,6 +147,15 @@ local REFUSAL_COMMAND = {
   import_interrupted = "`alipay campaign delete %s`, then `alipay campaign run` again",
 }
 
+-- The one next step after `alipay campaign delete` refused, in CLI terms
+-- (the library's message speaks of its own `force` option).
+local DELETE_REFUSAL = {
+  holds_results = "`alipay campaign export %s --output FILE` keeps them; "
+    .. "`alipay campaign delete %s --force` then deletes it",
+  running = "`alipay campaign status %s` shows its progress",
+  importing = "`alipay campaign status %s` shows when it is done",
+}
+
 -- A run that ended with an error (Ctrl-C, the store failed): the requests
 -- then in flight stay inflight, and the next run makes them unknown. The
 -- error goes back to common.runner, which prints it (and JSON with --json).
@@ -310,7 +319,15 @@ local delete_cmd = common.runner(function(ctx, args, out)
   if not c then return nil, err, detail end
   local counts
   counts, err, detail = c:delete { force = args.force }
-  if not counts then return nil, err, detail end
+  if not counts then
+    local step = type(detail) == "table" and detail.kind == "state" and DELETE_REFUSAL[detail.reason]
+    if step then
+      local text = tostring(err):gsub("; export them first, then delete with force = true$", "")
+      local command = step:gsub("%%s", function() return args.id end)
+      return nil, ("%s (%s)"):format(text, command), detail
+    end
+    return nil, err, detail
+  end
   local total = 0
   for _, n in pairs(counts) do total = total + n end
   if args.json then
