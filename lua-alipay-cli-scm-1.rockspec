@@ -3,7 +3,7 @@
 --
 -- Lua 5.3 or later: these modules use integer division (cli/progress.lua),
 -- math.tointeger (campaign/definition.lua, campaign/init.lua,
--- store/sqlite.lua, store/campaigns.lua) and table.unpack (store/sqlite.lua),
+-- store/sqlite/) and table.unpack (store/sqlite/init.lua),
 -- none of which LuaJIT has. Lua 5.4 is the version they are tested with.
 -- The library they drive also runs on LuaJIT (OpenResty), hence two rocks.
 rockspec_format = "3.0"
@@ -35,8 +35,8 @@ build = {
   install = {
     lua = {
       ["alipay.store"] = "lua/alipay/store/init.lua",
-      ["alipay.store.sqlite"] = "lua/alipay/store/sqlite.lua",
-      ["alipay.store.campaigns"] = "lua/alipay/store/campaigns.lua",
+      ["alipay.store.sqlite"] = "lua/alipay/store/sqlite/init.lua",
+      ["alipay.store.sqlite.campaigns"] = "lua/alipay/store/sqlite/campaigns.lua",
       ["alipay.campaign"] = "lua/alipay/campaign/init.lua",
       ["alipay.campaign.audience"] = "lua/alipay/campaign/audience.lua",
       ["alipay.campaign.clock"] = "lua/alipay/campaign/clock.lua",
@@ -48,8 +48,8 @@ build = {
       ["alipay.campaign.limiter"] = "lua/alipay/campaign/limiter.lua",
       ["alipay.campaign.message"] = "lua/alipay/campaign/message.lua",
       ["alipay.campaign.outcome"] = "lua/alipay/campaign/outcome.lua",
-      ["alipay.campaign.sender"] = "lua/alipay/campaign/sender.lua",
-      ["alipay.campaign.state"] = "lua/alipay/campaign/state.lua",
+      ["alipay.campaign.dispatch"] = "lua/alipay/campaign/dispatch.lua",
+      ["alipay.campaign.lease"] = "lua/alipay/campaign/lease.lua",
       ["alipay.cli"] = "lua/alipay/cli/init.lua",
       ["alipay.cli.common"] = "lua/alipay/cli/common.lua",
       ["alipay.cli.call"] = "lua/alipay/cli/call.lua",

@@ -96,15 +96,15 @@ end
 
 -- The engine's context over a channel file (opts.transport: the stub).
 local function engine_context(config, opts)
-  local channels = require "alipay.channels"
+  local channels = require "alipay.messaging.channels"
   local set = assert(channels.load(config, opts))
   local store = assert(require("alipay.store").open(set.store_path))
-  local registry = require("alipay.templates").new(store)
+  local registry = require("alipay.messaging.templates").new(store)
   assert(registry:import({ { id = TEMPLATE, name = "订单状态提醒", keywords = { "订单号", "订单状态", "更新时间" } } },
     { channel = CHANNEL }))
   return {
     store = store, channels = set, registry = registry,
-    users = assert(require("alipay.users").new(store, set:channels_info())),
+    users = assert(require("alipay.messaging.users").new(store, set:channels_info())),
     log = function() end,
     close = function()
       store:close()

@@ -4,7 +4,7 @@
 local helpers = require "helpers"
 local core = require "alipay.core"
 local cjson = require "cjson"
-local gateway = require "alipay.sandbox.gateway"
+local gateway = require "alipay.sandbox.openapi"
 
 local APP_ID = "2021000122671080"
 local AES_KEY = "aa4BtZ4tspm2wnXLb1ThQA=="

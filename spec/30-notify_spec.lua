@@ -3,7 +3,7 @@
 -- is its public half), refused in every way protocol.md §3 names.
 local helpers = require "helpers"
 local alipay = require "alipay"
-local notify = require "alipay.notify"
+local notify = require "alipay.inbound.notify"
 local core = alipay.core
 
 local APP_ID = "2021000122671080"

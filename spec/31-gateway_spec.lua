@@ -4,8 +4,8 @@
 -- V2) by a fixture key acting as "Alipay".
 local helpers = require "helpers"
 local alipay = require "alipay"
-local notify = require "alipay.notify"
-local gateway = require "alipay.gateway"
+local notify = require "alipay.inbound.notify"
+local gateway = require "alipay.inbound.app_gateway"
 local core = alipay.core
 
 local APP_ID = "2021000122671080"

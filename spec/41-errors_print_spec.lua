@@ -6,7 +6,7 @@
 -- error as it is. In plain Lua: tostring, "..", assert, error.
 local helpers = require "helpers"
 local alipay = require "alipay"
-local notify = require "alipay.notify"
+local notify = require "alipay.inbound.notify"
 local runner = require "alipay.sandbox.nginx"
 
 local ROOT = helpers.cwd()
@@ -99,7 +99,7 @@ end)
 
 local APP = [==[
 local alipay = require "alipay"
-local notify = require "alipay.notify"
+local notify = require "alipay.inbound.notify"
 local M = {}
 
 function M.init_worker()

@@ -1,8 +1,8 @@
--- alipay.templates: importing templates, checking Life Account contexts and
+-- alipay.messaging.templates: importing templates, checking Life Account contexts and
 -- mini-program data against them, and invalidating them.
 local helpers = require "helpers"
 local store = require "alipay.store"
-local templates = require "alipay.templates"
+local templates = require "alipay.messaging.templates"
 local cjson = require "cjson"
 
 local LIFE_ID = "14330d60f0ab4516853a0900827cee35"
@@ -23,7 +23,7 @@ local function life_context(overrides)
   return c
 end
 
-describe("alipay.templates", function()
+describe("alipay.messaging.templates", function()
   local dir, st, reg, now
   before_each(function()
     dir = helpers.tmpdir()

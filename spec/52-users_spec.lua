@@ -1,8 +1,8 @@
--- alipay.users (user bindings in the UMS upload format) and alipay.csv.
+-- alipay.messaging.users (user bindings in the UMS upload format) and alipay.util.csv.
 local helpers = require "helpers"
 local store = require "alipay.store"
-local users = require "alipay.users"
-local csv = require "alipay.csv"
+local users = require "alipay.messaging.users"
+local csv = require "alipay.util.csv"
 
 local CHANNELS = {
   alipaylife123 = { kind = "alipaylife", id_type = "user_id" },
@@ -19,7 +19,7 @@ local function errcodes(result)
   return list
 end
 
-describe("alipay.users", function()
+describe("alipay.messaging.users", function()
   local dir, st, u
   before_each(function()
     dir = helpers.tmpdir()
@@ -340,7 +340,7 @@ describe("alipay.users", function()
   end)
 end)
 
-describe("alipay.csv", function()
+describe("alipay.util.csv", function()
   local dir
   before_each(function() dir = helpers.tmpdir() end)
   after_each(function() helpers.cleanup() end)

@@ -5,7 +5,7 @@
 local helpers = require "helpers"
 local cjson = require "cjson"
 local sandbox = require "alipay.sandbox"
-local channels = require "alipay.channels"
+local channels = require "alipay.messaging.channels"
 
 local LIFE_APP = "2021000122671080"
 local MINI_APP = "2021000199990002"
@@ -146,7 +146,7 @@ describe("channels", function()
     helpers.write(dir .. "/relative.lua", ([[
       package.path = %q .. "/lua/?.lua;" .. %q .. "/lua/?/init.lua;" .. package.path
       package.cpath = %q .. "/build/lua5.4/?.so;" .. package.cpath
-      local set = assert(require("alipay.channels").load(arg[1]))
+      local set = assert(require("alipay.messaging.channels").load(arg[1]))
       local res = assert(assert(set:get("life")).client:execute(%q, { user_id = %q }))
       print(set.store_path, res.is_follow)
     ]]):format(root, root, root, FOLLOW_QUERY, FOLLOWER))

@@ -9,7 +9,7 @@ local helpers = require "helpers"
 local cjson = require "cjson"
 local alipay = require "alipay"
 local sandbox = require "alipay.sandbox"
-local lifeaccount = require "alipay.lifeaccount"
+local lifeaccount = require "alipay.messaging.lifeaccount"
 
 local APP_ID = "2021000122671080"
 local SEED_PATH = "spec/fixtures/sandbox_seed.json"
@@ -82,7 +82,7 @@ describe("lifeaccount", function()
   -- the seed imported under the channel code.
   local function registry()
     local store = assert(require("alipay.store").open(helpers.tmpdir() .. "/t.db"))
-    local reg = require("alipay.templates").new(store)
+    local reg = require("alipay.messaging.templates").new(store)
     assert(reg:import({
       { channel = "alipaylife123", kind = "alipaylife", id = CLAIMED, name = "订单状态提醒",
         keywords = { "订单号", "订单状态", "更新时间" } },

@@ -6,7 +6,7 @@ local helpers = require "helpers"
 local cjson = require "cjson"
 local alipay = require "alipay"
 local sandbox = require "alipay.sandbox"
-local mini = require "alipay.mini"
+local mini = require "alipay.messaging.mini"
 
 local APP_ID = "2021000122671080"
 local CODE = "mini1"
@@ -42,7 +42,7 @@ describe("mini", function()
 
   local function registry()
     local store = assert(require("alipay.store").open(helpers.tmpdir() .. "/t.db"))
-    local reg = require("alipay.templates").new(store)
+    local reg = require("alipay.messaging.templates").new(store)
     assert(reg:import({
       { channel = CODE, kind = "alipaymini", id = MINI_A, name = "订单发货提醒", keywords = { "订单号", "发货时间", "快递公司" } },
       { channel = CODE, kind = "alipaymini", id = MINI_B, name = "预约成功通知", keywords = { "预约项目", "预约时间" } },

@@ -310,7 +310,7 @@ describe("bin/alipay messaging commands", function()
     it("asks for --keywords when the claim's answer has none", function()
       -- In-process: the sandbox always answers with keywords, so the
       -- answer is replaced here.
-      local lifeaccount = require "alipay.lifeaccount"
+      local lifeaccount = require "alipay.messaging.lifeaccount"
       local cli = require "alipay.cli"
       local real_new = lifeaccount.new
       lifeaccount.new = function(...)

@@ -1,5 +1,5 @@
--- `alipay channel add|list|remove` and `alipay doctor` (lua/alipay/channel_file.lua,
--- lua/alipay/doctor.lua, lua/alipay/cli/channel.lua, lua/alipay/cli/doctor.lua):
+-- `alipay channel add|list|remove` and `alipay doctor` (lua/alipay/workspace/channel_file.lua,
+-- lua/alipay/workspace/doctor.lua, lua/alipay/cli/channel.lua, lua/alipay/cli/doctor.lua):
 -- every command runs as a child process from a temporary working directory
 -- with relative paths, against sandboxes on 127.0.0.1 (one in public-key
 -- mode, one in certificate mode). The "different string" diagnosis runs in
@@ -7,8 +7,8 @@
 local helpers = require "helpers"
 local cjson = require "cjson"
 local sandbox = require "alipay.sandbox"
-local channels = require "alipay.channels"
-local doctor = require "alipay.doctor"
+local channels = require "alipay.messaging.channels"
+local doctor = require "alipay.workspace.doctor"
 
 local APP_ID = "2021000122671080"
 local SEED = "spec/fixtures/sandbox_seed.json"

@@ -13,11 +13,11 @@
 local helpers = require "helpers"
 local cjson = require "cjson"
 local sandbox = require "alipay.sandbox"
-local channels = require "alipay.channels"
+local channels = require "alipay.messaging.channels"
 local campaign = require "alipay.campaign"
-local templates = require "alipay.templates"
-local users_mod = require "alipay.users"
-local mini = require "alipay.mini"
+local templates = require "alipay.messaging.templates"
+local users_mod = require "alipay.messaging.users"
+local mini = require "alipay.messaging.mini"
 local store_mod = require "alipay.store"
 
 local APP_ID = "2021000122671080"
@@ -123,7 +123,7 @@ end
 -- Puts campaign id in `status` under a live runner of this host that is not
 -- this process; the function returned makes that runner a dead process.
 local function held_by_another_process(ctx, id, status)
-  local state = require "alipay.campaign.state"
+  local state = require "alipay.campaign.lease"
   local row = assert(ctx.store:campaign_get(id))
   row.status, row.runner, row.heartbeat_at = status, state.identity(), os.time()
   assert(ctx.store:campaign_update(row))
@@ -387,7 +387,7 @@ describe("campaign", function()
 
     it("refuses a follower audience of a Life Account without followers", function()
       local audience = require "alipay.campaign.audience"
-      -- The listing of an account without followers, as alipay.lifeaccount
+      -- The listing of an account without followers, as alipay.messaging.lifeaccount
       -- ends it: the first page is the end (done, no error).
       local life = { followers = function()
         return setmetatable({ done = false }, { __call = function(self)

@@ -11,10 +11,10 @@
 local helpers = require "helpers"
 local cjson = require "cjson"
 local sandbox = require "alipay.sandbox"
-local channels = require "alipay.channels"
+local channels = require "alipay.messaging.channels"
 local campaign = require "alipay.campaign"
-local templates = require "alipay.templates"
-local users_mod = require "alipay.users"
+local templates = require "alipay.messaging.templates"
+local users_mod = require "alipay.messaging.users"
 local store_mod = require "alipay.store"
 
 local APP_ID = "2021000122671080"

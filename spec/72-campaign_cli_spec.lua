@@ -259,7 +259,7 @@ describe("alipay campaign (child processes against the sandbox)", function()
     -- The templates, imported as an operator would (then the store is closed:
     -- the children open it themselves).
     local store = assert(require("alipay.store").open(dir .. "/alipay.db"))
-    local registry = require("alipay.templates").new(store)
+    local registry = require("alipay.messaging.templates").new(store)
     local imported = assert(registry:import({
       { id = TEMPLATE, name = "订单状态提醒", keywords = { "订单号", "订单状态", "更新时间" } },
       { id = DELETED, name = "系统维护通知", keywords = { "维护内容", "维护时间" } },
@@ -381,7 +381,7 @@ describe("alipay campaign (child processes against the sandbox)", function()
       :format(shell_quote(csv_path), shell_quote(good_config)))
     assert.equal(0, code)
     assert.truthy(out:find("exported 36 recipients", 1, true), out)
-    local csv = require "alipay.csv"
+    local csv = require "alipay.util.csv"
     local f = assert(io.open(csv_path, "rb"))
     local records = csv.reader(f)
     local header = records()
@@ -521,8 +521,8 @@ describe("alipay campaign (child processes against the sandbox)", function()
     -- Another live process holds it (running, then importing), then the
     -- import is interrupted (the process is gone).
     local store = assert(require("alipay.store").open(dir .. "/alipay.db"))
-    assert(require("alipay.store.campaigns").attach(store))
-    local state = require "alipay.campaign.state"
+    assert(require("alipay.store.sqlite.campaigns").attach(store))
+    local state = require "alipay.campaign.lease"
     local function hold(status, runner)
       local row = assert(store:campaign_get("refused"))
       row.status, row.runner, row.heartbeat_at = status, runner, os.time()

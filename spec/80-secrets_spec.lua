@@ -10,16 +10,16 @@
 -- Scanned: tostring(err), err.msg (and err.sub_msg, except Alipay's own
 -- echo of the string it signed in isv.invalid-signature, which is kept in
 -- err.sub_msg on purpose and checked for keys and signatures only), the log
--- callbacks of alipay.gateway and alipay.campaign, the sandbox's nginx
+-- callbacks of alipay.inbound.app_gateway and alipay.campaign, the sandbox's nginx
 -- error.log, and the output of bin/alipay run as a child process.
 -- Every assertion message names the path that leaked.
 local helpers = require "helpers"
 local alipay = require "alipay"
 local core = alipay.core
 local sandbox = require "alipay.sandbox"
-local notify = require "alipay.notify"
-local gateway = require "alipay.gateway"
-local channels = require "alipay.channels"
+local notify = require "alipay.inbound.notify"
+local gateway = require "alipay.inbound.app_gateway"
+local channels = require "alipay.messaging.channels"
 
 local APP_ID = "2021000122671080"
 local FOLLOW = "alipay.open.public.user.follow.query"
@@ -267,7 +267,7 @@ describe("configuration errors never echo a key", function()
     end
   end)
 
-  it("through alipay.channels, with keys in environment variables", function()
+  it("through alipay.messaging.channels, with keys in environment variables", function()
     local env = {
       BAD_KEY = mangled(gen.other).garbage, PUB_AS_PRIV = gen.spki, PRIV = gen.other,
       TRUNC = mangled(gen.other).bare_truncated, AES_BAD = gen.aes:sub(1, 18), PRIV_AS_AES = gen.other,
@@ -576,8 +576,8 @@ describe("a campaign with failures and a stop", function()
   it("logs no key, no signed query and no body", function()
     local campaign = require "alipay.campaign"
     local store_mod = require "alipay.store"
-    local templates = require "alipay.templates"
-    local users_mod = require "alipay.users"
+    local templates = require "alipay.messaging.templates"
+    local users_mod = require "alipay.messaging.users"
     local pub_file = key_dir .. "/sandbox_alipay_public.pem"
     helpers.write(pub_file, sb.alipay_public_key)
     local set = assert(channels.load { channels = { life = {

@@ -16,10 +16,10 @@ local alipay = require "alipay"
 local core = alipay.core
 local sandbox = require "alipay.sandbox"
 local runner = require "alipay.sandbox.nginx"
-local channels = require "alipay.channels"
+local channels = require "alipay.messaging.channels"
 local campaign = require "alipay.campaign"
-local templates = require "alipay.templates"
-local users_mod = require "alipay.users"
+local templates = require "alipay.messaging.templates"
+local users_mod = require "alipay.messaging.users"
 local store_mod = require "alipay.store"
 
 local APP_ID = "2021000122671080"

@@ -12,10 +12,10 @@
 package.path = "spec/?.lua;" .. package.path
 require "helpers"
 local cjson = require "cjson"
-local channels = require "alipay.channels"
+local channels = require "alipay.messaging.channels"
 local campaign = require "alipay.campaign"
-local templates = require "alipay.templates"
-local users_mod = require "alipay.users"
+local templates = require "alipay.messaging.templates"
+local users_mod = require "alipay.messaging.users"
 local store_mod = require "alipay.store"
 
 local function fail(msg)

@@ -1,8 +1,8 @@
 -- The app gateway: answers Alipay's gateway check (verifygw) with the
 -- envelope signed by the app key, and handles Life Account events. The
 -- replay store makes each event act once even though Alipay retries.
-local gateway = require "alipay.gateway"
-local notify = require "alipay.notify"
+local gateway = require "alipay.inbound.app_gateway"
+local notify = require "alipay.inbound.notify"
 local app = require "handlers.client"
 
 local M = {}

@@ -2,7 +2,7 @@
 -- the Alipay public key, checked to be for this app, deduplicated across
 -- workers by notify_id, and answered with the body "success" only once
 -- the business side has done its part; anything else makes Alipay retry.
-local notify = require "alipay.notify"
+local notify = require "alipay.inbound.notify"
 local app = require "handlers.client"
 
 local M = {}

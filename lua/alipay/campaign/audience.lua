@@ -3,7 +3,7 @@
 -- recipients, or every follower of a Life Account.
 --
 --   local audience = require "alipay.campaign.audience"
---   local source, err, detail = audience.open(spec.audience, { life = <alipay.lifeaccount>, sleep_ms = fn })
+--   local source, err, detail = audience.open(spec.audience, { life = <alipay.messaging.lifeaccount>, sleep_ms = fn })
 --   source.columns        -- {name = true}: the values every entry has (CSV header, list
 --                         -- fields), or nil when entries differ (JSONL, recipients)
 --   source:next() -> entry | nil (end) | nil, err, detail (the import cannot go on)

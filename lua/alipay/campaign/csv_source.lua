@@ -1,5 +1,5 @@
--- A CSV audience file read one record at a time (alipay.csv), which goes on
--- past a broken record. alipay.csv stops at an unterminated quote (the rest
+-- A CSV audience file read one record at a time (alipay.util.csv), which goes on
+-- past a broken record. alipay.util.csv stops at an unterminated quote (the rest
 -- of the file would be one field); for an audience the likelier truth is one
 -- bad line, so the record is reported at the line where it started and
 -- reading starts again on the next physical line.
@@ -11,8 +11,8 @@
 --   source:close()
 --
 -- Memory stays bounded: only the start offsets of the lines of the record
--- being read are kept (alipay.csv caps a record at 1 MiB).
-local csv = require "alipay.csv"
+-- being read are kept (alipay.util.csv caps a record at 1 MiB).
+local csv = require "alipay.util.csv"
 local errors = require "alipay.errors"
 
 local M = {}
@@ -20,7 +20,7 @@ local M = {}
 local Source = {}
 Source.__index = Source
 
--- A file handle for alipay.csv that remembers where each line starts.
+-- A file handle for alipay.util.csv that remembers where each line starts.
 local function tracked(fh)
   local t = { fh = fh, line = 0, pos = 0, starts = {}, kept_from = 1 }
   function t.read(self, _)

@@ -1,6 +1,6 @@
 -- What a campaign sends, whatever the channel kind: the data and page with
 -- their placeholders, checked against the imported template, and the
--- channel module (alipay.lifeaccount or alipay.mini) that sends it.
+-- channel module (alipay.messaging.lifeaccount or alipay.messaging.mini) that sends it.
 --
 --   local message = require "alipay.campaign.message"
 --   local msg, err = message.new{ channel = ch, registry = reg, template = id, data = d, page = p }
@@ -24,8 +24,8 @@
 --
 -- The subscription queries use mini's prepare/finish halves: a campaign runs
 -- them concurrently, like its sends.
-local lifeaccount = require "alipay.lifeaccount"
-local mini = require "alipay.mini"
+local lifeaccount = require "alipay.messaging.lifeaccount"
+local mini = require "alipay.messaging.mini"
 local data_mod = require "alipay.campaign.data"
 local errors = require "alipay.errors"
 

@@ -1,8 +1,8 @@
 -- `alipay channel add|list|remove`: the channel file without editing JSON by
--- hand. The work is alipay.channel_file's; this maps options to fields and
+-- hand. The work is alipay.workspace.channel_file's; this maps options to fields and
 -- prints the outcome.
 local common = require "alipay.cli.common"
-local channel_file = require "alipay.channel_file"
+local channel_file = require "alipay.workspace.channel_file"
 
 local M = { summary = "Add, update, list or remove the channels of the channel file (./alipay.json)." }
 

@@ -16,12 +16,12 @@
 -- Keys are never taken from the command line (ps and shell histories show
 -- it): the configuration names files or environment variables for them.
 local cjson = require "cjson"
-local channels = require "alipay.channels"
+local channels = require "alipay.messaging.channels"
 local errors = require "alipay.errors"
 local fs = require "alipay.util.fs"
 local store = require "alipay.store"
-local templates = require "alipay.templates"
-local users = require "alipay.users"
+local templates = require "alipay.messaging.templates"
+local users = require "alipay.messaging.users"
 
 local common = {}
 

@@ -1,8 +1,8 @@
--- `alipay doctor`: the checks of alipay.doctor, printed one per line with
+-- `alipay doctor`: the checks of alipay.workspace.doctor, printed one per line with
 -- the fix under each failure, or as one JSON object. Exit 0 when no check
 -- failed (warnings and skips allowed), 1 otherwise.
 local common = require "alipay.cli.common"
-local doctor = require "alipay.doctor"
+local doctor = require "alipay.workspace.doctor"
 
 local M = { summary = "Check a channel: its file, keys, key pair, certificate SNs, gateway and one signed call." }
 

@@ -13,7 +13,7 @@
 --                            id_type=, status = "running"|"done"}
 local common = require "alipay.cli.common"
 local errors = require "alipay.errors"
-local lifeaccount = require "alipay.lifeaccount"
+local lifeaccount = require "alipay.messaging.lifeaccount"
 local shell = require "alipay.util.shell"
 
 local M = { summary = "Export a Life Account's followers (CSV or JSON lines), resumably." }

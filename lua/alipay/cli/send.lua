@@ -4,8 +4,8 @@
 -- against the imported template before any call, and a template Alipay
 -- reports missing is marked invalid in the registry, as a campaign would.
 local common = require "alipay.cli.common"
-local lifeaccount = require "alipay.lifeaccount"
-local mini = require "alipay.mini"
+local lifeaccount = require "alipay.messaging.lifeaccount"
+local mini = require "alipay.messaging.mini"
 
 local M = { summary = "Send one template message (Life Account or mini program) to one user." }
 

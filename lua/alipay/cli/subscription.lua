@@ -2,7 +2,7 @@
 -- subscribed to. Alipay never says when a user unsubscribes, so this is
 -- what an operator runs before a campaign.
 local common = require "alipay.cli.common"
-local mini = require "alipay.mini"
+local mini = require "alipay.messaging.mini"
 
 local M = { summary = "Query a user's mini-program message subscriptions." }
 

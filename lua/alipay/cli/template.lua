@@ -3,7 +3,7 @@
 -- claimed, so a claim is imported into the registry as it happens, and
 -- templates claimed in the console are imported from a file.
 local common = require "alipay.cli.common"
-local lifeaccount = require "alipay.lifeaccount"
+local lifeaccount = require "alipay.messaging.lifeaccount"
 
 local M = { summary = "Claim Life Account templates, import templates from a file, list the registry." }
 

@@ -8,7 +8,7 @@
 --                                          templates/delete
 --
 -- The protocol itself (signatures, APIs, seeded state) is
--- alipay.sandbox.gateway; this file reads requests, keeps the arrival log,
+-- alipay.sandbox.openapi; this file reads requests, keeps the arrival log,
 -- injects faults and writes answers. All state lives in this worker's Lua VM,
 -- which is why the sandbox runs one worker.
 --
@@ -449,8 +449,8 @@ local function load_gateway(config_path)
   local config = cjson.decode(f:read("*a"))
   f:close()
   if type(config) ~= "table" then return nil, "the sandbox config is not JSON" end
-  local ok, gateway = pcall(require, "alipay.sandbox.gateway")
-  if not ok then return nil, "cannot load alipay.sandbox.gateway: " .. tostring(gateway) end
+  local ok, gateway = pcall(require, "alipay.sandbox.openapi")
+  if not ok then return nil, "cannot load alipay.sandbox.openapi: " .. tostring(gateway) end
   local built, obj, err = pcall(gateway.new, config)
   if not built then return nil, "gateway.new raised: " .. tostring(obj) end
   if not obj then return nil, "gateway.new: " .. tostring(err) end

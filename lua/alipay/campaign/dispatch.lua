@@ -2,7 +2,7 @@
 -- channel client's transport (submit/wait), paced by the limiter, each
 -- recipient's state written to the store around its request.
 --
---   local sender = require "alipay.campaign.sender"
+--   local sender = require "alipay.campaign.dispatch"
 --   local s = sender.new{ store =, campaign = c (store row), runner =, message = msg,
 --     policy =, retry_unknown =, counts = {status = n}, now_s = fn, on_progress = fn,
 --     progress_every_ms =, log = fn }

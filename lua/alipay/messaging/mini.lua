@@ -1,11 +1,11 @@
 -- Mini-program subscription messages (messaging.md §2) on one channel:
 -- which templates a user subscribed to, and sending one message.
 --
---   local mini = require "alipay.mini"
+--   local mini = require "alipay.messaging.mini"
 --   local app = mini.new(channel, registry)
---     channel:  {code=, kind="alipaymini", client=} (alipay.channels), or any
+--     channel:  {code=, kind="alipaymini", client=} (alipay.messaging.channels), or any
 --               table with a client
---     registry: alipay.templates registry (optional): sends are checked
+--     registry: alipay.messaging.templates registry (optional): sends are checked
 --               against the imported template, and templates Alipay reports
 --               missing are marked invalid.
 --
@@ -56,8 +56,8 @@
 local unpack_list = table.unpack or unpack
 local cjson = require "cjson.safe"
 local errors = require "alipay.errors"
-local sender = require "alipay.sender"
-local channels = require "alipay.channels"
+local sender = require "alipay.messaging.send"
+local channels = require "alipay.messaging.channels"
 
 local M = {}
 

@@ -2,7 +2,7 @@
 -- campaign and one per audience line, so that a run can be killed at any
 -- instant and resumed without losing or re-sending anyone.
 --
---   local campaigns = require "alipay.store.campaigns"
+--   local campaigns = require "alipay.store.sqlite.campaigns"
 --   campaigns.attach(store)      -- creates the tables if absent, adds the methods below; idempotent
 --   campaigns.MIGRATION          -- the same DDL as a list, for store/sqlite.lua's MIGRATIONS
 --

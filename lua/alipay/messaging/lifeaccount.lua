@@ -1,11 +1,11 @@
 -- Life Account messaging (messaging.md §1) on one channel: claim templates,
 -- the template industry, single template messages, followers.
 --
---   local lifeaccount = require "alipay.lifeaccount"
+--   local lifeaccount = require "alipay.messaging.lifeaccount"
 --   local life = lifeaccount.new(channel, registry)
---     channel:  {code=, kind="alipaylife", client=} (alipay.channels), or any
+--     channel:  {code=, kind="alipaylife", client=} (alipay.messaging.channels), or any
 --               table with a client
---     registry: alipay.templates registry (optional). With it, sends are
+--     registry: alipay.messaging.templates registry (optional). With it, sends are
 --               checked against the imported template first and templates
 --               Alipay reports missing are marked invalid.
 --
@@ -36,8 +36,8 @@
 -- detail.field names the argument, detail.msg says what is wrong.
 local cjson = require "cjson.safe"
 local errors = require "alipay.errors"
-local sender = require "alipay.sender"
-local channels = require "alipay.channels"
+local sender = require "alipay.messaging.send"
+local channels = require "alipay.messaging.channels"
 
 local M = {}
 

@@ -32,7 +32,7 @@
 local cjson = require("cjson").new()
 local lxp = require "lxp"
 local errors = require "alipay.errors"
-local notify = require "alipay.notify"
+local notify = require "alipay.inbound.notify"
 
 local gateway = {}
 

@@ -1,7 +1,7 @@
 -- The checks a person otherwise does by hand when a channel does not work,
 -- each with a verdict and the fix (`alipay doctor` prints them).
 --
---   local doctor = require "alipay.doctor"
+--   local doctor = require "alipay.workspace.doctor"
 --   local report = doctor.run { config = "alipay.json", channel = nil | code,
 --                               transport = nil | a transport table (tests), getenv = os.getenv,
 --                               reach_timeout_ms = 5000, call_timeout_ms = 15000 }
@@ -19,7 +19,7 @@
 --                   mode) or app_public_key_file's; skipped when neither is configured: the
 --                   signed call then shows whether Alipay's copy matches
 --   cert_sns        app_cert_sn, alipay_cert_sn and alipay_root_cert_sn computed
---   channel         alipay.channels.load accepts it (kind, app_id, fields, endpoints)
+--   channel         alipay.messaging.channels.load accepts it (kind, app_id, fields, endpoints)
 --   gateway         reachable; TLS verified for https; plain http is a warning
 --   signed_call     one query that sends nothing to anyone (a Life Account's
 --                   alipay.open.public.user.follow.query, a mini program's subscription
@@ -31,11 +31,11 @@
 --                   parameter that differs.
 local config = require "alipay.config"
 local core = require "alipay.core"
-local channels = require "alipay.channels"
+local channels = require "alipay.messaging.channels"
 local errors = require "alipay.errors"
 local keyfiles = require "alipay.keyfiles"
-local lifeaccount = require "alipay.lifeaccount"
-local mini = require "alipay.mini"
+local lifeaccount = require "alipay.messaging.lifeaccount"
+local mini = require "alipay.messaging.mini"
 
 local M = {}
 
@@ -241,7 +241,7 @@ local function check_load(report, ctx)
     { base_dir = ctx.base_dir, getenv = ctx.getenv, transport = ctx.transport })
   if set then
     ctx.set, ctx.channel = set, set:get(ctx.code)
-    return report:add("channel", ctx.code, "pass", ("alipay.channels.load accepts it (%s, app %s, %s)")
+    return report:add("channel", ctx.code, "pass", ("alipay.messaging.channels.load accepts it (%s, app %s, %s)")
       :format(ctx.spec.kind, ctx.spec.app_id, ctx.cert_mode and "certificate mode" or "public-key mode"))
   end
   local msg = tostring(detail and detail.msg or err)

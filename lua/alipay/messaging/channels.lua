@@ -2,7 +2,7 @@
 -- Account or a mini program) under an operator-chosen channel code, with
 -- its own client. Several channels live in one process.
 --
---   local channels = require "alipay.channels"
+--   local channels = require "alipay.messaging.channels"
 --   local set, err, detail = channels.load(source, opts)
 --     source: a path to a JSON file, a path to a Lua file (name ending in
 --             ".lua", read as data: it runs in an empty environment and
@@ -18,7 +18,7 @@
 --
 --   set:get(code)        -> channel | nil, err, detail (kind "config", field "channel")
 --   set:list()           -> { channel, ... } sorted by code
---   set:channels_info()  -> { [code] = {kind=, id_type=} }   (for alipay.users)
+--   set:channels_info()  -> { [code] = {kind=, id_type=} }   (for alipay.messaging.users)
 --   set.store_path       -> the store path of the file (a relative one joined
 --                           to the file's directory: "alipay.json" with
 --                           store "x.db" gives "./x.db"), or nil
@@ -32,7 +32,7 @@
 --
 --   channels.recipient(r) -> id_type, id | nil, msg, detail (kind "input")
 --     The one place that reads a recipient: {user_id=} or {open_id=} (exactly
---     one), or {id_type=, id=} (what alipay.users resolves to). The id type
+--     one), or {id_type=, id=} (what alipay.messaging.users resolves to). The id type
 --     is always explicit; an id is never classified by its "2088" prefix.
 --
 -- The file format:

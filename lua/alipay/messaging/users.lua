@@ -3,7 +3,7 @@
 -- id is a user_id or an open_id. The type is carried, never guessed from a
 -- "2088" prefix.
 --
---   local users = require "alipay.users"
+--   local users = require "alipay.messaging.users"
 --   local u = assert(users.new(store, {
 --     alipaylife123 = { kind = "alipaylife", id_type = "user_id" },   -- id_type defaults to "user_id"
 --     mini456       = { kind = "alipaymini", id_type = "open_id" },
@@ -32,7 +32,7 @@
 --       A header row names the columns: userid, and <kind>_userid and/or <kind>_openid for the
 --       channel's kind (alipaylife_userid, alipaylife_openid; alipaymini_… for a mini program);
 --       other columns are ignored, names are case-insensitive. Values are trimmed of spaces.
---       Rows whose fields are all empty are skipped. RFC 4180 (see alipay.csv).
+--       Rows whose fields are all empty are skipped. RFC 4180 (see alipay.util.csv).
 --   u:resolve(userid, channel) -> alipay_id, id_type | false, msg | nil, err, detail
 --       false when the user has no binding for the channel ("user zhangsan has no binding for
 --       channel alipaylife123"): not a failure, an answer, so it has no detail; nil when the
@@ -57,7 +57,7 @@
 --                      or (CSV) both or neither of the id columns filled
 --   STORE_ERROR        the database refused the change (the row is not applied)
 local cjson = require("cjson").new()
-local csv = require "alipay.csv"
+local csv = require "alipay.util.csv"
 local errors = require "alipay.errors"
 
 local users = {}

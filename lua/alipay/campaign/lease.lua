@@ -1,7 +1,7 @@
 -- Campaign-level state: who is running a campaign, whether that runner is
 -- still alive, and the status a reader should see.
 --
---   local state = require "alipay.campaign.state"
+--   local state = require "alipay.campaign.lease"
 --   state.identity() -> "host/pid/token"           this process (one token per run)
 --   state.alive(c, now_s) -> bool                   c.runner still works on it
 --   state.held(c, now_s) -> bool                    a live process runs it or imports its audience

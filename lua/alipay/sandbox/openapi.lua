@@ -48,7 +48,7 @@ local core = require "alipay.core"
 local cjson = require "cjson"
 local cjson_safe = require "cjson.safe"
 local apis = require "alipay.sandbox.apis"
-local state_mod = require "alipay.sandbox.state"
+local state_mod = require "alipay.sandbox.world"
 
 local M = {}
 

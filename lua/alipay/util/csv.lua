@@ -1,7 +1,7 @@
 -- A small streaming RFC 4180 CSV reader (user-binding uploads now,
 -- campaign audience files later). Runs on Lua 5.4 and LuaJIT.
 --
---   local csv = require "alipay.csv"
+--   local csv = require "alipay.util.csv"
 --   local records = csv.reader(file_handle[, opts])
 --   for fields, line in records do ... end      -- fields: a list of strings
 --   if records.error then ... end                -- set when reading stopped on an error

@@ -1,5 +1,5 @@
 -- What sending a template message has in common on a Life Account
--- (alipay.lifeaccount) and a mini program (alipay.mini): the channel
+-- (alipay.messaging.lifeaccount) and a mini program (alipay.messaging.mini): the channel
 -- check, local refusals as typed "invalid" errors, the registry's verdict
 -- on the template, and learning from Alipay's answer that a template is
 -- gone. The API-specific parts (the biz content) stay in those modules.

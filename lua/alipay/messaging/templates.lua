@@ -5,7 +5,7 @@
 -- the import before any call is spent, and a template Alipay reports missing
 -- is marked invalid until it is imported again. Runs on Lua 5.4 and LuaJIT.
 --
---   local templates = require "alipay.templates"
+--   local templates = require "alipay.messaging.templates"
 --   local reg = templates.new(store[, {clock = os.time}])
 --
 --   reg:import(list | path | json_text, opts) -> {imported = n, failed = {{index=, id=, error=}}}

@@ -1,10 +1,10 @@
--- Editing the channel file (the JSON that alipay.channels.load reads)
+-- Editing the channel file (the JSON that alipay.messaging.channels.load reads)
 -- without writing JSON by hand: add or update one channel, remove one, list
 -- them. Keys are checked before anything is written; the file only ever
 -- holds their paths, stored relative to the channel file so that the
 -- directory can move as a whole.
 --
---   local channel_file = require "alipay.channel_file"
+--   local channel_file = require "alipay.workspace.channel_file"
 --   channel_file.put(path, code, fields, opts) -> result | nil, err, detail
 --     fields: kind, app_id, id_type, env | gateway, sign_type, and the files, as
 --             paths relative to the working directory (or absolute):
@@ -24,7 +24,7 @@
 -- directory; an absolute path is kept as given (the operator chose a fixed
 -- place, e.g. /etc/alipay/).
 local cjson = require("cjson.safe").new()
-local channels = require "alipay.channels"
+local channels = require "alipay.messaging.channels"
 local errors = require "alipay.errors"
 local keyfiles = require "alipay.keyfiles"
 local fs = require "alipay.util.fs"
@@ -262,7 +262,7 @@ function M.put(file, code, fields, opts)
   _, err, detail = check_pair(spec, fields, doc, names)
   if err then return nil, err, detail end
 
-  -- The channel as alipay.channels.load will read it (this channel only:
+  -- The channel as alipay.messaging.channels.load will read it (this channel only:
   -- the others may name environment variables this shell does not have).
   local set, lerr, ldetail = channels.load({ channels = { [code] = spec } }, { base_dir = doc.dir })
   if not set then
