@@ -31,10 +31,10 @@ CORE_ASAN := build/asan/alipay/core.so
 BUSTED_54 := lua5.4 /usr/bin/busted
 BUSTED_JIT := luajit /usr/bin/busted
 BUSTED_FLAGS ?=
-# The specs of the C core (spec/0*, core.http in spec/10, core.iconv in
-# spec/32): run under
+# The specs of the C core (spec/unit/0*, core.http in spec/integration/10,
+# core.iconv in spec/unit/32): run under
 # LuaJIT, sanitizers and valgrind as well.
-CORE_SPECS := $(wildcard spec/0*_spec.lua) spec/10-http_spec.lua spec/32-charset_spec.lua
+CORE_SPECS := $(wildcard spec/unit/0*_spec.lua) spec/integration/10-http_spec.lua spec/unit/32-charset_spec.lua
 
 # Debian packages: build (compiler, headers), run (interpreters, cjson,
 # argparse for the CLI, expat for the app gateway's XML, SQLite through
@@ -47,7 +47,7 @@ DEB_TEST := lua-busted lua-check valgrind luarocks git clang
 DEB_PACKAGES := $(DEB_BUILD) $(DEB_RUN) $(DEB_TEST)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps print-deps print-core-specs rock fuzz test test-54 test-jit lint asan valgrind bench demo install uninstall clean
+.PHONY: all deps print-deps print-core-specs rock fuzz test test-54 test-unit test-integration test-jit lint asan valgrind bench demo install uninstall clean
 
 all: $(CORE_54) $(CORE_JIT)
 
@@ -85,10 +85,18 @@ test: deps
 test-54:
 	$(BUSTED_54) $(BUSTED_FLAGS) spec
 
+# spec/unit/ needs no server and no child process (seconds); spec/integration/
+# starts nginx, the sandbox gateway or child processes on 127.0.0.1.
+test-unit: all
+	$(BUSTED_54) $(BUSTED_FLAGS) spec/unit
+
+test-integration: all
+	$(BUSTED_54) $(BUSTED_FLAGS) spec/integration
+
 # The LuaJIT core and the modules OpenResty runs (client, sandbox gateway
 # logic, notifications, app gateway) are specified under LuaJIT too.
-JIT_SPECS := $(CORE_SPECS) spec/11-client_spec.lua spec/20-sandbox_gateway_spec.lua \
-  spec/30-notify_spec.lua spec/31-gateway_spec.lua
+JIT_SPECS := $(CORE_SPECS) spec/unit/11-client_spec.lua spec/unit/20-sandbox_gateway_spec.lua \
+  spec/unit/30-notify_spec.lua spec/unit/31-gateway_spec.lua
 test-jit:
 	ALIPAY_BUILD=build/luajit $(BUSTED_JIT) $(BUSTED_FLAGS) $(JIT_SPECS)
 

@@ -41,7 +41,7 @@ external_dependencies = {
 -- lua/ directory into every rock it builds, which would put the 5.3-only CLI,
 -- store and campaign modules into this rock (and into a LuaJIT tree) and make
 -- the two rocks overlap. Here each rock installs exactly the modules it lists
--- (spec/09-packaging_spec.lua checks that every module is in one of them).
+-- (spec/integration/09-packaging_spec.lua checks that every module is in one of them).
 -- The command is POSIX cc; the core needs OpenSSL 3 and libcurl.
 build = {
   type = "command",

@@ -1,7 +1,7 @@
 -- The fuzz targets' calls, in Lua: the ngx transport's response parser
 -- driven by a fake cosocket (used by the fuzz_ngx target), and the same
 -- calls the C targets make through the Lua API (used by
--- spec/08-fuzz_regressions_spec.lua to replay corpora and saved inputs).
+-- spec/unit/08-fuzz_regressions_spec.lua to replay corpora and saved inputs).
 -- Every function raises when the contract is broken: a core function
 -- returns a value or nil, err for any string and never raises; the ngx
 -- transport returns a response or nil, a typed transport error.

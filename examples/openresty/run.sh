@@ -131,7 +131,7 @@ show POST /orders/shipped '{"user_id":"2088857585575154","order_id":"SO-1001","c
 show POST /orders/shipped '{"user_id":"2088999999999999","order_id":"SO-1002"}'
 show POST /orders/shipped '{"order_id":"SO-1003"}'
 # Messages only Alipay can sign: these forgeries are refused (the specs in
-# spec/40-openresty_spec.lua sign them with a test key acting as Alipay).
+# spec/integration/40-openresty_spec.lua sign them with a test key acting as Alipay).
 show POST /alipay/gateway 'service=alipay.service.check&app_id=2021000122671080&sign_type=RSA2&sign=Zm9yZ2Vk&charset=utf-8&biz_content=%3CXML%3E%3CEventType%3Everifygw%3C%2FEventType%3E%3C%2FXML%3E' application/x-www-form-urlencoded
 show POST /alipay/notify 'notify_id=n1&app_id=2021000122671080&out_trade_no=SO-1001&trade_status=TRADE_SUCCESS&sign_type=RSA2&sign=Zm9yZ2Vk' application/x-www-form-urlencoded
 

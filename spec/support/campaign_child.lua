@@ -1,5 +1,5 @@
 -- Runs (resumes) one campaign in a process of its own, so that
--- spec/71-campaign_crash_spec.lua can kill -9 it at any point.
+-- spec/integration/71-campaign_crash_spec.lua can kill -9 it at any point.
 --
 --   lua5.4 spec/support/campaign_child.lua <config.json>
 --

@@ -1,4 +1,4 @@
--- The resource-growth child of spec/85-fault_matrix_spec.lua: runs N cheap
+-- The resource-growth child of spec/integration/85-fault_matrix_spec.lua: runs N cheap
 -- calls (alipay.open.public.user.follow.query) with the curl client against a
 -- sandbox started by the parent, under a mix of faults, and at checkpoints
 -- prints its own open descriptors and memory, one line each:

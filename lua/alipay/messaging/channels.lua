@@ -50,7 +50,7 @@
 -- (a configuration is copied, committed and pasted into tickets) nor from a
 -- command line (visible in ps). Relative paths are relative to the file.
 local cjson = require "cjson.safe"
-local alipay = require "alipay"
+local alipay_client = require "alipay.client"
 local errors = require "alipay.errors"
 
 local M = {}
@@ -297,7 +297,7 @@ local function build_channel(code, spec, ctx)
   cfg, names, err = client_config(code, spec, ctx)
   if not cfg then return nil, err end
   -- alipay.new's typed error is its third value (docs/errors.md).
-  local client, cerr, cdetail = alipay.new(cfg)
+  local client, cerr, cdetail = alipay_client.new(cfg)
   if not client then return nil, client_error(code, spec, names, cdetail or cerr) end
   return { code = code, kind = spec.kind, id_type = id_type, app_id = spec.app_id, client = client }
 end
