@@ -1,4 +1,4 @@
-/* Content encryption (protocol.md §5): AES-CBC, IV of 16 zero bytes,
+/* Content encryption (docs/protocol.md §5): AES-CBC, IV of 16 zero bytes,
  * PKCS#7 padding, base64 text on the wire. The key is the console's
  * base64 string; its decoded length picks AES-128, -192 or -256.
  *

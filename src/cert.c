@@ -1,5 +1,5 @@
 /* Certificate serial numbers of the public-key-certificate mode
- * (protocol.md §4): app_cert_sn and alipay_root_cert_sn.
+ * (docs/protocol.md §4): app_cert_sn and alipay_root_cert_sn.
  *
  * SN = lowercase hex MD5 of (issuer DN as RFC 2253 orders it, built by
  * hand) followed by the serial number in decimal. The DN is built the way

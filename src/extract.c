@@ -1,4 +1,4 @@
-/* Extraction of the signed content of a v2 response (protocol.md §2.1).
+/* Extraction of the signed content of a v2 response (docs/protocol.md §2.1).
  *
  * Alipay signs the exact bytes of the "<method>_response" value as it sent
  * them ("\/" escapes, "&amp;", spacing), so the value is never parsed and
@@ -54,7 +54,7 @@ static void skip_space(scanner *sc) {
 
 /* Offset of the quote that closes the string whose opening quote is at
  * `open`, or n when the body ends first. A quote closes the string when it
- * is preceded by an even number of backslashes (protocol.md §2.1); memchr
+ * is preceded by an even number of backslashes (docs/protocol.md §2.1); memchr
  * finds the candidates, and each backslash run is counted only once, at
  * the quote it precedes, so the scan stays linear. */
 static size_t closing_quote(const char *s, size_t n, size_t open) {

@@ -1,6 +1,6 @@
 /* RSA keys as userdata: parsed once, with prepared signing/verifying
  * contexts, so a call costs one digest and one RSA operation and never a
- * PEM parse. Formats are detected, not asked for (protocol.md §1.4). */
+ * PEM parse. Formats are detected, not asked for (docs/protocol.md §1.4). */
 #include <string.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>

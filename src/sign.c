@@ -1,4 +1,4 @@
-/* The string to sign of protocol.md §1.2 and §3: sorted k=v pairs joined
+/* The string to sign of docs/protocol.md §1.2 and §3.2: sorted k=v pairs joined
  * by '&', raw values, no encoding. In C because it runs on every request
  * and every notification, and byte-order sorting must be exact. */
 #include <stdlib.h>

@@ -1,4 +1,4 @@
--- What a sender should do about an error (messaging.md §3). Runs on Lua 5.4
+-- What a sender should do about an error (docs/messaging.md §4). Runs on Lua 5.4
 -- and LuaJIT.
 --
 --   local classify = require "alipay.classify"

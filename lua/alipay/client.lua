@@ -1,6 +1,6 @@
 -- One Alipay call, v2 or v3: build the parameters, sign, send through the
 -- transport, verify, decrypt, decode, and turn every failure into a typed
--- error (design.md §3, protocol.md §1, §2, §5, §6).
+-- error (docs/architecture.md §7, docs/protocol.md §1, §2, §5, §6).
 --
 -- Each call is split into prepare (pure: the request to send) and finish
 -- (pure: the response to a result), so that campaigns can put many
@@ -15,7 +15,7 @@ cjson.decode_invalid_numbers(false)
 local Client = {}
 Client.__index = Client
 
-local BEIJING_OFFSET = 8 * 3600 -- UTC+8, no DST (protocol.md §1.1)
+local BEIJING_OFFSET = 8 * 3600 -- UTC+8, no DST (docs/protocol.md §1.1)
 
 -- "yyyy-MM-dd HH:mm:ss" in Beijing time whatever the host's time zone:
 -- os.time() counts UTC seconds and "!" formats without the local zone.
@@ -263,8 +263,8 @@ function Client:prepare_v3(http_method, path, body, opts)
   return req, { method = http_method .. " " .. path:match("^[^?]*"), encrypted = encrypted }
 end
 
--- Verifies alipay-signature over "timestamp\nnonce\nbody\n" (protocol.md
--- §6): mandatory on 2xx, checked when present otherwise.
+-- Verifies alipay-signature over "timestamp\nnonce\nbody\n" (docs/protocol.md §6.3):
+-- mandatory on 2xx, checked when present otherwise.
 function Client:verify_v3(ctx, res)
   local h = res.headers or {}
   local sig = h["alipay-signature"]

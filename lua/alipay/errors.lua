@@ -24,8 +24,8 @@
 --   trace_id, method, status, field
 local errors = {}
 
--- Result codes and sub codes that may succeed when retried (protocol.md
--- §2.3, messaging.md §3). Data, so new codes need no code change.
+-- Result codes and sub codes that may succeed when retried (docs/protocol.md §2.3,
+-- docs/messaging.md §4). Data, so new codes need no code change.
 errors.retryable_codes = {
   ["20000"] = true, -- service unavailable
   ["40005"] = true, -- call frequency exceeded: slow down, then retry
@@ -122,7 +122,7 @@ function errors.new(kind, fields)
 end
 
 -- errors.classify(err) -> "transient" | "throttled" | "template" |
--- "recipient" | "configuration": what a sender does next (messaging.md §3).
+-- "recipient" | "configuration": what a sender does next (docs/messaging.md §4).
 -- The rules are data in alipay.classify; loaded on first use because that
 -- module needs this one.
 function errors.classify(err)

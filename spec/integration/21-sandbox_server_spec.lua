@@ -88,7 +88,7 @@ local function beijing_timestamp()
 end
 
 -- A signed v2 call: system parameters and sign in the query, biz_content in
--- the body (protocol.md §1.3). Returns the request and its parameters.
+-- the body (docs/protocol.md §1.3). Returns the request and its parameters.
 local function v2_request(gateway, method, biz, extra)
   local params = {
     app_id = APP_ID, method = method, format = "JSON", charset = "utf-8", sign_type = "RSA2",

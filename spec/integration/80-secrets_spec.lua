@@ -1,4 +1,4 @@
--- No secret leaks through an error path (protocol.md §7.9, SECURITY.md):
+-- No secret leaks through an error path (docs/protocol.md §7, SECURITY.md):
 -- every error path this spec can reach runs with real-looking keys (the
 -- fixture keys and keys generated here with the openssl CLI), and the
 -- texts that end up in logs are scanned for
@@ -531,7 +531,7 @@ describe("notification and gateway refusals never log the body", function()
     for _, case in ipairs(cases) do
       local reply, info = gateway.handle(app_client, case[2], {}, { seen = seen, log = log })
       assert(reply ~= "success", "gateway " .. case[1] .. ": answered success")
-      -- the check envelope carries the app's public key by design (protocol.md §3)
+      -- the check envelope carries the app's public key by design (docs/protocol.md §3.4)
       assert_clean("gateway " .. case[1], "the reply", reply, { public_ok = true })
       check("gateway " .. case[1], info.detail, info)
     end

@@ -1,5 +1,5 @@
 -- core.cert_sn / core.root_cert_sn: the SNs of public-key-certificate mode
--- (protocol.md §4), checked against the vectors and against SNs computed
+-- (docs/protocol.md §4), checked against the vectors and against SNs computed
 -- independently with the openssl CLI for generated certificates.
 local helpers = require "helpers"
 local core = require "alipay.core"

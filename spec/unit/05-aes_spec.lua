@@ -1,5 +1,5 @@
 -- core.aes_encrypt / core.aes_decrypt: AES-CBC, zero IV, PKCS#7, base64
--- (protocol.md §5), against the vectors and the openssl CLI.
+-- (docs/protocol.md §5), against the vectors and the openssl CLI.
 local helpers = require "helpers"
 local core = require "alipay.core"
 

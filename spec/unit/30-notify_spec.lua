@@ -1,6 +1,6 @@
 -- Inbound notifications: the protocol vectors, then notifications signed
 -- here by a fixture key acting as "Alipay" (the client's alipay_public_key
--- is its public half), refused in every way protocol.md §3 names.
+-- is its public half), refused in every way docs/protocol.md §3 names.
 local helpers = require "helpers"
 local alipay = require "alipay"
 local notify = require "alipay.inbound.notify"

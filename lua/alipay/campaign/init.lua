@@ -1,4 +1,4 @@
--- Campaigns (design.md §6): one template message to a large audience,
+-- Campaigns (docs/messaging.md §6): one template message to a large audience,
 -- quickly, without losing or duplicating anyone, with an exact account of
 -- what happened to each recipient.
 --

@@ -1,4 +1,4 @@
--- What happens to a recipient after an answer (messaging.md §3): the one
+-- What happens to a recipient after an answer (docs/messaging.md §4, §6.5): the one
 -- place that decides between sent, a retry, failed, unknown and stopping.
 -- Pure functions over a row copy; the sender writes the result.
 --

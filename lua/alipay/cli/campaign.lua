@@ -1,5 +1,5 @@
 -- `alipay campaign run|resume|status|export|list|delete`: send campaigns
--- (design.md §6) from a shell, with a live progress bar on a terminal, a
+-- (docs/messaging.md §6) from a shell, with a live progress bar on a terminal, a
 -- plain log line every few seconds otherwise, and a summary by status and
 -- by Alipay code at the end. The engine is alipay.campaign; this file reads
 -- options, shows progress and chooses the exit status:

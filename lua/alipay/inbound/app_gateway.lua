@@ -1,4 +1,4 @@
--- The app gateway (protocol.md §3): the URL Alipay posts app messages to.
+-- The app gateway (docs/protocol.md §3.4, §3.5): the URL Alipay posts app messages to.
 -- It answers the gateway check (alipay.service.check / verifygw) with the
 -- signed XML envelope, dispatches Life Account events
 -- (alipay.mobile.public.message.notify, biz_content in XML) and other

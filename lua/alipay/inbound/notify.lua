@@ -1,4 +1,4 @@
--- Inbound notifications (protocol.md §3): payment notifications posted to
+-- Inbound notifications (docs/protocol.md §3): payment notifications posted to
 -- notify_url, return_url redirects and app-gateway messages. One job:
 -- turn what Alipay sent into verified parameters, or a typed refusal.
 --

@@ -1,4 +1,4 @@
--- Channels (messaging.md §4): each is one configured Alipay app (a Life
+-- Channels (docs/messaging.md §5.1): each is one configured Alipay app (a Life
 -- Account or a mini program) under an operator-chosen channel code, with
 -- its own client. Several channels live in one process.
 --

@@ -1,4 +1,4 @@
--- Life Account messaging (messaging.md §1) on one channel: claim templates,
+-- Life Account messaging (docs/messaging.md §2) on one channel: claim templates,
 -- the template industry, single template messages, followers.
 --
 --   local lifeaccount = require "alipay.messaging.lifeaccount"
@@ -18,7 +18,7 @@
 --   life:send(recipient, template, context, opts) -> node | nil, err, detail
 --     recipient {user_id=} | {open_id=} | {id_type=, id=}; template a registry
 --     record, {id=, keywords=}, or the template id; context the free table of
---     messaging.md §1 (head_color, url, action_name, first, keyword1..N, remark).
+--     docs/messaging.md §2.4 (head_color, url, action_name, first, keyword1..N, remark).
 --     The answer has no message id: Alipay offers no way to track a single send.
 --   life:prepare_send(...)           -> req, ctx | nil, err, detail   (same arguments as send)
 --   life:finish_send(ctx, res, err, detail) -> node | nil, err, detail   (what the transport answered)

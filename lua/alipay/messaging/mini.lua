@@ -1,4 +1,4 @@
--- Mini-program subscription messages (messaging.md §2) on one channel:
+-- Mini-program subscription messages (docs/messaging.md §3) on one channel:
 -- which templates a user subscribed to, and sending one message.
 --
 --   local mini = require "alipay.messaging.mini"

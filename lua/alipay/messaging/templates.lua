@@ -1,4 +1,4 @@
--- The registry of imported templates (messaging.md §1, §4) over a store.
+-- The registry of imported templates (docs/messaging.md §2.3, §5.3) over a store.
 -- Alipay has no API that lists the templates a Life Account claimed, and a
 -- template deleted on Alipay is only discovered when a send fails: operators
 -- import id, name and keywords from the console, sends are checked against

@@ -1,4 +1,4 @@
--- User bindings (messaging.md §4): the business's own user id mapped, per
+-- User bindings (docs/messaging.md §5.2): the business's own user id mapped, per
 -- channel code, to the Alipay id of that user in that app, and whether that
 -- id is a user_id or an open_id. The type is carried, never guessed from a
 -- "2088" prefix.

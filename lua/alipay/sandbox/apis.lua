@@ -1,5 +1,5 @@
 -- The business side of the sandbox gateway: one handler per messaging method
--- (messaging.md), shared by v2 and v3, plus the table that routes v2 method
+-- (docs/messaging.md §2, §3), shared by v2 and v3, plus the table that routes v2 method
 -- names and v3 paths to them. Handlers see only a decoded biz table and the
 -- state; signatures, encryption and wire shapes are gateway.lua's job.
 --
@@ -7,7 +7,7 @@
 --     -> fields (business fields of a success) | nil, {sub_code=, sub_msg=}
 --   ctx = {api = "v2"|"v3", app_id =, method =, now = unix seconds}
 --
--- Every rejection is a 40004 business error with the sub_code messaging.md
+-- Every rejection is a 40004 business error with the sub_code that docs/messaging.md §2, §3
 -- lists; bad or missing business fields are ILLEGAL_BIZ_PARAMS with a sub_msg
 -- that names the field (as the real gateway's "参数有误" messages do).
 local cjson = require "cjson"
@@ -286,7 +286,7 @@ end
 -- ---- mini program: subscriptions ----
 
 -- One relation as subscribe.query reports it. keep_state "1" marks a
--- long-term answer the user asked to keep; messaging.md says to treat it
+-- long-term answer the user asked to keep; docs/messaging.md §3.2 says to treat it
 -- as opaque. show: whether prompting for this template still makes sense.
 local function relation_of(template_id, rel)
   local r = { template_id = template_id }

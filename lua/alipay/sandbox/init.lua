@@ -1,4 +1,4 @@
--- The sandbox gateway: a local stand-in for openapi.alipay.com (design.md §7).
+-- The sandbox gateway: a local stand-in for openapi.alipay.com (docs/architecture.md §13).
 --
 --   local sb = assert(require("alipay.sandbox").start{
 --     app_id = "2021000122671080",

@@ -1,6 +1,6 @@
 -- The sandbox gateway's protocol logic: a local stand-in for
--- openapi.alipay.com that checks requests as Alipay does (protocol.md §1-2,
--- §4-6), runs the messaging handlers (apis.lua) against the seeded state
+-- openapi.alipay.com that checks requests as Alipay does (docs/protocol.md §1, §2, §4-6),
+-- runs the messaging handlers (apis.lua) against the seeded state
 -- (state.lua) and signs its answers with its own "Alipay" key. Pure Lua 5.4
 -- / LuaJIT 2.1 over alipay.core and cjson: the nginx glue reads requests and
 -- writes the (status, headers, body) triples this module returns.
@@ -38,7 +38,7 @@
 -- request that passed step 10 with AES are encrypted; earlier errors are
 -- plain, as on Alipay (a decryption failure cannot be answered encrypted).
 --
--- v3 (protocol.md §6) checks the route (404/405 invalid-method), the
+-- v3 (docs/protocol.md §6) checks the route (404/405 invalid-method), the
 -- Authorization header (401 missing-signature, 400 invalid-parameter, 400 missing-app-id /
 -- invalid-app-id unsigned, 400 invalid-timestamp, cert SNs), the signature
 -- (401 invalid-signature), the app auth token (401), encryption and the JSON

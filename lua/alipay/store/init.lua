@@ -1,5 +1,5 @@
 -- Persistence for imported templates, user bindings and small state
--- (design.md §5): an interface plus the choice of a driver. Only SQLite
+-- (docs/architecture.md §8): an interface plus the choice of a driver. Only SQLite
 -- exists now; a shared store (Redis) for campaigns spread over several
 -- workers implements the same methods later.
 --

@@ -1,4 +1,4 @@
--- The OpenResty transport: HTTP/1.1 over ngx.socket.tcp (design.md §4).
+-- The OpenResty transport: HTTP/1.1 over ngx.socket.tcp (docs/architecture.md §6).
 -- Inside nginx a blocking libcurl call would stall every request of the
 -- worker; cosockets yield to the event loop instead, so one worker keeps
 -- many calls in flight.

@@ -1,4 +1,4 @@
--- Campaign state in the SQLite store (design.md §5, §6): one row per
+-- Campaign state in the SQLite store (docs/architecture.md §8, docs/messaging.md §6.4): one row per
 -- campaign and one per audience line, so that a run can be killed at any
 -- instant and resumed without losing or re-sending anyone.
 --
