@@ -54,6 +54,9 @@ function M.check(req, default_timeout, level)
   end
   local timeout = req.timeout_ms
   if timeout == nil then timeout = default_timeout end
+  if type(timeout) ~= "number" then
+    error("http: field 'timeout_ms' must be a number, got " .. type(timeout), level)
+  end
   if not whole_in(timeout, 1, M.MAX_TIMEOUT_MS) then
     error("http: field 'timeout_ms' must be an integer from 1 to " .. M.MAX_TIMEOUT_MS, level)
   end
