@@ -19,10 +19,11 @@
 -- Tier 2, optional (concurrency: campaigns, many queries in flight): all
 -- three or none.
 --   transport:submit(req) -> id | nil, err, detail   starts the exchange
---   transport:wait(timeout_ms) -> list              finished exchanges, at
---     most timeout_ms later (nil: until one finishes; 0: never waits),
---     possibly empty; each entry {id=, res=} or {id=, err=, detail=} with
---     err and detail as in tier 1. Every id submitted comes back once.
+--   transport:wait(timeout_ms) -> list              finished exchanges: as
+--     soon as one has finished, at the timeout (nil: until one finishes;
+--     0: never waits), or at once when nothing is in flight; possibly
+--     empty; each entry {id=, res=} or {id=, err=, detail=} with err and
+--     detail as in tier 1. Every id submitted comes back once.
 --   transport:pending() -> number   submitted, not yet returned by wait
 --
 -- Optional: transport:close(), called once by client:close().
