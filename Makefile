@@ -97,6 +97,8 @@ test-integration: all
 # logic, notifications, app gateway) are specified under LuaJIT too.
 JIT_SPECS := $(CORE_SPECS) spec/unit/11-client_spec.lua spec/unit/20-sandbox_gateway_spec.lua \
   spec/unit/30-notify_spec.lua spec/unit/31-gateway_spec.lua
+# alipay.runtime and the transports' contract and request validator.
+JIT_SPECS += spec/unit/12-runtime_spec.lua spec/unit/13-transport_contract_spec.lua
 test-jit:
 	ALIPAY_BUILD=build/luajit $(BUSTED_JIT) $(BUSTED_FLAGS) $(JIT_SPECS)
 

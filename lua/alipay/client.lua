@@ -5,6 +5,12 @@
 -- Each call is split into prepare (pure: the request to send) and finish
 -- (pure: the response to a result), so that campaigns can put many
 -- requests in flight on one transport and finish them as they complete.
+-- Every exchange in between goes through the client too, never around it:
+--   client:request(req) -> res | nil, err, detail        (tier 1)
+--   client:submit(req) -> id | nil, err, detail;  client:wait(timeout_ms)
+--     -> {{id=, res=} | {id=, err=, detail=}, ...};  client:pending()   (tier 2)
+-- with the shapes of alipay.transport.contract, a closed client refused and
+-- every failed transfer typed here (kind "transport").
 local cjson = require("cjson").new()
 local core = require "alipay.core"
 local errors = require "alipay.errors"
@@ -68,9 +74,10 @@ end
 
 -- A closed client refuses calls: its transport (connections, curl handles)
 -- is gone, and a call that silently reopened it would hide the mistake.
-local function check_open(self)
+-- level: error()'s, counted from check_open's caller (default 3: its caller's caller).
+local function check_open(self, level)
   if self.closed then
-    error("this alipay client has been closed (client:close()); create a new one with alipay.new", 3)
+    error("this alipay client has been closed (client:close()); create a new one with alipay.new", level or 3)
   end
 end
 
@@ -80,6 +87,63 @@ local function transfer_detail(err, detail)
   if errors.is_error(detail) then return detail end
   if errors.is_error(err) then return err end
   return errors.transport(tostring(err or "the transport failed without a message"), "other")
+end
+
+-- nil, err, detail of a failed transfer: the transport's own message when
+-- it gave one, and always a typed detail.
+local function transfer_failure(err, detail)
+  detail = transfer_detail(err, detail)
+  return nil, type(err) == "string" and err or tostring(detail), detail
+end
+
+-- ---- the exchange: the only calls into self.transport ----
+
+-- client:request(req) -> res | nil, err, detail: one prepared request.
+function Client:request(req)
+  check_open(self)
+  local res, err, detail = self.transport:request(req)
+  if res == nil then return transfer_failure(err, detail) end
+  return res
+end
+
+-- Tier 2 needs a transport that has it (config checked: all or nothing).
+local function concurrent(self, what)
+  check_open(self, 4)
+  local t = self.transport
+  if type(t.submit) ~= "function" then
+    error("client:" .. what .. ": this client's transport has no submit/wait/pending (request only, "
+      .. "see alipay.transport.contract); use client:request, or a transport with all three", 3)
+  end
+  return t
+end
+
+-- client:submit(req) -> id | nil, err, detail: starts a prepared request;
+-- its answer comes from client:wait.
+function Client:submit(req)
+  local id, err, detail = concurrent(self, "submit"):submit(req)
+  if id == nil then return transfer_failure(err, detail) end
+  return id
+end
+
+-- client:wait(timeout_ms) -> the finished requests, {id=, res=} or
+-- {id=, err=<one line>, detail=<typed error>}; possibly empty.
+function Client:wait(timeout_ms)
+  local done = concurrent(self, "wait"):wait(timeout_ms)
+  for _, d in ipairs(done) do
+    if d.res == nil then
+      d.err, d.detail = select(2, transfer_failure(d.err, d.detail))
+    end
+  end
+  return done
+end
+
+-- client:pending() -> submitted requests wait has not returned yet (0
+-- with a request-only transport, which cannot have any).
+function Client:pending()
+  check_open(self)
+  local t = self.transport
+  if type(t.pending) ~= "function" then return 0 end
+  return t:pending()
 end
 
 -- ---- v2 ----
@@ -219,7 +283,7 @@ end
 -- client:execute(method, biz_content, opts) -> node table | nil, err, detail
 function Client:execute(method, biz_content, opts)
   local req, ctx = self:prepare_v2(method, biz_content, opts)
-  local res, err, detail = self.transport:request(req)
+  local res, err, detail = self:request(req)
   return self:finish_v2(ctx, res, err, detail)
 end
 
@@ -343,7 +407,7 @@ end
 -- client:v3(http_method, path, body, opts) -> decoded body | nil, err, detail
 function Client:v3(http_method, path, body, opts)
   local req, ctx = self:prepare_v3(http_method, path, body, opts)
-  local res, err, detail = self.transport:request(req)
+  local res, err, detail = self:request(req)
   return self:finish_v3(ctx, res, err, detail)
 end
 

@@ -3,6 +3,8 @@
 -- field and never echo its value (it may be a key).
 local core = require "alipay.core"
 local errors = require "alipay.errors"
+local runtime = require "alipay.runtime"
+local contract = require "alipay.transport.contract"
 
 local config = {}
 
@@ -181,11 +183,18 @@ local function check_encrypt_key(cfg, out)
   out.encrypt_key = key
 end
 
+-- A table is a custom transport: it must keep the contract (request, and
+-- submit/wait/pending all or none: alipay.transport.contract), checked
+-- here rather than at the first call, which would fail far from the cause.
 local function check_transport(cfg, out)
   local t = cfg.transport
   if t == nil or t == "auto" or t == "curl" or t == "ngx" then out.transport = t return end
-  if type(t) == "table" and type(t.request) == "function" then out.transport = t return end
-  return fail("transport", 'must be "auto", "curl", "ngx" or a table with a request function')
+  if type(t) ~= "table" then
+    return fail("transport", 'must be "auto", "curl", "ngx" or a table with a request function')
+  end
+  local tier, why = contract.check(t)
+  if not tier then return fail("transport", why) end
+  out.transport = t
 end
 
 -- insecure_skip_tls_verify = true turns off TLS certificate and host name
@@ -198,14 +207,10 @@ config.INSECURE_WARNING = "alipay: WARNING: insecure_skip_tls_verify is set (app
   "this app's Alipay traffic; never use it in production"
 
 -- config.warn(msg): where the warning goes; replace it to route it to your
--- logger. Default: ngx.log(ngx.WARN) inside nginx, else stderr.
+-- logger. Default: alipay.runtime's sink, ngx.log(ngx.WARN) inside nginx,
+-- else the message alone on stderr.
 function config.warn(msg)
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) == "table" and ngx.log and ngx.WARN then
-    ngx.log(ngx.WARN, msg)
-  else
-    io.stderr:write(msg, "\n")
-  end
+  runtime.log("warn", msg, true)
 end
 
 local function check_insecure(cfg, out)

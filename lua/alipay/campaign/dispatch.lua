@@ -1,5 +1,5 @@
 -- The send loop of one campaign run: up to policy.in_flight requests on the
--- channel client's transport (submit/wait), paced by the limiter, each
+-- channel's client (client:submit/wait), paced by the limiter, each
 -- recipient's state written to the store around its request.
 --
 --   local sender = require "alipay.campaign.dispatch"
@@ -53,7 +53,7 @@ function M.new(opts)
   local policy = opts.policy
   local self = setmetatable({
     store = opts.store, campaign = opts.campaign, id = opts.campaign.id, runner = opts.runner,
-    message = opts.message, transport = opts.message.channel.client.transport, policy = policy,
+    message = opts.message, client = opts.message.channel.client, policy = policy,
     retry_unknown = opts.retry_unknown, counts = opts.counts, now_s = opts.now_s,
     on_progress = opts.on_progress, progress_every_ms = opts.progress_every_ms or 250,
     log = opts.log or function() end,
@@ -230,7 +230,7 @@ function Sender:fill(now)
 end
 
 function Sender:submit(job, now, failed_to_start)
-  local id, err = self.transport:submit(job.req)
+  local id, err = self.client:submit(job.req)
   job.sent_at = now
   if job.kind == "check" then
     self.busy[job.row.line] = true
@@ -351,7 +351,7 @@ function Sender:drain(max_ms)
   self:stop("the run was interrupted")
   local deadline = clock.now_ms() + max_ms
   while self.in_flight > 0 and clock.now_ms() < deadline do
-    local done = self.transport:wait(MAX_WAIT_MS)
+    local done = self.client:wait(MAX_WAIT_MS)
     if #done > 0 then self:handle(done) end
   end
   return self.in_flight
@@ -363,7 +363,7 @@ function Sender:run()
     self.limiter:tick(now)
     self:fill(now)
     if self.in_flight > 0 then
-      local done = self.transport:wait(self:wait_ms(now))
+      local done = self.client:wait(self:wait_ms(now))
       if #done > 0 then self:handle(done) end
     elseif self.stop_reason or not self:idle(now) then
       break

@@ -32,6 +32,7 @@
 local cjson = require("cjson").new()
 local lxp = require "lxp"
 local errors = require "alipay.errors"
+local runtime = require "alipay.runtime"
 local notify = require "alipay.inbound.notify"
 
 local gateway = {}
@@ -46,13 +47,10 @@ local loggable = notify.loggable
 
 -- ---- logging ----
 
-local function default_log(ngx)
-  ngx = ngx or rawget(_G, "ngx")
-  if ngx and ngx.log then
-    local levels = { error = ngx.ERR, warn = ngx.WARN, info = ngx.INFO }
-    return function(level, msg) ngx.log(levels[level] or ngx.NOTICE, msg) end
-  end
-  return function(level, msg) io.stderr:write("[", level, "] ", msg, "\n") end
+-- opts.log, else alipay.runtime's sink: the error log of opts.ngx when
+-- given, of nginx inside nginx, else stderr.
+local function log_of(opts, ngx)
+  return runtime.logger(opts.log, ngx)
 end
 
 -- One line of at most 200 characters: a handler's error message is the
@@ -257,7 +255,7 @@ function gateway.handle(client, body, handlers, opts)
   if seen and (type(seen.add) ~= "function" or type(seen.delete) ~= "function") then
     error("gateway.handle: opts.seen must be a store with :add and :delete", 2)
   end
-  local log = opts.log or default_log(opts.ngx)
+  local log = log_of(opts, opts.ngx)
   local info = { verified = false, ["repeat"] = false, content_type = TEXT_TYPE }
   local raw, _, detail = notify.decode(body)
   if not raw then return refuse(client, info, detail, log) end
@@ -273,14 +271,14 @@ end
 
 function gateway.serve_ngx(client, handlers, opts)
   opts = opts or {}
-  local ngx = opts.ngx or rawget(_G, "ngx")
+  local ngx = opts.ngx or runtime.ngx()
   local body, _, detail = notify.read_ngx_body(ngx)
   local reply, info
   if body then
     reply, info = gateway.handle(client, body, handlers, opts)
   else
     reply, info = refuse(client, { verified = false, ["repeat"] = false, content_type = TEXT_TYPE }, detail,
-                         opts.log or default_log(ngx))
+                         log_of(opts, ngx))
   end
   ngx.status = 200
   ngx.header["Content-Type"] = info.content_type

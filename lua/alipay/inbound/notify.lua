@@ -34,6 +34,7 @@
 -- key; values echoed from the request are short tokens of safe characters.
 local core = require "alipay.core"
 local errors = require "alipay.errors"
+local runtime = require "alipay.runtime"
 
 local notify = {}
 
@@ -290,9 +291,9 @@ end
 
 -- notify.read_ngx_body([ngx]) -> body | nil, err: the form body of the
 -- current request. Refuses anything but a form-urlencoded POST. `ngx`
--- defaults to the global one (a fake can be passed in tests).
+-- defaults to nginx's own (alipay.runtime; a fake can be passed in tests).
 function notify.read_ngx_body(ngx)
-  ngx = ngx or rawget(_G, "ngx")
+  ngx = ngx or runtime.ngx()
   if not ngx then error("notify: not running inside nginx (no ngx)", 2) end
   local method = ngx.req.get_method()
   if method ~= "POST" then return refuse("malformed", "expected a POST, got " .. loggable(method)) end

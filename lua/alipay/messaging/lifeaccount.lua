@@ -22,8 +22,8 @@
 --     The answer has no message id: Alipay offers no way to track a single send.
 --   life:prepare_send(...)           -> req, ctx | nil, err, detail   (same arguments as send)
 --   life:finish_send(ctx, res, err, detail) -> node | nil, err, detail   (what the transport answered)
---     send split in two, so that a campaign can put many on client.transport
---     (submit/wait) and finish each as it completes.
+--     send split in two, so that a campaign can put many in flight
+--     (client:submit/wait) and finish each as it completes.
 --   life:followers{start = cursor}   -> pages (see "followers" below)
 --   life:each_follower(fn, opts)     -> true, count | nil, err, detail, resume_cursor
 --   life:is_following(recipient)     -> true | false | nil, err, detail

@@ -20,7 +20,7 @@
 --     the batches answered so far.
 --   app:prepare_subscriptions(recipient, template_ids (1 to 3), opts) -> req, ctx | nil, err, detail
 --   app:finish_subscriptions(ctx, res, err, detail) -> the same table as subscriptions | nil, err, detail
---     one query split in two, for many in flight on client.transport.
+--     one query split in two, for many in flight at once (client:submit/wait).
 --   app:send(recipient, template, data, opts) -> node | nil, err, detail
 --     recipient {user_id=} | {open_id=} | {id_type=, id=}; template a registry
 --     record, {id=, keywords=}, or the user_template_id; data
@@ -29,7 +29,7 @@
 --     opts.page (the page the message opens), opts.form_id (payment, form and
 --     face templates only), plus client:execute's app_auth_token, timeout_ms.
 --   app:prepare_send(...) -> req, ctx | nil, err, detail;  app:finish_send(ctx, res, err, detail)
---     send split in two, for many sends in flight on client.transport.
+--     send split in two, for many sends in flight at once (client:submit/wait).
 --   mini.encode_data(data) -> the data string | nil, msg, detail (kind "input")
 --   mini.encode_page(page) -> page with its query encoded
 --
@@ -175,7 +175,7 @@ function Mini:subscriptions(recipient, template_ids, opts)
   for first = 1, #ids, IDS_PER_QUERY do
     local req, ctx = prepare_query(self, id_type, id, { unpack_list(ids, first,
       math.min(first + IDS_PER_QUERY - 1, #ids)) }, opts)
-    local res, terr, tdetail = self.client.transport:request(req)
+    local res, terr, tdetail = self.client:request(req)
     local batch, ferr, fdetail = self:finish_subscriptions(ctx, res, terr, tdetail)
     if not batch then return nil, ferr, fdetail, result end
     for tid, r in pairs(batch) do result[tid] = r end

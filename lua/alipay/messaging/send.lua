@@ -90,7 +90,7 @@ end
 function sender.send(self, recipient, template, data, opts)
   local req, ctx, detail = self:prepare_send(recipient, template, data, opts)
   if not req then return nil, ctx, detail end
-  local res, err, terr = self.client.transport:request(req)
+  local res, err, terr = self.client:request(req)
   return self:finish_send(ctx, res, err, terr)
 end
 

@@ -10,15 +10,13 @@
 --   t:request(req), t:submit(req), t:wait(ms), t:pending(), t:close()
 --   t:current() -> "ngx" | "curl"   what a request made here would use
 --   t.last                           what the last request used
+local runtime = require "alipay.runtime"
+
 local M = {}
 
 -- "ngx" when running inside nginx in a phase that allows cosockets.
 local function wanted()
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function" then return "curl" end
-  local ok, phase = pcall(ngx.get_phase)
-  if ok and require("alipay.transport.ngx").COSOCKET_PHASES[phase] then return "ngx" end
-  return "curl"
+  return runtime.cosockets() and "ngx" or "curl"
 end
 
 local Auto = {}
@@ -101,8 +99,7 @@ end
 -- where the cosocket side could not honour it.
 function M.new(cfg)
   cfg = cfg or {}
-  local inside_nginx = type(rawget(_G, "ngx")) == "table"
-  if cfg.proxy and inside_nginx then
+  if cfg.proxy and runtime.in_nginx() then
     local errors = require "alipay.errors"
     return errors.failure(errors.config("proxy", "inside nginx the default transport uses cosockets, which "
       .. 'cannot use a proxy; set transport = "curl" (it blocks the worker) or drop the proxy'))

@@ -3,6 +3,7 @@
 -- Blocking per request; submit/wait for many transfers in flight.
 local core = require "alipay.core"
 local errors = require "alipay.errors"
+local request = require "alipay.transport.request"
 
 local Transport = {}
 Transport.__index = Transport
@@ -12,19 +13,23 @@ local transport_error = errors.transport
 local M = {}
 
 -- M.new{ca_file=, proxy=, connect_timeout_ms=, timeout_ms=, max_response_bytes=, user_agent=}
+-- (the defaults and limits of alipay.transport.request, shared with ngx)
 function M.new(opts)
+  local o = request.options(opts)
   local engine, err = core.http {
-    ca_file = opts.ca_file, proxy = opts.proxy, connect_timeout_ms = opts.connect_timeout_ms,
-    timeout_ms = opts.timeout_ms, max_response_bytes = opts.max_response_bytes,
-    user_agent = opts.user_agent,
+    ca_file = opts.ca_file, proxy = opts.proxy, connect_timeout_ms = o.connect_timeout_ms,
+    timeout_ms = o.timeout_ms, max_response_bytes = o.max_response_bytes,
+    user_agent = o.user_agent,
     insecure_skip_verify = opts.insecure_skip_tls_verify == true or nil,
   }
   if not engine then return errors.fail("config", { msg = "transport: " .. tostring(err) }) end
-  return setmetatable({ engine = engine, name = "curl" }, Transport)
+  return setmetatable({ engine = engine, name = "curl", timeout_ms = o.timeout_ms }, Transport)
 end
 
 -- req = {method=, url=, headers=, body=, timeout_ms=} -> res | nil, err, detail
+-- Misuse (alipay.transport.request.check) raises, in the caller.
 function Transport:request(req)
+  request.check(req, self.timeout_ms)
   local res, err, reason = self.engine:request(req)
   if not res then return errors.failure(transport_error(err, reason)) end
   return res
@@ -32,6 +37,7 @@ end
 
 -- Starts a transfer; its result comes from wait().
 function Transport:submit(req)
+  request.check(req, self.timeout_ms)
   local id, err, reason = self.engine:submit(req)
   if not id then return errors.failure(transport_error(err, reason or "other")) end
   return id

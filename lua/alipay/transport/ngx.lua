@@ -21,64 +21,25 @@
 -- the answer is retried once on another one, as curl does.
 -- LuaJIT only: no integer division, no goto, no utf8 library.
 local errors = require "alipay.errors"
+local runtime = require "alipay.runtime"
+local request = require "alipay.transport.request"
 
 local M = {}
 
--- ngx.get_phase() values where cosockets work (lua-nginx-module's
--- documented contexts of ngx.socket.tcp).
-M.COSOCKET_PHASES = {
-  rewrite = true, access = true, content = true, timer = true,
-  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
-}
+-- ngx.get_phase() values where cosockets work (alipay.runtime decides).
+M.COSOCKET_PHASES = runtime.COSOCKET_PHASES
 
-local DEFAULT_USER_AGENT = "lua-alipay"
 local DEFAULT_PORTS = { http = 80, https = 443 }
 local KEEPALIVE_IDLE_MS = 30000 -- below the usual server idle timeouts (nginx: 75 s)
 local POOL_SIZE = 64            -- idle connections kept per host:port:scheme
 local READ_CHUNK = 65536
-local MAX_TIMEOUT_MS = 24 * 3600 * 1000
 
 local transport_error = errors.transport
 
-local function now_ms()
-  ngx.update_time()
-  return ngx.now() * 1000
-end
+local now_ms = runtime.now_ms
 
--- ---- requests: validation (misuse raises, as with curl) and the URL ----
-
-local function is_token(s)
-  return type(s) == "string" and s ~= "" and s:find("^[%w!#$%%&'*+.^_`|~-]+$") ~= nil
-end
-
-local function check_request(req, default_timeout)
-  if type(req) ~= "table" then error("http: the request must be a table", 3) end
-  if type(req.url) ~= "string" then error("http: field 'url' is required", 3) end
-  if req.method ~= nil and not is_token(req.method) then
-    error("http: field 'method' is not an HTTP method", 3)
-  end
-  if req.body ~= nil and type(req.body) ~= "string" then error("http: field 'body' must be a string", 3) end
-  local timeout = req.timeout_ms
-  if timeout == nil then timeout = default_timeout end
-  if type(timeout) ~= "number" or timeout < 1 or timeout > MAX_TIMEOUT_MS then
-    error("http: field 'timeout_ms' must be between 1 and " .. MAX_TIMEOUT_MS, 3)
-  end
-  if req.headers ~= nil then
-    if type(req.headers) ~= "table" then error("http: field 'headers' must be a table", 3) end
-    for name, value in pairs(req.headers) do
-      if not is_token(name) then error("http: invalid header name", 3) end
-      local vt = type(value)
-      if vt ~= "string" and vt ~= "number" then
-        error("http: header values must be strings or numbers", 3)
-      end
-      -- The message never quotes the header: it may carry credentials.
-      if tostring(value):find("[\r\n%z]") then
-        error("http: invalid header value (line break or NUL)", 3)
-      end
-    end
-  end
-  return timeout
-end
+-- ---- requests: validation (alipay.transport.request: misuse raises, as
+-- with curl) and the URL ----
 
 -- {scheme=, host=, port=, target=, authority=} or nil, message. The
 -- message names the scheme or the part that is wrong, never the query
@@ -469,8 +430,8 @@ end
 -- nginx raises "API disabled in the context of ..." for cosockets and
 -- light threads outside their phases; a typed error says what to do.
 local function phase_error()
-  local phase = ngx.get_phase()
-  if M.COSOCKET_PHASES[phase] then return nil end
+  if runtime.cosockets() then return nil end
+  local phase = runtime.phase()
   return errors.new("transport", { reason = "other", retryable = false,
     msg = "cosockets are not available in nginx's " .. tostring(phase) .. " phase; "
       .. "leave config.transport unset (auto) to use curl there, or call from a timer" })
@@ -479,7 +440,7 @@ end
 -- req = {method=, url=, headers=, body=, timeout_ms=} -> res | nil, err
 function Transport:request(req)
   if self.closed then error("the ngx transport has been closed", 2) end
-  local timeout = check_request(req, self.timeout_ms)
+  local timeout = request.check(req, self.timeout_ms)
   local phase_err = phase_error()
   if phase_err then return errors.failure(phase_err) end
   local started = now_ms()
@@ -523,7 +484,7 @@ end
 -- Starts a request; its result comes from wait(). Returns id or nil, err.
 function Transport:submit(req)
   if self.closed then error("the ngx transport has been closed", 2) end
-  check_request(req, self.timeout_ms) -- misuse raises here, in the caller
+  request.check(req, self.timeout_ms) -- misuse raises here, in the caller
   local phase_err = phase_error()
   if phase_err then return errors.failure(phase_err) end
   if not self.sema and semaphore then self.sema = semaphore.new(0) end
@@ -549,7 +510,7 @@ function Transport:sleep_until_done(timeout_ms)
     if self.sema then
       self.sema:wait(left / 1000)
     else
-      ngx.sleep(math.min(left, 5) / 1000)
+      runtime.sleep_ms(math.min(left, 5))
     end
   end
 end
@@ -609,15 +570,17 @@ function M.new(cfg)
     return errors.failure(errors.config("proxy", "the ngx transport (cosockets) cannot use a proxy; "
       .. 'use transport = "curl" (which blocks the nginx worker) or reach the gateway directly'))
   end
-  if not rawget(_G, "ngx") or not ngx.socket or not ngx.socket.tcp then
+  local ngx = runtime.ngx()
+  if not ngx or not ngx.socket or not ngx.socket.tcp then
     return errors.failure(errors.config("transport", "the ngx transport needs OpenResty (ngx.socket.tcp)"))
   end
+  local o = request.options(cfg)
   return setmetatable({
     name = "ngx",
-    timeout_ms = cfg.timeout_ms or 15000,
-    connect_timeout_ms = cfg.connect_timeout_ms or 5000,
-    max_response_bytes = cfg.max_response_bytes or 4 * 1024 * 1024,
-    user_agent = cfg.user_agent or DEFAULT_USER_AGENT,
+    timeout_ms = o.timeout_ms,
+    connect_timeout_ms = o.connect_timeout_ms,
+    max_response_bytes = o.max_response_bytes,
+    user_agent = o.user_agent,
     insecure_skip_tls_verify = cfg.insecure_skip_tls_verify == true,
     sessions = {}, -- TLS sessions per pool, resumed on new connections
     running = {}, done = {}, finished = {}, last_id = 0,

@@ -375,7 +375,7 @@ end
 -- -> node | nil, detail (sub_code, sub_msg, verified: docs/errors.md); req
 local function call(client, method, biz, opts)
   local req, ctx = client:prepare_v2(method, biz, opts)
-  local res, terr, tdetail = client.transport:request(req)
+  local res, terr, tdetail = client:request(req)
   local node, _, detail = client:finish_v2(ctx, res, terr, tdetail)
   return node, detail, req
 end
