@@ -185,7 +185,7 @@ rock: deps
 	    { cat "$$tree/log"; exit 1; }; \
 	done; \
 	test -f "$$tree/packed/lib/lua/5.4/alipay/core.so"; \
-	test -f "$$tree/packed/share/lua/5.4/alipay/sandbox/init.lua"; \
+	test -f "$$tree/packed/share/lua/5.4/alipay/sandbox/openapi.lua"; \
 	echo "luarocks pack: lua-alipay-scm-1.src.rock and $(SANDBOX_ROCKSPEC:.rockspec=.src.rock) from git+file://" \
 	  "(HEAD $$(git rev-parse --short HEAD)), built and installed"
 
