@@ -4,7 +4,7 @@ max_line_length = 120
 codes = true
 
 files["spec/"] = { std = "max+busted" }
-files["lua/alipay/sandbox/"] = { globals = { "ngx" } }
+files["sandbox/lua/alipay/sandbox/"] = { globals = { "ngx" } }
 files["lua/alipay/transport/ngx.lua"] = { globals = { "ngx" } }
 files["examples/openresty/"] = { globals = { "ngx" } }
 color = false

@@ -22,7 +22,6 @@ SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 
 SRC := $(wildcard src/*.c)
 HDR := $(wildcard src/*.h)
-LUA_MODULES := $(shell find lua -name '*.lua' 2>/dev/null)
 
 CORE_54 := build/lua5.4/alipay/core.so
 CORE_JIT := build/luajit/alipay/core.so
@@ -47,7 +46,7 @@ DEB_TEST := lua-busted lua-check valgrind luarocks git clang
 DEB_PACKAGES := $(DEB_BUILD) $(DEB_RUN) $(DEB_TEST)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps print-deps print-core-specs rock fuzz test test-54 test-unit test-integration test-jit lint asan valgrind bench demo install uninstall clean
+.PHONY: all deps print-deps print-core-specs rock fuzz test test-54 test-unit test-integration test-jit lint asan valgrind bench demo install install-product install-sandbox uninstall clean
 
 all: $(CORE_54) $(CORE_JIT)
 
@@ -103,7 +102,7 @@ test-jit:
 	ALIPAY_BUILD=build/luajit $(BUSTED_JIT) $(BUSTED_FLAGS) $(JIT_SPECS)
 
 lint: deps
-	luacheck -q $(wildcard lua bin spec bench examples fuzz)
+	luacheck -q $(wildcard lua sandbox bin spec bench examples fuzz)
 
 # Every plain-Lua spec, with an ASan/UBSan build of the core. The Lua
 # interpreter is not instrumented, so the sanitizer runtime is preloaded;
@@ -130,31 +129,42 @@ valgrind: deps all
 # The rockspecs, offline (--deps-mode=none: Debian's lua-cjson, lua-expat,
 # lua-argparse and lua-dbi-sqlite3 stand in for the rocks), in a throwaway
 # tree, each step in a fresh copy (luarocks leaves objects beside the sources):
-#   1. luarocks lint on both rockspecs;
-#   2. Lua 5.4: both rocks built and installed; the luarocks-wrapped
-#      bin/alipay runs --help from /tmp with no LUA_PATH/LUA_CPATH;
+#   1. luarocks lint on the three rockspecs;
+#   2. Lua 5.4: the library and CLI rocks built and installed; the
+#      luarocks-wrapped bin/alipay runs --help from /tmp with no
+#      LUA_PATH/LUA_CPATH and has no `sandbox` command; then the sandbox
+#      rock is installed, and `alipay --help` lists `sandbox`;
 #   3. LuaJIT (what OpenResty runs): the library rock built for the 5.1 ABI
 #      against LuaJIT's headers into the same tree; every module it installs
 #      loads under `luajit`, and the core signs; then the 5.4 CLI starts and
 #      stops a sandbox gateway (nginx loads that LuaJIT core from the tree);
-#   4. `luarocks pack` of a rockspec whose source.url is git+file:// on a
-#      clone of this checkout's HEAD, and a build of the packed .src.rock.
+#   4. `luarocks pack` of the library and sandbox rockspecs with source.url
+#      git+file:// on a clone of this checkout's HEAD (commit first), and a
+#      build of each packed .src.rock.
 # Debian's LuaRocks 3.8 does not find curl's headers (multiarch) on its own.
 ROCK_FLAGS := --deps-mode=none CURL_INCDIR=/usr/include/$(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 ROCK_LUAJIT_INCDIR ?= /usr/include/luajit-2.1
-ROCKSPECS := lua-alipay-scm-1.rockspec lua-alipay-cli-scm-1.rockspec
+PRODUCT_ROCKSPECS := lua-alipay-scm-1.rockspec lua-alipay-cli-scm-1.rockspec
+SANDBOX_ROCKSPEC := lua-alipay-sandbox-scm-1.rockspec
+ROCKSPECS := $(PRODUCT_ROCKSPECS) $(SANDBOX_ROCKSPEC)
 ROCK_CLEAN_ENV := env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 -u LUA_INIT -u LUA_INIT_5_4 \
   -u ALIPAY_LUAJIT_CPATH -u ALIPAY_BUILD
 rock: deps
 	@set -e; tree=$$(mktemp -d); trap 'rm -rf "$$tree"' EXIT; \
 	copy() { rm -rf "$$tree/checkout"; mkdir "$$tree/checkout"; \
-	  cp -r src lua bin $(ROCKSPECS) "$$tree/checkout"; }; \
-	for r in $(ROCKSPECS); do luarocks lint $$r; done; echo "luarocks lint: $(ROCKSPECS)"; \
-	copy; (cd "$$tree/checkout" && for r in $(ROCKSPECS); do \
+	  cp -r src lua sandbox bin $(ROCKSPECS) "$$tree/checkout"; }; \
+	rock_make() { (cd "$$tree/checkout" && for r in "$$@"; do \
 	  luarocks --lua-version 5.4 --tree "$$tree" make $$r $(ROCK_FLAGS) >"$$tree/log" 2>&1 || \
-	  { cat "$$tree/log"; exit 1; }; done); \
-	cd /tmp; $(ROCK_CLEAN_ENV) "$$tree/bin/alipay" --help | grep -q '^Usage: alipay'; \
-	echo "lua 5.4: lua-alipay and lua-alipay-cli installed; $$tree/bin/alipay --help runs"; \
+	  { cat "$$tree/log"; exit 1; }; done); }; \
+	for r in $(ROCKSPECS); do luarocks lint $$r; done; echo "luarocks lint: $(ROCKSPECS)"; \
+	copy; rock_make $(PRODUCT_ROCKSPECS); \
+	cd /tmp; $(ROCK_CLEAN_ENV) "$$tree/bin/alipay" --help >"$$tree/help"; grep -q '^Usage: alipay' "$$tree/help"; \
+	if grep -q '^   sandbox ' "$$tree/help"; then echo "alipay --help lists sandbox without its rock"; exit 1; fi; \
+	test ! -e "$$tree/share/lua/5.4/alipay/sandbox"; \
+	echo "lua 5.4: lua-alipay and lua-alipay-cli installed; $$tree/bin/alipay --help runs, no sandbox command"; \
+	cd "$(CURDIR)"; rock_make $(SANDBOX_ROCKSPEC); \
+	cd /tmp; $(ROCK_CLEAN_ENV) "$$tree/bin/alipay" --help | grep -q '^   sandbox '; \
+	echo "lua 5.4: lua-alipay-sandbox installed; alipay --help lists sandbox"; \
 	cd "$(CURDIR)"; copy; (cd "$$tree/checkout" && luarocks --lua-version 5.1 --tree "$$tree" make \
 	  lua-alipay-scm-1.rockspec $(ROCK_FLAGS) LUA_INCDIR=$(ROCK_LUAJIT_INCDIR) >"$$tree/log" 2>&1) || \
 	  { cat "$$tree/log"; exit 1; }; \
@@ -169,13 +179,17 @@ rock: deps
 	$(ROCK_CLEAN_ENV) "$$tree/bin/alipay" sandbox stop --state "$$tree/sandbox.json" >/dev/null; \
 	echo "lua 5.4 + luajit: $$tree/bin/alipay sandbox start/stop (nginx ran the tree's LuaJIT core)"; \
 	cd "$(CURDIR)"; git clone -q "$(CURDIR)" "$$tree/clone"; mkdir "$$tree/pack"; \
-	sed "s|^  url = \".*\",|  url = \"git+file://$$tree/clone\",|" lua-alipay-scm-1.rockspec >"$$tree/pack/lua-alipay-scm-1.rockspec"; \
-	grep -q "git+file://$$tree/clone" "$$tree/pack/lua-alipay-scm-1.rockspec"; \
-	(cd "$$tree/pack" && luarocks --lua-version 5.4 pack lua-alipay-scm-1.rockspec >"$$tree/log" 2>&1 && \
-	  luarocks --lua-version 5.4 --tree "$$tree/packed" build lua-alipay-scm-1.src.rock $(ROCK_FLAGS) >>"$$tree/log" 2>&1) || \
-	  { cat "$$tree/log"; exit 1; }; \
+	for r in lua-alipay-scm-1.rockspec $(SANDBOX_ROCKSPEC); do \
+	  sed "s|^  url = \".*\",|  url = \"git+file://$$tree/clone\",|" $$r >"$$tree/pack/$$r"; \
+	  grep -q "git+file://$$tree/clone" "$$tree/pack/$$r"; \
+	  (cd "$$tree/pack" && luarocks --lua-version 5.4 pack $$r >"$$tree/log" 2>&1 && \
+	    luarocks --lua-version 5.4 --tree "$$tree/packed" build $${r%.rockspec}.src.rock $(ROCK_FLAGS) >>"$$tree/log" 2>&1) || \
+	    { cat "$$tree/log"; exit 1; }; \
+	done; \
 	test -f "$$tree/packed/lib/lua/5.4/alipay/core.so"; \
-	echo "luarocks pack: lua-alipay-scm-1.src.rock from git+file:// (HEAD $$(git rev-parse --short HEAD)), built and installed"
+	test -f "$$tree/packed/share/lua/5.4/alipay/sandbox/openapi.lua"; \
+	echo "luarocks pack: lua-alipay-scm-1.src.rock and $(SANDBOX_ROCKSPEC:.rockspec=.src.rock) from git+file://" \
+	  "(HEAD $$(git rev-parse --short HEAD)), built and installed"
 
 # libFuzzer targets of the core and of the ngx transport's response parser
 # (fuzz/README.md); each runs FUZZ_SECONDS.
@@ -205,7 +219,14 @@ export INSTALL_BIN
 
 # The LuaJIT build goes beside Lua 5.1 modules: OpenResty and the sandbox
 # gateway load it from there (the Lua modules are shared by both).
-install: $(CORE_54) $(CORE_JIT)
+# `make install` installs the product (lua/) and the sandbox gateway
+# (sandbox/lua/, which `make demo` and `alipay sandbox` need);
+# SANDBOX=no leaves the sandbox out (a production host), and
+# `make install-sandbox` adds it later.
+SANDBOX ?= yes
+install: install-product $(if $(filter no,$(SANDBOX)),,install-sandbox)
+
+install-product: $(CORE_54) $(CORE_JIT)
 	install -d "$(DESTDIR)$(LUA_LIBDIR)/alipay" "$(DESTDIR)$(LUAJIT_LIBDIR)/alipay" \
 	  "$(DESTDIR)$(LUA_SHAREDIR)" "$(DESTDIR)$(BINDIR)"
 	install -m 0755 $(CORE_54) "$(DESTDIR)$(LUA_LIBDIR)/alipay/core.so"
@@ -214,6 +235,10 @@ install: $(CORE_54) $(CORE_JIT)
 	  <bin/alipay >"$(DESTDIR)$(BINDIR)/alipay"
 	chmod 0755 "$(DESTDIR)$(BINDIR)/alipay"
 	cd lua && for f in $$(find alipay -name '*.lua'); do \
+	  install -D -m 0644 $$f "$(DESTDIR)$(LUA_SHAREDIR)/$$f"; done
+
+install-sandbox:
+	cd sandbox/lua && for f in $$(find alipay -name '*.lua'); do \
 	  install -D -m 0644 $$f "$(DESTDIR)$(LUA_SHAREDIR)/$$f"; done
 
 uninstall:

@@ -16,8 +16,9 @@ description = {
   summary = "The alipay command, send campaigns and the SQLite store of lua-alipay",
   detailed = [[
     The `alipay` command line (templates, subscriptions, followers, user bindings,
-    sends, raw calls, campaigns, the local sandbox gateway), resumable send
-    campaigns to many recipients, and the SQLite store they keep their state in.
+    sends, raw calls, campaigns), resumable send campaigns to many recipients,
+    and the SQLite store they keep their state in. `alipay sandbox` appears
+    when the lua-alipay-sandbox rock is installed too.
   ]],
   license = "MIT",
 }
@@ -58,7 +59,6 @@ build = {
       ["alipay.cli.doctor"] = "lua/alipay/cli/doctor.lua",
       ["alipay.cli.followers"] = "lua/alipay/cli/followers.lua",
       ["alipay.cli.progress"] = "lua/alipay/cli/progress.lua",
-      ["alipay.cli.sandbox"] = "lua/alipay/cli/sandbox.lua",
       ["alipay.cli.send"] = "lua/alipay/cli/send.lua",
       ["alipay.cli.subscription"] = "lua/alipay/cli/subscription.lua",
       ["alipay.cli.template"] = "lua/alipay/cli/template.lua",

@@ -1,7 +1,8 @@
 -- lua-alipay, the library: the C core, the client and its transports,
 -- notifications, the app gateway, messaging sends (Life Account templates,
--- mini-program subscriptions), the template and binding registries over a
--- store interface, and the local sandbox gateway.
+-- mini-program subscriptions) and the template and binding registries over a
+-- store interface. The local sandbox gateway, a test double, is a rock of
+-- its own (lua-alipay-sandbox-scm-1.rockspec) that production hosts skip.
 --
 -- Why two rockspecs: this part runs everywhere the client must, including
 -- LuaJIT inside OpenResty (Lua 5.1 ABI), so it declares lua >= 5.1, < 5.5.
@@ -22,9 +23,9 @@ description = {
     A Lua module with a C core (OpenSSL + libcurl) for the Alipay Open Platform:
     RSA2 signing and response verification, v2 and v3 gateway calls over libcurl or
     nginx cosockets, notifications, the app gateway, Life Account template messages
-    and mini-program subscription messages, and a local sandbox gateway, for
-    Lua 5.1 to 5.4 and LuaJIT/OpenResty. The store, campaigns and the `alipay`
-    command are the lua-alipay-cli rock.
+    and mini-program subscription messages, for Lua 5.1 to 5.4 and
+    LuaJIT/OpenResty. The store, campaigns and the `alipay` command are the
+    lua-alipay-cli rock; the local sandbox gateway is lua-alipay-sandbox.
   ]],
   license = "MIT",
 }
@@ -41,7 +42,7 @@ external_dependencies = {
 -- lua/ directory into every rock it builds, which would put the 5.3-only CLI,
 -- store and campaign modules into this rock (and into a LuaJIT tree) and make
 -- the two rocks overlap. Here each rock installs exactly the modules it lists
--- (spec/integration/09-packaging_spec.lua checks that every module is in one of them).
+-- (spec/integration/09-packaging_spec.lua checks that every module is in one of the three).
 -- The command is POSIX cc; the core needs OpenSSL 3 and libcurl.
 build = {
   type = "command",
@@ -79,12 +80,6 @@ build = {
       ["alipay.keyfiles"] = "lua/alipay/keyfiles.lua",
       ["alipay.workspace.channel_file"] = "lua/alipay/workspace/channel_file.lua",
       ["alipay.workspace.doctor"] = "lua/alipay/workspace/doctor.lua",
-      ["alipay.sandbox"] = "lua/alipay/sandbox/init.lua",
-      ["alipay.sandbox.nginx"] = "lua/alipay/sandbox/nginx.lua",
-      ["alipay.sandbox.server"] = "lua/alipay/sandbox/server.lua",
-      ["alipay.sandbox.openapi"] = "lua/alipay/sandbox/openapi.lua",
-      ["alipay.sandbox.world"] = "lua/alipay/sandbox/world.lua",
-      ["alipay.sandbox.apis"] = "lua/alipay/sandbox/apis.lua",
     },
   },
 }

@@ -19,7 +19,8 @@
 -- BENCH_QUICK=1 runs smaller sizes. Run from the repository root:
 --   lua5.4 bench/campaign.lua
 package.cpath = (os.getenv("ALIPAY_BUILD") or "build/lua5.4") .. "/?.so;" .. package.cpath
-package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+-- lua/: lua-alipay; sandbox/lua/: the sandbox gateway (lua-alipay-sandbox).
+package.path = "lua/?.lua;lua/?/init.lua;sandbox/lua/?.lua;sandbox/lua/?/init.lua;" .. package.path
 local fs = require "alipay.util.fs"
 
 local cjson = require "cjson"

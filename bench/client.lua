@@ -5,7 +5,8 @@
 --  2. calls per second with 1, 8 and 32 transfers in flight and 50 ms of
 --     injected latency, against the ideal in_flight / latency.
 package.cpath = (os.getenv("ALIPAY_BUILD") or "build/lua5.4") .. "/?.so;" .. package.cpath
-package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+-- lua/: lua-alipay; sandbox/lua/: the sandbox gateway (lua-alipay-sandbox).
+package.path = "lua/?.lua;lua/?/init.lua;sandbox/lua/?.lua;sandbox/lua/?/init.lua;" .. package.path
 local fs = require "alipay.util.fs"
 
 local alipay = require "alipay"

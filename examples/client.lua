@@ -2,7 +2,8 @@
 -- sandbox, make a v2 and a v3 call over HTTPS, see a typed error, stop.
 --   lua5.4 examples/client.lua      (from a checkout, after `make`)
 package.cpath = "build/lua5.4/?.so;" .. package.cpath
-package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+-- lua/: lua-alipay; sandbox/lua/: the sandbox gateway (lua-alipay-sandbox).
+package.path = "lua/?.lua;lua/?/init.lua;sandbox/lua/?.lua;sandbox/lua/?/init.lua;" .. package.path
 local fs = require "alipay.util.fs"
 
 local alipay = require "alipay"

@@ -17,7 +17,8 @@
 --  8. the results exported to CSV; a campaign with the deleted template stops.
 -- Exits non-zero when anything is off.
 package.cpath = (os.getenv("ALIPAY_BUILD") or "build/lua5.4") .. "/?.so;" .. package.cpath
-package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+-- lua/: lua-alipay; sandbox/lua/: the sandbox gateway (lua-alipay-sandbox).
+package.path = "lua/?.lua;lua/?/init.lua;sandbox/lua/?.lua;sandbox/lua/?/init.lua;" .. package.path
 local fs = require "alipay.util.fs"
 
 local alipay = require "alipay"

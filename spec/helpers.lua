@@ -3,7 +3,9 @@
 local build = os.getenv("ALIPAY_BUILD")
   or (rawget(_G, "jit") and "build/luajit" or "build/lua5.4")
 package.cpath = build .. "/?.so;" .. package.cpath
-package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path
+-- sandbox/lua: the sandbox gateway (its own rock, lua-alipay-sandbox) that
+-- the integration specs run against.
+package.path = "lua/?.lua;lua/?/init.lua;sandbox/lua/?.lua;sandbox/lua/?/init.lua;spec/?.lua;" .. package.path
 
 local cjson = require "cjson"
 

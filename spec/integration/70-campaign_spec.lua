@@ -277,7 +277,7 @@ describe("campaign", function()
         return fields
       end
       return real
-    ]]):format(helpers.cwd() .. "/lua/alipay/sandbox/apis.lua", SEND, DELETE_AFTER))
+    ]]):format(helpers.cwd() .. "/sandbox/lua/alipay/sandbox/apis.lua", SEND, DELETE_AFTER))
     deleting_sb = assert(sandbox.start { app_id = APP_ID, app_public_key = pem, seed = SEED_PATH,
                                          lua_path = shim .. "/?.lua" })
   end)

@@ -13,7 +13,8 @@
 -- the shell's. The pipe io.popen holds while ls runs is one more descriptor,
 -- the same at every checkpoint.
 package.cpath = "build/lua5.4/?.so;" .. package.cpath
-package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+-- lua/: lua-alipay; sandbox/lua/: the sandbox gateway (lua-alipay-sandbox).
+package.path = "lua/?.lua;lua/?/init.lua;sandbox/lua/?.lua;sandbox/lua/?/init.lua;" .. package.path
 
 local cjson = require "cjson"
 local alipay = require "alipay"

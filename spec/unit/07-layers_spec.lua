@@ -30,14 +30,18 @@ local function layer_of(module)
   end
 end
 
--- Module name -> file, for every .lua file under lua/.
+-- Module name -> file, for every .lua file under lua/ (the product) and
+-- sandbox/lua/ (the sandbox rock: alipay.sandbox.* and alipay.cli.sandbox).
 local function modules()
-  local ok, out = helpers.run("cd lua && find alipay -name '*.lua' | sort")
-  assert(ok, out)
   local list = {}
-  for path in out:gmatch("[^\n]+") do
-    local name = path:gsub("%.lua$", ""):gsub("/init$", ""):gsub("/", ".")
-    list[name] = "lua/" .. path
+  for _, tree in ipairs { "lua", "sandbox/lua" } do
+    local ok, out = helpers.run("cd " .. tree .. " && find alipay -name '*.lua' | sort")
+    assert(ok, out)
+    for path in out:gmatch("[^\n]+") do
+      local name = path:gsub("%.lua$", ""):gsub("/init$", ""):gsub("/", ".")
+      assert(not list[name], name .. " is in both lua/ and sandbox/lua/")
+      list[name] = tree .. "/" .. path
+    end
   end
   return list
 end
@@ -77,12 +81,26 @@ describe("the layers of lua/alipay", function()
         elseif dep_layer == "sandbox" then
           assert(layer == "sandbox" or name == "alipay.cli.sandbox",
             path .. " requires " .. dep .. ": the product does not depend on the sandbox rock")
+        elseif name == "alipay.cli.sandbox" or layer == "sandbox" then
+          -- The sandbox rock depends on lua-alipay only: the library, never
+          -- the store, campaigns or other CLI modules (lua-alipay-cli).
+          assert(dep_rank <= layer_of("alipay.client") or dep_layer == "sandbox",
+            path .. " requires " .. dep .. ", which the sandbox rock's lua-alipay dependency does not provide")
         else
           assert(dep_rank <= rank or layer == "facade",
             ("%s (%s) requires %s (%s), a layer above it"):format(path, layer, dep, dep_layer))
         end
       end
     end
+  end)
+
+  it("keeps the sandbox rock's modules in sandbox/lua/, out of the product's lua/", function()
+    for name, path in pairs(all) do
+      local sandbox_rock = name == "alipay.cli.sandbox" or select(2, layer_of(name)) == "sandbox"
+      assert.are.equal(sandbox_rock, path:find("^sandbox/lua/") ~= nil, path .. " (" .. name .. ")")
+    end
+    assert.are.equal("sandbox/lua/alipay/cli/sandbox.lua", all["alipay.cli.sandbox"])
+    assert.are.equal("sandbox/lua/alipay/sandbox/init.lua", all["alipay.sandbox"])
   end)
 
   it("has no circular requires", function()

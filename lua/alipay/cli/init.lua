@@ -9,7 +9,10 @@
 --   }
 -- `out` prints: out.line(fmt, ...), out.json(value), out.err(fmt, ...).
 -- cli.json_flag(cmd) adds the shared --json flag. A module that is not
--- there yet is skipped; one that fails to load is listed and reports why.
+-- installed is skipped: `sandbox` (alipay.cli.sandbox) is in the
+-- lua-alipay-sandbox rock, which production hosts need not install. One
+-- that is installed but fails to load is listed and reports why, so that a
+-- broken install never looks like a missing one.
 local argparse = require "argparse"
 local cjson = require "cjson"
 
@@ -42,7 +45,10 @@ local function load_command(name)
   local modname = "alipay.cli." .. name
   local ok, mod = pcall(require, modname)
   if ok and type(mod) == "table" then return mod end
-  if not ok and tostring(mod):find("module '" .. modname .. "' not found", 1, true) then
+  -- Not installed: require found no file for modname itself. (A module
+  -- that is there but requires a missing one fails with that one's name.)
+  local missing = "module '" .. modname .. "' not found"
+  if not ok and tostring(mod):sub(1, #missing) == missing then
     return nil
   end
   local why = ok and "the module did not return a table" or tostring(mod)

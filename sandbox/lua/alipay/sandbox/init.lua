@@ -61,14 +61,24 @@ end
 
 -- ---- where the Lua code and the LuaJIT core are ----
 
--- The directory that holds alipay/sandbox/init.lua, i.e. the lua/ of a
--- checkout or share/lua/5.x of an installation.
+-- The directory that holds alipay/sandbox/init.lua, i.e. the sandbox/lua/
+-- of a checkout or share/lua/5.x of an installation.
 local function lua_root()
   local source = debug.getinfo(1, "S").source
   local file = source:match("^@(.*)$") or "alipay/sandbox/init.lua"
   local root = file:match("^(.*)/alipay/sandbox/init%.lua$")
     or file:match("^(.*)/alipay/sandbox%.lua$") or "."
   return (absolute(root):gsub("/%./", "/"):gsub("/%.$", ""))
+end
+
+-- The directory that holds the lua-alipay modules this file loaded
+-- (alipay/util/fs.lua): the lua/ of a checkout, where the sandbox's own
+-- tree is apart from it (sandbox/lua/), or the same share/lua/5.x as the
+-- sandbox's when both rocks are installed.
+local function product_root()
+  local file = debug.getinfo(fs.read, "S").source:match("^@(.*)$") or ""
+  local root = file:match("^(.*)/alipay/util/fs%.lua$")
+  return root and (absolute(root):gsub("/%./", "/"):gsub("/%.$", "")) or nil
 end
 
 -- The multiarch directory of Debian's LuaJIT/5.1 C modules (cjson).
@@ -465,15 +475,19 @@ function M.start(opts)
   end
   ok, err = check_nginx()
   if not ok then return nil, err end
-  local root = lua_root()
+  -- The core is found beside the product's modules (a checkout's lua/ is
+  -- next to its build/luajit); the workers load both the sandbox's modules
+  -- and the product's.
+  local root, product = lua_root(), product_root() or lua_root()
   local cpath
-  cpath, err = luajit_cpath(root)
+  cpath, err = luajit_cpath(product)
   if not cpath then return nil, err end
   local seed
   seed, err = seed_json(opts.seed)
   if opts.seed ~= nil and not seed then return nil, err end
 
   local lua_path = root .. "/?.lua;" .. root .. "/?/init.lua;"
+  if product ~= root then lua_path = lua_path .. product .. "/?.lua;" .. product .. "/?/init.lua;" end
   -- Extra workers' Lua path first (e.g. a gateway under development).
   local extra = opts.lua_path or os.getenv("ALIPAY_SANDBOX_LUA_PATH")
   if extra and extra ~= "" then lua_path = extra .. ";" .. lua_path end
