@@ -1,8 +1,10 @@
--- What a sender should do about an error: the one retry policy of the
--- library (docs/errors.md). alipay.errors derives each error's `retryable`
--- from the class given here, and the campaign engine (campaign.outcome,
--- campaign.dispatch) acts on the class: no rule is written anywhere else.
--- Runs on Lua 5.4 and LuaJIT.
+-- What a sender should do about an error (docs/messaging.md §4). Runs on Lua 5.4
+-- and LuaJIT.
+--
+-- The one retry policy of the library (docs/errors.md): alipay.errors
+-- derives each error's `retryable` from the class given here, and the
+-- campaign engine (campaign.outcome, campaign.dispatch) acts on the class;
+-- no rule is written anywhere else.
 --
 --   local classify = require "alipay.classify"
 --   local class, reason = classify.classify(err)   -- also errors.classify(err)

@@ -133,8 +133,8 @@ function errors.new(kind, fields)
 end
 
 -- errors.classify(err) -> "transient" | "throttled" | "template" |
--- "recipient" | "configuration", reason: what a sender does next
--- (alipay.classify).
+-- "recipient" | "configuration": what a sender does next (docs/messaging.md §4).
+-- The rules are data in alipay.classify (it returns the rule too).
 function errors.classify(err)
   return classify.classify(err)
 end

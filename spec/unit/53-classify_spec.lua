@@ -1,4 +1,4 @@
--- alipay.classify: every code of messaging.md §3, in the v2 and v3 shapes
+-- alipay.classify: every code of docs/messaging.md §4, in the v2 and v3 shapes
 -- the client produces, plus transport kinds, defaults and added codes.
 require "helpers"
 local classify = require "alipay.classify"
