@@ -11,7 +11,8 @@
 #define AP_PUBLIC_KEY_MT "alipay.public_key"
 #define AP_HTTP_MT "alipay.http"
 
-/* Each unit adds its functions to the module table on top of the stack. */
+/* Each unit adds its functions to the module table on top of the stack;
+ * only core.c calls these. */
 void ap_register_keys(lua_State *L);
 void ap_register_sign(lua_State *L);
 void ap_register_extract(lua_State *L);
@@ -22,14 +23,10 @@ void ap_register_http(lua_State *L);
 void ap_register_charset(lua_State *L);
 void ap_register_clock(lua_State *L);
 
-/* Failure return for an OpenSSL call: pushes nil and "what: reason" (the
- * reason string from the OpenSSL queue, never data), clears the queue,
- * returns 2. */
-int ap_push_ssl_error(lua_State *L, const char *what);
-/* Pushes nil and a formatted message, clears the OpenSSL queue, returns 2. */
-int ap_push_error(lua_State *L, const char *fmt, ...);
+/* ap_push_error, ap_push_ssl_error: defined in error.c. */
+#include "error.h"
 
-/* Base64 (standard alphabet, padded). Decoding skips ASCII whitespace and
+/* Defined in codec.c. Base64 (standard alphabet, padded). Decoding skips ASCII whitespace and
  * rejects anything else outside the alphabet or misplaced padding.
  * ap_b64_decode writes at most ap_b64_decoded_max(n) bytes to out and
  * returns the length, or -1 when the text is not base64. */

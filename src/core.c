@@ -1,32 +1,10 @@
 /* alipay.core: the exact and hot primitives of the Alipay protocol.
- * This file only assembles the module and holds the shared error helpers;
- * each area lives in its own unit (keys.c, sign.c, extract.c, ...). */
-#include <stdarg.h>
-#include <stdio.h>
-#include <openssl/err.h>
+ * This file only assembles the module: it is the top of the units, which
+ * never call back into it. Each area lives in its own unit (keys.c, sign.c,
+ * extract.c, ...); what they share sits below them (error.c, codec.c). */
 #include "alipay.h"
 
 #define AP_VERSION "0.1.0"
-
-int ap_push_error(lua_State *L, const char *fmt, ...) {
-  va_list ap;
-  char msg[256];
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  ERR_clear_error();
-  lua_pushnil(L);
-  lua_pushstring(L, msg);
-  return 2;
-}
-
-int ap_push_ssl_error(lua_State *L, const char *what) {
-  /* Only the library's reason string is used: OpenSSL never puts key
-   * bytes in it, and we never add the input ourselves. */
-  unsigned long e = ERR_peek_last_error();
-  const char *reason = e ? ERR_reason_error_string(e) : NULL;
-  return ap_push_error(L, "%s: %s", what, reason ? reason : "OpenSSL error");
-}
 
 __attribute__((visibility("default"))) int luaopen_alipay_core(lua_State *L) {
   lua_newtable(L);

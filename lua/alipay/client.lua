@@ -400,7 +400,7 @@ function Client:finish_v3(ctx, res, err, detail)
   return errors.fail(v3_kind(res.status, problem.code), {
     method = ctx.method, status = res.status, code = tostring(res.status), sub_code = problem.code,
     sub_msg = problem.message, links = problem.links, verified = verified, trace_id = trace_id,
-    retryable = res.status >= 500 or res.status == 429 or nil,
+    -- retryable: from alipay.classify (its code rules cover 429 and 5xx)
   })
 end
 

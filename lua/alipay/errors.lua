@@ -10,36 +10,49 @@
 --
 -- errors.fail(kind, fields) and errors.failure(detail) build the triple.
 --
+-- Every kind the library produces (detail.kind), one line each:
+--   calls to Alipay
+--     config      a setting is missing or wrong (detail.field names it, never its value)
+--     transport   no answer: connect, resolve, tls, timeout, reset, too_large, ... (detail.reason)
+--     http        an HTTP status without an Alipay error body (a proxy's 502, an HTML page)
+--     signature   an answer whose signature is missing or not Alipay's
+--     gateway     Alipay refused the call: a platform code (20000, 40002, 40005, v3 401/429/5xx)
+--     business    Alipay refused the business: v2 40004, or a v3 business code
+--     decode      an answer that cannot be read: truncated, not JSON, a missing field
+--   before a call
+--     invalid     a send refused locally (detail.reason: recipient, template, data, request)
+--   inbound
+--     notify      an inbound notification or app gateway message refused (detail.reason)
+--   local (the one line is the message alone)
+--     input       the caller's data is wrong
+--     store       the database failed
+--     io          a file cannot be read or written
+--     state       refused in the current state: a closed client, a running campaign, an unknown id
+--
 -- Fields of a detail:
---   kind       calls: "config" | "transport" | "http" | "signature" | "gateway" | "business" | "decode"
---              local: "input" (the caller's data is wrong) | "store" (the database failed)
---                     | "io" (a file cannot be read or written) | "state" (refused in the
---                     current state: a closed client, a running campaign, an unknown id)
---   also "notify" (an inbound message refused) and "invalid" (a send refused before any
---   call: its data does not fit the template)
 --   code, msg, sub_code, sub_msg   as Alipay sent them (gateway, business)
---   retryable  a retry may succeed (possibly after slowing down)
+--   retryable  a retry may succeed (possibly after slowing down): derived
+--              from the class alipay.classify gives the error (transient or
+--              throttled), unless the code that builds the error knows better
+--              and says so; for kind notify it means Alipay's redelivery may succeed
 --   unknown    the request may have been executed although no answer arrived
 --   verified   the error body carried a valid Alipay signature
---   trace_id, method, status, field
+--   reason, trace_id, method, status, field
 local errors = {}
 
--- Result codes and sub codes that may succeed when retried (docs/protocol.md §2.3,
--- docs/messaging.md §4). Data, so new codes need no code change.
-errors.retryable_codes = {
-  ["20000"] = true, -- service unavailable
-  ["40005"] = true, -- call frequency exceeded: slow down, then retry
-}
-errors.retryable_sub_codes = {
-  ["isp.unknow-error"] = true,
-  ["aop.unknow-error"] = true,
-  ["isv.upload-fail"] = true,
-  ["isv.invalid-encrypt"] = true,
-  ["isv.decryption-error-unknown"] = true,
-  ["BUSINESS_ERROR"] = true,
-  ["app-call-limited"] = true, -- v3 spelling of 40005
-  ["unknow-error"] = true,     -- v3 spelling of 20000
-}
+-- The one retry policy is alipay.classify's table (code / sub_code / kind
+-- -> class); this module only maps a class to `retryable`. classify needs
+-- nothing of this module, so it loads first.
+local classify = require "alipay.classify"
+
+-- The classes after which the same request may succeed: transient (the
+-- platform or the network failed) and throttled (slow down, then retry).
+errors.retryable_classes = { transient = true, throttled = true }
+
+-- errors.retryable(err) -> whether the class of err lets a retry succeed.
+function errors.retryable(err)
+  return errors.retryable_classes[(classify.classify(err))] == true
+end
 
 -- Kinds whose outcome is unknown: the request may have been executed.
 local OUTCOME_UNKNOWN = { transport = true, http = true, decode = true }
@@ -104,29 +117,26 @@ function Error.__concat(a, b)
   return tostring(a) .. tostring(b)
 end
 
--- errors.new(kind, fields) -> error table. retryable and unknown are
--- derived from kind and codes unless given.
+-- errors.new(kind, fields) -> error table. unknown is derived from the
+-- kind, retryable from the class (errors.retryable), unless given.
 function errors.new(kind, fields)
   local e = setmetatable({}, Error)
   for k, v in pairs(fields or {}) do e[k] = v end
   e.kind = kind
   -- An answer whose signature is not Alipay's came from a server that did
-  -- receive the request: what it did is unknown, and a retry will not help.
+  -- receive the request: what it did is unknown (and classify says a retry
+  -- will not help).
   if e.unknown == nil then e.unknown = OUTCOME_UNKNOWN[kind] or kind == "signature" end
-  if e.retryable == nil then
-    e.retryable = OUTCOME_UNKNOWN[kind] or errors.retryable_codes[e.code] == true
-      or errors.retryable_sub_codes[e.sub_code] == true
-  end
+  if e.retryable == nil then e.retryable = errors.retryable(e) end
   if e.verified == nil then e.verified = false end
   return e
 end
 
 -- errors.classify(err) -> "transient" | "throttled" | "template" |
 -- "recipient" | "configuration": what a sender does next (docs/messaging.md §4).
--- The rules are data in alipay.classify; loaded on first use because that
--- module needs this one.
+-- The rules are data in alipay.classify (it returns the rule too).
 function errors.classify(err)
-  return require("alipay.classify").classify(err)
+  return classify.classify(err)
 end
 
 function errors.is_error(v)
@@ -167,17 +177,17 @@ errors.not_sent_reasons = { connect = true, resolve = true, tls = true }
 -- The typed error of a failed transfer (both transports use it).
 function errors.transport(msg, reason)
   return errors.new("transport", {
+    -- retryable comes from the class: a transport failure is transient
+    -- (timeouts, resets, refused connections may pass on a retry), except
+    -- the reasons classify.rules.reason lists (too_large).
     msg = msg, reason = reason,
-    -- A response over the cap will be over it again; everything else
-    -- (timeouts, resets, refused connections) may pass on a retry.
-    retryable = reason ~= "too_large",
     unknown = not errors.not_sent_reasons[reason],
   })
 end
 
 -- A configuration error names the field; msg never contains the value.
 function errors.config(field, msg)
-  return errors.new("config", { field = field, msg = field .. ": " .. msg, retryable = false })
+  return errors.new("config", { field = field, msg = field .. ": " .. msg })
 end
 
 return errors

@@ -96,6 +96,20 @@ describe("alipay.classify", function()
     assert.are.equal("configuration", class_of(errors.new("config", { code = "20000" })))
   end)
 
+  it("a reason of such a kind decides before the kind: an answer over max_response_bytes", function()
+    assert.are.same({ "configuration", "kind transport reason too_large" },
+                    { classify.classify(errors.transport("response larger than max_response_bytes", "too_large")) })
+    assert.are.same({ "transient", "kind transport" }, { classify.classify(errors.transport("slow", "timeout")) })
+    assert.are.equal("transient", class_of(errors.new("decode", { reason = "too_large" })))
+  end)
+
+  it("local failures stop: codes on them do not decide", function()
+    for _, kind in ipairs { "input", "store", "io", "state" } do
+      assert.are.same({ "configuration", "kind " .. kind },
+                      { classify.classify(errors.new(kind, { msg = "x", code = "20000" })) }, kind)
+    end
+  end)
+
   it("defaults: an unknown business sub_code is about the recipient, anything else unknown stops", function()
     assert.are.equal("recipient", class_of(v2("40004", "SOMETHING_NEW")))
     assert.are.equal("recipient", class_of(v3(400, "SOMETHING_NEW")))
@@ -153,7 +167,9 @@ describe("alipay.classify", function()
   end)
 
   it("every rule names a known class", function()
-    for _, map in ipairs { classify.rules.sub_code, classify.rules.code, classify.rules.kind } do
+    local maps = { classify.rules.sub_code, classify.rules.code, classify.rules.kind, classify.rules.invalid }
+    for _, by_reason in pairs(classify.rules.reason) do maps[#maps + 1] = by_reason end
+    for _, map in ipairs(maps) do
       for key, class in pairs(map) do
         assert.is_true(classify.classes[class] == true, key .. " -> " .. tostring(class))
       end

@@ -162,7 +162,7 @@ function Sender:prepare_send(row)
   if data then
     req, ctx, detail = msg:prepare(recipient_of(row), data, page)
   else
-    detail = errors.new("invalid", { reason = "data", msg = page, retryable = false })
+    detail = errors.new("invalid", { reason = "data", msg = page })
   end
   if req then return { kind = "send", row = row, req = req, ctx = ctx } end
   local class = classify.classify(detail)
@@ -241,8 +241,7 @@ function Sender:submit(job, now, failed_to_start)
     -- The transfer never started: certainly not executed.
     id = {}
     failed_to_start[#failed_to_start + 1] = { id = id, err = errors.new("transport", {
-      msg = "the request could not be started: " .. tostring(err), reason = "submit", retryable = true,
-      unknown = false }) }
+      msg = "the request could not be started: " .. tostring(err), reason = "submit", unknown = false }) }
   end
   self.jobs[id] = job
 end
