@@ -252,7 +252,9 @@ function Store:migrate(list)
   return true
 end
 
--- sqlite.open{path=, busy_timeout_ms=?} -> store | nil, err, detail
+-- sqlite.open{path=, busy_timeout_ms=?, migrations=?} -> store | nil, err, detail.
+-- migrations: the list to bring the file to (default migrations.lua), for
+-- the spec that proves a failing migration leaves the file as it was.
 function sqlite.open(opts)
   local path = opts.path
   if type(path) ~= "string" or path == "" then
@@ -297,7 +299,7 @@ function sqlite.open(opts)
   local self = setmetatable({
     db = db, path = path, journal_mode = mode, statements = {}, depth = 0,
   }, Store)
-  local mok, merr, mdetail = self:migrate()
+  local mok, merr, mdetail = self:migrate(opts.migrations)
   if not mok then
     self:close()
     return fail(mdetail and mdetail.kind or "store", ("store.open: %s: %s"):format(path, merr))
