@@ -38,6 +38,7 @@ build = {
       ["alipay.store"] = "lua/alipay/store/init.lua",
       ["alipay.store.sqlite"] = "lua/alipay/store/sqlite/init.lua",
       ["alipay.store.sqlite.campaigns"] = "lua/alipay/store/sqlite/campaigns.lua",
+      ["alipay.store.sqlite.migrations"] = "lua/alipay/store/sqlite/migrations.lua",
       ["alipay.campaign"] = "lua/alipay/campaign/init.lua",
       ["alipay.campaign.audience"] = "lua/alipay/campaign/audience.lua",
       ["alipay.campaign.clock"] = "lua/alipay/campaign/clock.lua",

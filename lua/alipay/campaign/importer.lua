@@ -123,11 +123,6 @@ local function row_of(entry, opts)
   return with { status = "pending", checked = opts.channel.kind ~= "alipaymini" }
 end
 
-local function store_row(store, id, row)
-  local added = assert(store:recipient_add(id, row))
-  if added ~= true then assert(store:recipient_add_duplicate(id, row, added)) end
-end
-
 -- -> number of lines | nil, err, detail. A raise inside (the store failing)
 -- is returned as err (kind "store"), an audience that cannot be read further
 -- with the source's detail ("io", "input"); the caller removes the partial
@@ -138,17 +133,22 @@ function M.run(opts)
   local ok, err = pcall(function()
     while not finished do
       local failure
+      -- The rows of a batch go to the store in one call (a backend may send
+      -- them in one round trip); resolving userids reads the store inside
+      -- the same transaction, as the batch is written.
       store:transaction(function()
+        local rows = {}
         for _ = 1, BATCH do
           local entry, serr, sdetail = source:next()
           if not entry then
             finished = true
             if serr then failure = errors.is_error(sdetail) and sdetail or errors.new("io", { msg = serr }) end
-            return
+            break
           end
-          store_row(store, id, row_of(entry, opts))
-          total = total + 1
+          rows[#rows + 1] = row_of(entry, opts)
         end
+        if rows[1] then assert(store:recipients_add(id, rows)) end
+        total = total + #rows
       end)
       if failure then error(failure, 0) end
       if opts.progress then opts.progress(total) end

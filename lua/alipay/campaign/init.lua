@@ -48,7 +48,7 @@ local sender = require "alipay.campaign.dispatch"
 local state = require "alipay.campaign.lease"
 local export = require "alipay.campaign.export"
 local clock = require "alipay.campaign.clock"
-local campaigns_store = require "alipay.store.sqlite.campaigns"
+local store_interface = require "alipay.store"
 local errors = require "alipay.errors"
 local cjson = require("cjson").new()
 
@@ -76,8 +76,12 @@ local function check_ctx(ctx)
       return errors.fail("input", { field = field, msg = ("campaign: ctx.%s is required"):format(field) })
     end
   end
-  local _, err, detail = campaigns_store.attach(ctx.store)
-  if err then return nil, err, detail end
+  -- Any backend will do: the campaign code keeps to the store interface.
+  local lacking = store_interface.missing(ctx.store)
+  if lacking[1] then
+    return errors.fail("store", ("campaign: ctx.store does not implement the store interface (no %s)")
+      :format(table.concat(lacking, ", ")))
+  end
   return true
 end
 

@@ -1,85 +1,129 @@
--- Persistence for imported templates, user bindings and small state
--- (docs/architecture.md §8): an interface plus the choice of a driver. Only SQLite
--- exists now; a shared store (Redis) for campaigns spread over several
--- workers implements the same methods later.
+-- Persistence for imported templates, user bindings, small state and
+-- campaigns (docs/architecture.md §8): the interface every backend implements, and
+-- store.open, which picks the backend. Only SQLite exists now
+-- (store/sqlite/); a PostgreSQL backend goes in store/postgres/ and is one
+-- more line in store.backends: nothing above alipay.store names a backend.
 --
 --   local store = require "alipay.store"
---   local st, err, detail = store.open("/var/lib/alipay/state.db")  -- SQLite file
+--   local st, err, detail = store.open("/var/lib/alipay/state.db")  -- a string is a SQLite file
 --   local st, err = store.open{ path = "state.db", driver = "sqlite", busy_timeout_ms = 5000 }
 --
--- The interface every driver implements (store.interface lists the names):
+-- Conventions of every method: a failure returns nil, err, detail
+-- (docs/errors.md): err is a one-line string that names the operation
+-- ("binding_put: database is locked") and never contains the values;
+-- detail.kind is "store" (the database failed), "input" (a bad argument),
+-- "state" (the store is closed, or a campaign id is taken) or "io" (its
+-- directory is missing). "Not found" is nil WITHOUT an error; deletions and
+-- updates return the number of rows they changed. Times are integer Unix
+-- seconds unless a name ends in _ms. Backends own their schema: each keeps
+-- numbered migrations and applies them in open().
 --
---   Conventions: a failure returns nil, err, detail (docs/errors.md): err is a
---   one-line string that names the operation ("binding_put: database is
---   locked") and never contains the values; detail.kind is "store" (the
---   database failed), "input" (a bad argument), "state" (the store is closed)
---   or "io" (its directory is missing). "Not found" is nil WITHOUT an error;
---   deletions and status updates return the number of rows they changed.
---   Times are integer Unix seconds.
---
---   templates  (one row per channel code + template id)
---     template_put(t) -> true                 upsert; t = {channel=, id=, name=?, keywords={...in order...},
---                                               kind="alipaylife"|"alipaymini", library_id=?,
---                                               status="valid"|"invalid" (default "valid"), invalid_code=?,
---                                               invalid_at=?, imported_at=? (default now)}
---     template_get(channel, id) -> t | nil    the same fields as put
---     template_list(channel?) -> {t, ...}      ordered by channel, then id
---     template_set_status(channel, id, status, code, at) -> 0 | 1
---     template_delete(channel, id) -> 0 | 1
---   bindings   (business user id + channel code -> Alipay id and its type)
---     binding_put(userid, channel, alipay_id, id_type) -> true     upsert; id_type "user_id"|"open_id"
---     binding_delete(userid, channel?) -> n    channel nil: every channel of the user
---     binding_get(userid, channel) -> {alipay_id=, id_type=} | nil
---     bindings_of(userid) -> {[channel] = {alipay_id=, id_type=}}  (empty table when none)
---     binding_count(channel?) -> n
---   meta       (small key-value state: cursors such as a resumable follower export)
---     meta_get(key) -> string | nil
---     meta_put(key, value) -> true            value a string or number (read back as a string);
---                                               nil deletes the key
---   transactions and lifetime
---     transaction(fn) -> fn's results          fn(store) runs atomically. An error raised by fn rolls
---                                               back and is re-raised as it was; returning (even nil,
---                                               err) commits. Nested calls are savepoints: an inner
---                                               failure undoes only the inner part. Failing to begin
---                                               or commit raises too ("transaction: database is locked").
---     close() -> true                          idempotent; later calls fail with "... the store is closed"
+-- Shapes:
+--   t (template)  {channel=, id=, name=?, keywords={...in order...}, kind="alipaylife"|"alipaymini",
+--                  library_id=?, status="valid"|"invalid" (default "valid"), invalid_code=?,
+--                  invalid_at=?, imported_at=? (default now)}
+--   c (campaign)  {id=, channel=, template=, kind=, spec=<JSON text>, status="importing"|"created"|
+--                  "running"|"completed"|"stopped", stop_reason=?, runner=?, heartbeat_at=?, total=,
+--                  created_at=, started_at=?, finished_at=?}
+--   r (recipient) {line=, userid=?, id_type=?, alipay_id=?, vars=<JSON text>?, status="pending"|"inflight"|
+--                  "sent"|"failed"|"skipped"|"unknown", checked=bool, dup_of=?, code=?, sub_code=?, msg=?,
+--                  attempts=, tries=, uncertain=bool, next_attempt_at=<Unix ms>, updated_at=}
 local errors = require "alipay.errors"
 
 local store = {}
 
-store.interface = {
-  "template_put", "template_get", "template_list", "template_set_status", "template_delete",
-  "binding_put", "binding_delete", "binding_get", "bindings_of", "binding_count",
-  "meta_get", "meta_put",
-  "transaction", "close",
+-- { name, contract } in order. Specs check that every backend has each
+-- method and that campaign/ and messaging/ call no other (spec/unit/55).
+store.methods = {
+  -- templates (one row per channel code + template id)
+  { "template_put", "(t) -> true; upsert" },
+  { "template_get", "(channel, id) -> t | nil" },
+  { "template_list", "(channel?) -> {t, ...} ordered by channel, then id" },
+  { "template_set_status", "(channel, id, status, code?, at?) -> 0 | 1" },
+  { "template_delete", "(channel, id) -> 0 | 1" },
+  -- bindings (business user id + channel code -> Alipay id and its type)
+  { "binding_put", "(userid, channel, alipay_id, id_type) -> true; upsert, id_type user_id | open_id" },
+  { "binding_delete", "(userid, channel?) -> n; channel nil: every channel of the user" },
+  { "binding_get", "(userid, channel) -> {alipay_id=, id_type=} | nil" },
+  { "bindings_of", "(userid) -> {[channel] = {alipay_id=, id_type=}}, empty when none" },
+  { "binding_count", "(channel?) -> n" },
+  -- meta (small key-value state: cursors such as a resumable follower export)
+  { "meta_get", "(key) -> string | nil" },
+  { "meta_put", "(key, value) -> true; value a string or number (read back as a string), nil deletes" },
+  -- campaigns
+  { "campaign_insert", "(c) -> true; an existing id fails with kind state" },
+  { "campaign_get", "(id) -> c | nil" },
+  { "campaign_list", "() -> {c, ...} newest created_at first" },
+  { "campaign_update", "(c) -> n; writes status, stop_reason, runner, heartbeat_at, total, started_at, "
+    .. "finished_at of c.id" },
+  { "campaign_heartbeat", "(id, runner, at) -> n; sets heartbeat_at only while runner holds the campaign" },
+  { "campaign_delete", "(id) -> n; the campaign and all its recipients" },
+  -- recipients of a campaign (one row per audience line)
+  { "recipients_add", "(id, {r, ...}) -> n stored, in order; a repeat of a stored id_type + alipay_id is "
+    .. "stored skipped, code DUPLICATE, dup_of and msg \"duplicate of line N\"" },
+  { "recipients_due", "(id, now_ms, limit) -> {r, ...} pending with next_attempt_at <= now_ms, in line order" },
+  { "recipients_next_due", "(id) -> the smallest next_attempt_at of pending rows | nil when none pending" },
+  { "recipient_get", "(id, line) -> r | nil" },
+  { "recipient_update", "(id, r) -> n; writes status, checked, code, sub_code, msg, attempts, tries, "
+    .. "uncertain, next_attempt_at, updated_at of r.line" },
+  { "recipients_interrupted", "(id, to, msg, at) -> n; every inflight row becomes to, code INTERRUPTED, "
+    .. "uncertain, due now" },
+  { "recipients_retry_unknown", "(id, at) -> n; every unknown row becomes pending, uncertain, due now" },
+  { "recipients_clear_backoff", "(id) -> n; pending rows become due now" },
+  { "recipient_counts", "(id) -> {[status] = n} with every status, 0 when none" },
+  { "recipient_codes", "(id) -> {{status=, code=, sub_code=, count=}, ...} of finished rows, by status, "
+    .. "most frequent first" },
+  { "recipients_page", "(id, after_line, limit) -> {r, ...} with line > after_line, in line order (export)" },
+  -- transactions and lifetime
+  { "transaction", "(fn) -> fn's results; fn(store) runs atomically: an error raised by fn rolls back and is "
+    .. "re-raised as it was, returning (even nil, err) commits; nested calls are savepoints (an inner failure "
+    .. "undoes only the inner part); failing to begin or commit raises" },
+  { "close", "() -> true; idempotent, later calls fail with kind state" },
 }
 
--- Driver name -> module. Data, so a driver can be registered from outside:
--- store.drivers.redis = "myapp.store.redis".
-store.drivers = {
+-- The method names alone, in order.
+store.interface = {}
+for i, m in ipairs(store.methods) do store.interface[i] = m[1] end
+
+-- Backend name -> module. Data, so a backend can be registered from outside:
+-- store.backends.postgres = "alipay.store.postgres". `drivers` is the
+-- older name of the same table.
+store.backends = {
   sqlite = "alipay.store.sqlite",
 }
+store.drivers = store.backends
 
--- store.open(path | {path=, driver=, ...}) -> store | nil, err, detail
+-- store.missing(st) -> the interface methods st lacks, in interface order
+-- ({} for a complete store).
+function store.missing(st)
+  local lacking = {}
+  for _, name in ipairs(store.interface) do
+    if type(st) ~= "table" or type(st[name]) ~= "function" then lacking[#lacking + 1] = name end
+  end
+  return lacking
+end
+
+-- store.open(path | {path=, driver=, ...}) -> store | nil, err, detail.
+-- The backend's module has open(opts) -> store | nil, err, detail.
 function store.open(opts)
   if type(opts) == "string" then opts = { path = opts } end
   if type(opts) ~= "table" then
     return errors.fail("input", "store.open: expected a file path or a table {path=, driver=}")
   end
   local name = opts.driver or "sqlite"
-  local module_name = store.drivers[name]
+  local module_name = store.backends[name]
   if not module_name then
     local known = {}
-    for k in pairs(store.drivers) do known[#known + 1] = k end
+    for k in pairs(store.backends) do known[#known + 1] = k end
     table.sort(known)
     return errors.fail("input", ("store.open: unknown driver %q (known: %s)")
       :format(tostring(name), table.concat(known, ", ")))
   end
-  local ok, driver = pcall(require, module_name)
+  local ok, backend = pcall(require, module_name)
   if not ok then
-    return errors.fail("store", ("store.open: the %s driver cannot be loaded: %s"):format(name, tostring(driver)))
+    return errors.fail("store", ("store.open: the %s driver cannot be loaded: %s"):format(name, tostring(backend)))
   end
-  return driver.open(opts)
+  return backend.open(opts)
 end
 
 return store

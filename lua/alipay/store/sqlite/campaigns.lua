@@ -2,14 +2,12 @@
 -- campaign and one per audience line, so that a run can be killed at any
 -- instant and resumed without losing or re-sending anyone.
 --
---   local campaigns = require "alipay.store.sqlite.campaigns"
---   campaigns.attach(store)      -- creates the tables if absent, adds the methods below; idempotent
---   campaigns.MIGRATION          -- the same DDL as a list, for store/sqlite.lua's MIGRATIONS
+-- store/sqlite/init.lua puts these methods on every SQLite store; the
+-- tables are migration 002 of store/sqlite/migrations.lua. Callers keep to
+-- the contracts of store/init.lua (the interface); what is listed here and
+-- not there (recipient_add, recipient_add_duplicate) is this backend's own.
 --
--- The tables are created with IF NOT EXISTS, so the DDL is safe both from
--- attach() and as a later numbered migration of store/sqlite.lua.
---
--- Methods added to the store (same conventions as store/init.lua: nil, err,
+-- Methods (same conventions as store/init.lua: nil, err,
 -- detail on failure with err naming the operation; "not found" is nil without an
 -- error; integer Unix seconds unless a name ends in _ms):
 --   campaign_insert(c) -> true | nil, err, d      c = {id=, channel=, template=, kind=, spec=<JSON text>,
@@ -25,6 +23,8 @@
 --                                                  a second line with the same id_type + alipay_id is
 --                                                  not added: the first one's line is returned
 --   recipient_add_duplicate(id, r, first_line) -> true   stored skipped, "duplicate of line N"
+--   recipients_add(id, rows) -> n                  recipient_add for each row in order, a duplicate
+--                                                  stored by recipient_add_duplicate; n rows stored
 --   recipients_due(id, now_ms, limit) -> rows      pending, due, in line order
 --   recipients_next_due(id) -> Unix ms of the earliest pending row | nil (none pending)
 --   recipient_get(id, line) -> row | nil
@@ -39,53 +39,6 @@
 local errors = require "alipay.errors"
 
 local M = {}
-
--- ---- schema ----
-
-M.MIGRATION = {
-  [[CREATE TABLE IF NOT EXISTS campaigns (
-      id           TEXT PRIMARY KEY,
-      channel      TEXT NOT NULL,
-      template     TEXT NOT NULL,
-      kind         TEXT NOT NULL CHECK (kind IN ('alipaylife', 'alipaymini')),
-      spec         TEXT NOT NULL,       -- JSON: the audience as described (never its rows), data, page, policy
-      status       TEXT NOT NULL CHECK (status IN ('importing', 'created', 'running', 'completed', 'stopped')),
-      stop_reason  TEXT,
-      runner       TEXT,                -- host/pid/token of the process that runs it now
-      heartbeat_at INTEGER,             -- last sign of life of that runner
-      total        INTEGER NOT NULL DEFAULT 0,
-      created_at   INTEGER NOT NULL,
-      started_at   INTEGER,
-      finished_at  INTEGER
-    )]],
-  [[CREATE TABLE IF NOT EXISTS campaign_recipients (
-      campaign        TEXT NOT NULL,
-      line            INTEGER NOT NULL,  -- the audience line (or list index): every input line has a row
-      userid          TEXT,              -- the business user id, when the audience gave one
-      id_type         TEXT CHECK (id_type IN ('user_id', 'open_id')),
-      alipay_id       TEXT,
-      vars            TEXT,              -- JSON object: the line's values for {column} placeholders
-      status          TEXT NOT NULL
-        CHECK (status IN ('pending', 'inflight', 'sent', 'failed', 'skipped', 'unknown')),
-      checked         INTEGER NOT NULL DEFAULT 1, -- 0: the mini-program subscription is still to be queried
-      dup_of          INTEGER,           -- the line this one repeats (then status is skipped)
-      code            TEXT,
-      sub_code        TEXT,
-      msg             TEXT,
-      attempts        INTEGER NOT NULL DEFAULT 0, -- send requests that left
-      tries           INTEGER NOT NULL DEFAULT 0, -- failures that count toward policy.max_attempts
-      uncertain       INTEGER NOT NULL DEFAULT 0, -- 1: an earlier attempt may have been delivered
-      next_attempt_at INTEGER NOT NULL DEFAULT 0, -- Unix milliseconds: not before (backoff)
-      updated_at      INTEGER NOT NULL,
-      PRIMARY KEY (campaign, line)
-    )]],
-  -- One live row per recipient: duplicates are found by this index.
-  [[CREATE UNIQUE INDEX IF NOT EXISTS campaign_recipients_once
-      ON campaign_recipients (campaign, id_type, alipay_id) WHERE dup_of IS NULL AND alipay_id IS NOT NULL]],
-  -- Pending rows in line order (the send queue), and counts by status.
-  [[CREATE INDEX IF NOT EXISTS campaign_recipients_by_status
-      ON campaign_recipients (campaign, status, line)]],
-}
 
 -- ---- statements ----
 
@@ -258,6 +211,22 @@ function methods:recipient_add_duplicate(id, r, first_line)
   return true
 end
 
+-- One batch of an import. The caller holds the transaction (a batch is
+-- all or nothing there); a loop of prepared statements is already as fast
+-- as SQLite gets, so there is no multi-row INSERT to build.
+function methods:recipients_add(id, rows)
+  if type(rows) ~= "table" then return errors.fail("input", "recipients_add: rows must be a list") end
+  for i = 1, #rows do
+    local added, err, detail = self:recipient_add(id, rows[i])
+    if not added then return nil, err, detail end
+    if added ~= true then
+      local _, derr, ddetail = self:recipient_add_duplicate(id, rows[i], added)
+      if derr then return nil, derr, ddetail end
+    end
+  end
+  return #rows
+end
+
 function methods:recipients_due(id, now_ms, limit)
   local rows, err, detail = self:query("recipients_due", SQL.recipients_due, id, now_ms, limit)
   if not rows then return nil, err, detail end
@@ -320,33 +289,15 @@ end
 
 M.methods = methods
 
--- ---- attaching ----
+-- ---- compatibility ----
 
--- DDL runs once per store: its prepared statements leave the driver's
--- cache at once, as store/sqlite.lua's migrate() does with its own.
-local function run_ddl(store, sql)
-  local _, err = store:exec("campaigns schema", sql)
-  local cached = store.statements and store.statements[sql]
-  if cached then
-    cached.handle:close()
-    store.statements[sql] = nil
-  end
-  if err then error(err, 0) end
-end
-
--- Creates the tables if absent and adds the methods -> store | nil, err, detail
+-- Every SQLite store has these methods from the start now, and its tables
+-- come from migration 002: attach() only checks, for callers written before
+-- -> store | nil, err, detail.
 function M.attach(store)
-  if type(store) ~= "table" or type(store.exec) ~= "function" or type(store.query) ~= "function" then
-    return errors.fail("store",
-      "campaigns.attach: the store has no exec/query (only the SQLite store keeps campaigns so far)")
+  if type(store) ~= "table" or type(store.recipients_add) ~= "function" then
+    return errors.fail("store", "campaigns.attach: the store does not implement the campaign methods")
   end
-  if store.campaigns_attached then return store end
-  local ok, err = pcall(store.transaction, store, function()
-    for _, sql in ipairs(M.MIGRATION) do run_ddl(store, sql) end
-  end)
-  if not ok then return errors.fail("store", "campaigns.attach: " .. tostring(err)) end
-  for name, fn in pairs(methods) do store[name] = fn end
-  store.campaigns_attached = true
   return store
 end
 

@@ -12,8 +12,8 @@
 --     processes can share one file: readers never block the writer, and a
 --     writer waits up to busy_timeout_ms for another writer.
 --   * The schema is versioned with PRAGMA user_version and grows by appending
---     to MIGRATIONS (campaign state comes next); a file written by a newer
---     version is refused rather than misread.
+--     to store/sqlite/migrations.lua; a file written by a newer version is
+--     refused rather than misread. No table is created anywhere else.
 --
 -- What lua-dbi-sqlite3 (0.7) does, and what this file does about it:
 --   * Connections start with autocommit OFF and open a transaction at the
@@ -52,41 +52,16 @@ local sqlite = {}
 local Store = {}
 Store.__index = Store
 
+-- The campaign methods live in their own file (one job each); every
+-- SQLite store has them, as the interface requires.
+for name, fn in pairs(require("alipay.store.sqlite.campaigns").methods) do Store[name] = fn end
+
 -- ---- schema ----
 
--- MIGRATIONS[n] takes the schema from version n-1 to n. Never edit a
--- released entry; append a new one.
-local MIGRATIONS = {
-  -- 1: templates, bindings, meta
-  {
-    [[CREATE TABLE meta (
-        key   TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-      )]],
-    [[CREATE TABLE templates (
-        channel      TEXT NOT NULL,
-        id           TEXT NOT NULL,
-        name         TEXT,
-        keywords     TEXT NOT NULL,            -- a JSON array of keyword names, in order
-        kind         TEXT NOT NULL CHECK (kind IN ('alipaylife', 'alipaymini')),
-        library_id   TEXT,
-        status       TEXT NOT NULL DEFAULT 'valid' CHECK (status IN ('valid', 'invalid')),
-        invalid_code TEXT,
-        invalid_at   INTEGER,
-        imported_at  INTEGER NOT NULL,
-        PRIMARY KEY (channel, id)
-      )]],
-    [[CREATE TABLE bindings (
-        userid     TEXT NOT NULL,
-        channel    TEXT NOT NULL,
-        alipay_id  TEXT NOT NULL,
-        id_type    TEXT NOT NULL CHECK (id_type IN ('user_id', 'open_id')),
-        updated_at INTEGER NOT NULL,
-        PRIMARY KEY (userid, channel)
-      )]],
-    [[CREATE INDEX bindings_by_channel ON bindings (channel, userid)]],
-  },
-}
+-- The numbered migrations (store/sqlite/migrations.lua); the last one's
+-- number is the version a file opened here ends at.
+local MIGRATIONS = require "alipay.store.sqlite.migrations"
+sqlite.migrations = MIGRATIONS
 sqlite.schema_version = #MIGRATIONS
 
 -- ---- statements ----
@@ -236,28 +211,36 @@ function Store:user_version()
   return to_integer(rows[1] and rows[1].user_version) or 0
 end
 
--- Brings the schema to the latest version. Runs inside BEGIN IMMEDIATE and
--- reads the version again there, so two processes opening a new file at
--- once migrate it exactly once.
-function Store:migrate()
+-- Brings the schema to the latest version -> true | nil, err, detail. Runs
+-- inside BEGIN IMMEDIATE and reads the version again there, so two
+-- processes opening a new file at once migrate it exactly once; every
+-- pending migration and the new user_version commit together or not at all.
+-- `list` (default: migrations.lua) is a parameter so that a spec can prove
+-- the rollback with a migration that fails.
+function Store:migrate(list)
+  list = list or MIGRATIONS
+  for i, m in ipairs(list) do
+    assert(m.version == i, "store/sqlite/migrations.lua: migration versions must be 1, 2, 3, ... in order")
+  end
   local version, err, detail = self:user_version()
   if not version then return nil, err, detail end
-  if version > #MIGRATIONS then
+  if version > #list then
     return fail("store", ("the database schema is version %d, newer than this lua-alipay knows (%d): "
-      .. "upgrade lua-alipay"):format(version, #MIGRATIONS))
+      .. "upgrade lua-alipay"):format(version, #list))
   end
-  if version == #MIGRATIONS then return true end
+  if version == #list then return true end
   local once = {} -- DDL runs once: its statements leave the cache afterwards
-  local function run(sql)
+  local function run(name, sql)
     once[#once + 1] = sql
-    assert(self:exec("schema", sql))
+    local _, rerr = self:exec("schema", sql)
+    if rerr then error(("migration %s: %s"):format(name, rerr), 0) end
   end
   local ok, merr = pcall(self.transaction, self, function()
     local current = assert(self:user_version())
-    for n = current + 1, #MIGRATIONS do
-      for _, ddl in ipairs(MIGRATIONS[n]) do run(ddl) end
+    for n = current + 1, #list do
+      for _, ddl in ipairs(list[n].statements) do run(list[n].name, ddl) end
       -- PRAGMAs take no parameters; n is our own integer.
-      run(("PRAGMA user_version = %d"):format(n))
+      run(list[n].name, ("PRAGMA user_version = %d"):format(n))
     end
   end)
   for _, sql in ipairs(once) do
@@ -269,7 +252,9 @@ function Store:migrate()
   return true
 end
 
--- sqlite.open{path=, busy_timeout_ms=?} -> store | nil, err, detail
+-- sqlite.open{path=, busy_timeout_ms=?, migrations=?} -> store | nil, err, detail.
+-- migrations: the list to bring the file to (default migrations.lua), for
+-- the spec that proves a failing migration leaves the file as it was.
 function sqlite.open(opts)
   local path = opts.path
   if type(path) ~= "string" or path == "" then
@@ -314,7 +299,7 @@ function sqlite.open(opts)
   local self = setmetatable({
     db = db, path = path, journal_mode = mode, statements = {}, depth = 0,
   }, Store)
-  local mok, merr, mdetail = self:migrate()
+  local mok, merr, mdetail = self:migrate(opts.migrations)
   if not mok then
     self:close()
     return fail(mdetail and mdetail.kind or "store", ("store.open: %s: %s"):format(path, merr))
