@@ -31,8 +31,6 @@ local errors = require "alipay.errors"
 
 local M = {}
 
-local PAGE_MAX = 128
-
 local Message = {}
 Message.__index = Message
 
@@ -87,12 +85,8 @@ function Message:check(data, page, template)
   local ok, cerr, cdetail = self.registry:check_mini_data(template, normalized)
   if not ok then return nil, cerr, cdetail end
   if page ~= nil then
-    if type(page) ~= "string" then return refuse("page: must be a string") end
-    local encoded = mini.encode_page(page)
-    local _, chars = encoded:gsub("[^\128-\191]", "")
-    if chars > PAGE_MAX then
-      return refuse(("page: %d characters once its query is encoded, at most %d"):format(chars, PAGE_MAX))
-    end
+    local encoded, perr = mini.check_page(page)
+    if not encoded then return refuse(perr) end
   end
   return true
 end

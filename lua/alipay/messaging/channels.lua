@@ -52,6 +52,7 @@
 local cjson = require "cjson.safe"
 local alipay_client = require "alipay.client"
 local errors = require "alipay.errors"
+local fs = require "alipay.util.fs"
 
 local M = {}
 
@@ -87,10 +88,8 @@ end
 -- ---- reading the source ----
 
 local function read_text(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, config_error(nil, nil, "cannot read " .. tostring(err)) end
-  local text = f:read("*a")
-  f:close()
+  local text, err = fs.read(path)
+  if not text then return nil, config_error(nil, nil, "cannot read " .. tostring(err)) end
   return text
 end
 

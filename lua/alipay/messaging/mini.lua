@@ -32,10 +32,11 @@
 --     send split in two, for many sends in flight on client.transport.
 --   mini.encode_data(data) -> the data string | nil, msg, detail (kind "input")
 --   mini.encode_page(page) -> page with its query encoded
+--   mini.check_page(page) -> the encoded page | nil, msg (not a string, too long)
 --
 -- Rules applied to every send, with or without a registry: data (the JSON
--- text) ≤2048 characters, page ≤128 characters after encoding,
--- user_template_id ≤64. With a registry: the template must be usable and the
+-- text) ≤2048 bytes (alipay.messaging.mini_limits says why bytes), page ≤128
+-- characters after encoding, user_template_id ≤64. With a registry: the template must be usable and the
 -- data must fit it (keyword count, each value ≤50 characters). Characters are
 -- Unicode code points, as Alipay counts them: a CJK character is one.
 --
@@ -58,6 +59,7 @@ local cjson = require "cjson.safe"
 local errors = require "alipay.errors"
 local sender = require "alipay.messaging.send"
 local channels = require "alipay.messaging.channels"
+local mini_limits = require "alipay.messaging.mini_limits"
 
 local M = {}
 
@@ -68,7 +70,6 @@ M.METHODS = {
 
 local IDS_PER_QUERY = 3
 local TEMPLATE_ID_MAX = 64
-local DATA_MAX = 2048
 local PAGE_MAX = 128
 M.IDS_PER_QUERY = IDS_PER_QUERY
 
@@ -281,6 +282,18 @@ function M.encode_page(page)
   return path .. "?" .. table.concat(parts, "&")
 end
 
+-- The page a message opens -> that page with its query encoded | nil, msg.
+-- The limit applies to what is sent, so it is measured after encoding.
+function M.check_page(page)
+  if type(page) ~= "string" then return nil, "page: must be a string" end
+  local encoded = M.encode_page(page)
+  local n = chars(encoded)
+  if n > PAGE_MAX then
+    return nil, ("page: %d characters once its query is encoded, at most %d"):format(n, PAGE_MAX)
+  end
+  return encoded
+end
+
 -- ---- sending ----
 
 function Mini:prepare_send(recipient, template, data, opts)
@@ -304,18 +317,13 @@ function Mini:prepare_send(recipient, template, data, opts)
     if not ok then return invalid(method, "data", "data", msg, extra) end
   end
   local text = encode_normalized(normalized)
-  if chars(text) > DATA_MAX then
-    return invalid(method, "data", "data", ("data: its JSON text is %d characters, at most %d")
-      :format(chars(text), DATA_MAX), extra)
-  end
+  local sized, serr = mini_limits.check_data_size(text)
+  if not sized then return invalid(method, "data", "data", serr, extra) end
   local page = opts.page
   if page ~= nil then
-    if type(page) ~= "string" then return invalid(method, "request", "page", "page must be a string", extra) end
-    page = M.encode_page(page)
-    if chars(page) > PAGE_MAX then
-      return invalid(method, "request", "page", ("page: %d characters once its query is encoded, at most %d")
-        :format(chars(page), PAGE_MAX), extra)
-    end
+    local perr
+    page, perr = M.check_page(page)
+    if not page then return invalid(method, "request", "page", perr, extra) end
   end
   if opts.form_id ~= nil and (type(opts.form_id) ~= "string" or opts.form_id == "") then
     return invalid(method, "request", "form_id", "form_id must be a non-empty string", extra)
