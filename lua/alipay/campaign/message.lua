@@ -24,7 +24,7 @@
 --
 -- The subscription queries use mini's prepare/finish halves: a campaign runs
 -- them concurrently, like its sends.
-local lifeaccount = require "alipay.messaging.lifeaccount"
+local kinds = require "alipay.messaging.kinds"
 local mini = require "alipay.messaging.mini"
 local data_mod = require "alipay.campaign.data"
 local errors = require "alipay.errors"
@@ -40,11 +40,7 @@ function M.new(opts)
     channel = channel, registry = opts.registry, template_id = opts.template,
     data = opts.data, page = opts.page, kind = channel.kind,
   }, Message)
-  if channel.kind == "alipaylife" then
-    self.api = lifeaccount.new(channel, opts.registry)
-  else
-    self.api = mini.new(channel, opts.registry)
-  end
+  self.api = kinds.module(channel.kind).new(channel, opts.registry)
   self.names = data_mod.names(opts.data)
   for name in pairs(data_mod.names(opts.page)) do self.names[name] = true end
   self.fixed = next(self.names) == nil

@@ -19,6 +19,8 @@ local cjson = require "cjson"
 local channels = require "alipay.messaging.channels"
 local errors = require "alipay.errors"
 local fs = require "alipay.util.fs"
+local kinds = require "alipay.messaging.kinds"
+local exit_status = require "alipay.cli.exit_status"
 local store = require "alipay.store"
 local templates = require "alipay.messaging.templates"
 local users = require "alipay.messaging.users"
@@ -27,9 +29,9 @@ local common = {}
 
 common.DEFAULT_CONFIG = "alipay.json"
 common.DEFAULT_STORE = "alipay.db"
-common.OK, common.FAILED, common.USAGE = 0, 1, 2
+common.OK, common.FAILED, common.USAGE = exit_status.OK, exit_status.FAILED, exit_status.USAGE
 
-local KIND_NAMES = { alipaylife = "Life Account", alipaymini = "mini program" }
+local KIND_NAMES = kinds.NAMES
 common.KIND_NAMES = KIND_NAMES
 
 -- ---- usage errors ----

@@ -53,11 +53,11 @@ local cjson = require "cjson.safe"
 local alipay_client = require "alipay.client"
 local errors = require "alipay.errors"
 local fs = require "alipay.util.fs"
+local kinds = require "alipay.messaging.kinds"
 
 local M = {}
 
-M.KINDS = { alipaylife = true, alipaymini = true }
-M.ID_TYPES = { user_id = true, open_id = true }
+M.KINDS, M.ID_TYPES = kinds.KINDS, kinds.ID_TYPES
 
 -- Instructions a Lua configuration may run: it is data, so a loop that
 -- does not end is a mistake to report, not to wait for.

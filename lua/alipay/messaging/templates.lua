@@ -69,7 +69,7 @@ templates.LIMITS = {
   mini_value = 50, mini_data_bytes = mini_limits.DATA_MAX,
 }
 local LIMITS = templates.LIMITS
-local KINDS = { alipaylife = true, alipaymini = true }
+local KINDS = require("alipay.messaging.kinds").KINDS
 
 local Registry = {}
 Registry.__index = Registry

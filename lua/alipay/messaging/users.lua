@@ -61,10 +61,11 @@ local errors = require "alipay.errors"
 local is_list = require("alipay.util.table").is_list
 local json_source = require "alipay.util.json_source"
 local chars = require("alipay.util.utf8").chars
+local kinds = require "alipay.messaging.kinds"
 
 local users = {}
 
-local KINDS = { alipaylife = true, alipaymini = true }
+local KINDS, ID_TYPES = kinds.KINDS, kinds.ID_TYPES
 local OPS = { "set", "add", "del" }
 local ROW_FIELDS = { userid = true, set = true, add = true, del = true }
 local MAX_USERID = 64
@@ -86,7 +87,7 @@ function users.new(store, channels_info)
       return errors.fail("input", ("users.new: channel %s: kind must be alipaylife or alipaymini"):format(code))
     end
     local id_type = info.id_type or "user_id"
-    if id_type ~= "user_id" and id_type ~= "open_id" then
+    if not ID_TYPES[id_type] then
       return errors.fail("input", ("users.new: channel %s: id_type must be user_id or open_id"):format(code))
     end
     channels[code] = { kind = info.kind, id_type = id_type }
