@@ -28,6 +28,7 @@ local kinds = require "alipay.messaging.kinds"
 local mini = require "alipay.messaging.mini"
 local data_mod = require "alipay.campaign.data"
 local errors = require "alipay.errors"
+local sorted = require("alipay.util.table").sorted_keys
 
 local M = {}
 
@@ -45,13 +46,6 @@ function M.new(opts)
   for name in pairs(data_mod.names(opts.page)) do self.names[name] = true end
   self.fixed = next(self.names) == nil
   return self
-end
-
-local function sorted(set)
-  local list = {}
-  for k in pairs(set) do list[#list + 1] = k end
-  table.sort(list)
-  return list
 end
 
 function Message:template_record()

@@ -54,6 +54,7 @@ local alipay_client = require "alipay.client"
 local errors = require "alipay.errors"
 local fs = require "alipay.util.fs"
 local kinds = require "alipay.messaging.kinds"
+local tables = require "alipay.util.table"
 
 local M = {}
 
@@ -188,11 +189,9 @@ local INLINE_SECRETS = {
   app_cert = "app_cert_file", alipay_cert = "alipay_cert_file", alipay_root_cert = "alipay_root_cert_file",
 }
 
+-- Keys of any type: a configuration may hold a number where a name belongs.
 local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-  return keys
+  return tables.sorted_keys(t, function(a, b) return tostring(a) < tostring(b) end)
 end
 
 local function check_fields(code, spec)

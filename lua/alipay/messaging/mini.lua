@@ -60,6 +60,7 @@ local errors = require "alipay.errors"
 local sender = require "alipay.messaging.send"
 local channels = require "alipay.messaging.channels"
 local mini_limits = require "alipay.messaging.mini_limits"
+local sorted_keys = require("alipay.util.table").sorted_keys
 
 local M = {}
 
@@ -136,12 +137,19 @@ local function prepare_query(self, id_type, id, ids, opts)
   return req, { call = call, ids = ids }
 end
 
-function Mini:prepare_subscriptions(recipient, template_ids, opts)
-  local method = M.METHODS.subscriptions
+-- The arguments of a subscriptions query -> id_type, id, ids | nil, err, detail
+local function query_args(method, recipient, template_ids)
   local id_type, id = channels.recipient(recipient)
   if not id_type then return invalid(method, "recipient", "recipient", id) end
   local ids, err, detail = template_ids_of(method, template_ids)
   if not ids then return nil, err, detail end
+  return id_type, id, ids
+end
+
+function Mini:prepare_subscriptions(recipient, template_ids, opts)
+  local method = M.METHODS.subscriptions
+  local id_type, id, ids = query_args(method, recipient, template_ids)
+  if not id_type then return nil, id, ids end
   if #ids == 0 or #ids > IDS_PER_QUERY then
     return invalid(method, "request", "template_ids", ("one query takes 1 to %d template ids, not %d")
       :format(IDS_PER_QUERY, #ids))
@@ -167,11 +175,8 @@ function Mini:finish_subscriptions(ctx, res, err, detail)
 end
 
 function Mini:subscriptions(recipient, template_ids, opts)
-  local method = M.METHODS.subscriptions
-  local id_type, id = channels.recipient(recipient)
-  if not id_type then return invalid(method, "recipient", "recipient", id) end
-  local ids, err, detail = template_ids_of(method, template_ids)
-  if not ids then return nil, err, detail end
+  local id_type, id, ids = query_args(M.METHODS.subscriptions, recipient, template_ids)
+  if not id_type then return nil, id, ids end
   local result = {}
   for first = 1, #ids, IDS_PER_QUERY do
     local req, ctx = prepare_query(self, id_type, id, { unpack_list(ids, first,
@@ -237,9 +242,7 @@ M.normalize_data = normalize_data
 -- The JSON text Alipay expects in data (a string inside the request's JSON),
 -- keywords in order so that the same data always gives the same text.
 local function encode_normalized(data)
-  local keys = {}
-  for k in pairs(data) do keys[#keys + 1] = k end
-  table.sort(keys, keyword_order)
+  local keys = sorted_keys(data, keyword_order)
   local parts = {}
   for i, k in ipairs(keys) do parts[i] = cjson.encode(k) .. ":" .. cjson.encode(data[k]) end
   return "{" .. table.concat(parts, ",") .. "}"

@@ -58,7 +58,8 @@
 --   STORE_ERROR        the database refused the change (the row is not applied)
 local csv = require "alipay.util.csv"
 local errors = require "alipay.errors"
-local is_list = require("alipay.util.table").is_list
+local tables = require "alipay.util.table"
+local is_list, sorted_keys = tables.is_list, tables.sorted_keys
 local json_source = require "alipay.util.json_source"
 local chars = require("alipay.util.utf8").chars
 local kinds = require "alipay.messaging.kinds"
@@ -210,13 +211,6 @@ function Users:plan(row)
 end
 
 -- ---- applying ----
-
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys)
-  return keys
-end
 
 -- (internal) Applies a plan inside the caller's transaction; raises on a store error.
 function Users:apply(plan)
