@@ -1,6 +1,6 @@
 /* alipay.core: the exact and hot primitives of the Alipay protocol.
- * This file only assembles the module and holds the shared error helpers;
- * each area lives in its own unit (keys.c, sign.c, extract.c, ...). */
+ * This file only assembles the module and holds the shared helpers (errors,
+ * userdata classes); each area lives in its own unit (keys.c, sign.c, ...). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <openssl/err.h>
@@ -18,6 +18,15 @@ int ap_push_error(lua_State *L, const char *fmt, ...) {
   lua_pushnil(L);
   lua_pushstring(L, msg);
   return 2;
+}
+
+void ap_new_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods) {
+  ap_newmetatable(L, name);
+  luaL_setfuncs(L, meta, 0);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
 }
 
 int ap_push_ssl_error(lua_State *L, const char *what) {
