@@ -362,10 +362,12 @@ end
 
 -- ---- files ----
 
-function common.read_file(path, what)
+-- A text file the operator names (JSON data, a request body, templates),
+-- without the UTF-8 BOM some editors put first -> text | nil, err, detail
+function common.read_text(path, what)
   local text, err = fs.read(path)
   if not text then return errors.fail("io", ("%s: cannot read %s"):format(what, tostring(err))) end
-  return text
+  return (text:gsub("^\239\187\191", ""))
 end
 
 return common
