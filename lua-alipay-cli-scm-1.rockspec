@@ -54,6 +54,7 @@ build = {
       ["alipay.campaign.lease"] = "lua/alipay/campaign/lease.lua",
       ["alipay.cli"] = "lua/alipay/cli/init.lua",
       ["alipay.cli.common"] = "lua/alipay/cli/common.lua",
+      ["alipay.cli.exit_status"] = "lua/alipay/cli/exit_status.lua",
       ["alipay.cli.call"] = "lua/alipay/cli/call.lua",
       ["alipay.cli.campaign"] = "lua/alipay/cli/campaign.lua",
       ["alipay.cli.channel"] = "lua/alipay/cli/channel.lua",

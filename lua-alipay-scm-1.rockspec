@@ -49,7 +49,7 @@ build = {
   build_command = [[$(CC) $(CFLAGS) -std=gnu99 -fvisibility=hidden -Isrc -I"$(LUA_INCDIR)" ]]
     .. [[-I"$(OPENSSL_INCDIR)" -I"$(CURL_INCDIR)" $(LIBFLAG) -o core.so ]]
     .. [[src/core.c src/error.c src/keys.c src/sign.c src/extract.c src/cert.c src/aes.c src/codec.c ]]
-    .. [[src/http.c src/charset.c src/clock.c ]]
+    .. [[src/http.c src/charset.c src/clock.c src/class.c ]]
     .. [[-L"$(OPENSSL_LIBDIR)" -L"$(CURL_LIBDIR)" -lssl -lcrypto -lcurl]],
   install = {
     lib = { ["alipay.core"] = "core.so" },
@@ -68,15 +68,20 @@ build = {
       ["alipay.transport.request"] = "lua/alipay/transport/request.lua",
       ["alipay.runtime"] = "lua/alipay/runtime.lua",
       ["alipay.messaging.channels"] = "lua/alipay/messaging/channels.lua",
+      ["alipay.messaging.kinds"] = "lua/alipay/messaging/kinds.lua",
       ["alipay.messaging.send"] = "lua/alipay/messaging/send.lua",
       ["alipay.messaging.lifeaccount"] = "lua/alipay/messaging/lifeaccount.lua",
       ["alipay.messaging.mini"] = "lua/alipay/messaging/mini.lua",
+      ["alipay.messaging.mini_limits"] = "lua/alipay/messaging/mini_limits.lua",
       ["alipay.messaging.templates"] = "lua/alipay/messaging/templates.lua",
       ["alipay.messaging.users"] = "lua/alipay/messaging/users.lua",
       ["alipay.util.csv"] = "lua/alipay/util/csv.lua",
       ["alipay.util.fs"] = "lua/alipay/util/fs.lua",
       ["alipay.util.shell"] = "lua/alipay/util/shell.lua",
       ["alipay.util.path"] = "lua/alipay/util/path.lua",
+      ["alipay.util.json_source"] = "lua/alipay/util/json_source.lua",
+      ["alipay.util.table"] = "lua/alipay/util/table.lua",
+      ["alipay.util.utf8"] = "lua/alipay/util/utf8.lua",
       ["alipay.keyfiles"] = "lua/alipay/keyfiles.lua",
       ["alipay.workspace.channel_file"] = "lua/alipay/workspace/channel_file.lua",
       ["alipay.workspace.doctor"] = "lua/alipay/workspace/doctor.lua",

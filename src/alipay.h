@@ -26,6 +26,16 @@ void ap_register_clock(lua_State *L);
 /* ap_push_error, ap_push_ssl_error: defined in error.c. */
 #include "error.h"
 
+/* Defined in class.c. Registers the metatable `name` of a userdata type: the
+ * metamethods in meta and a table of the methods as its __index. Leaves the
+ * stack as it was. */
+void ap_new_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
+
+/* Defined in codec.c. Byte order of two byte strings (memcmp over the common
+ * length, then the shorter first): the order of the string to sign and of
+ * sorted JSON keys. */
+int ap_bytes_cmp(const char *a, size_t a_len, const char *b, size_t b_len);
+
 /* Defined in codec.c. Base64 (standard alphabet, padded). Decoding skips ASCII whitespace and
  * rejects anything else outside the alphabet or misplaced padding.
  * ap_b64_decode writes at most ap_b64_decoded_max(n) bytes to out and

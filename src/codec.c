@@ -183,12 +183,15 @@ static void add_encoded(luaL_Buffer *b, const char *s, size_t n) {
 
 typedef struct { const char *s; size_t n; int idx; } keyref;
 
+int ap_bytes_cmp(const char *a, size_t a_len, const char *b, size_t b_len) {
+  int c = memcmp(a, b, a_len < b_len ? a_len : b_len);
+  if (c) return c;
+  return a_len < b_len ? -1 : a_len > b_len;
+}
+
 static int keyref_cmp(const void *a, const void *b) {
   const keyref *x = a, *y = b;
-  size_t n = x->n < y->n ? x->n : y->n;
-  int c = memcmp(x->s, y->s, n);
-  if (c) return c;
-  return x->n < y->n ? -1 : x->n > y->n;
+  return ap_bytes_cmp(x->s, x->n, y->s, y->n);
 }
 
 /* form_encode(string) -> encoded string; form_encode(table) -> sorted

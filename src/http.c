@@ -960,11 +960,6 @@ void ap_register_http(lua_State *L) {
   static const luaL_Reg fns[] = {{"http", l_http}, {NULL, NULL}};
   /* Once per process is what libcurl wants; later calls only count up. */
   if (global_init_result != CURLE_OK) global_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
-  ap_newmetatable(L, AP_HTTP_MT);
-  luaL_setfuncs(L, meta, 0);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  ap_new_class(L, AP_HTTP_MT, meta, methods);
   luaL_setfuncs(L, fns, 0);
 }

@@ -424,12 +424,7 @@ static int l_tostring(lua_State *L) {
 static void new_key_metatable(lua_State *L, const char *name, const luaL_Reg *methods) {
   static const luaL_Reg meta[] = {
       {"__gc", l_close}, {"__close", l_close}, {"__tostring", l_tostring}, {NULL, NULL}};
-  ap_newmetatable(L, name);
-  luaL_setfuncs(L, meta, 0);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  ap_new_class(L, name, meta, methods);
 }
 
 void ap_register_keys(lua_State *L) {

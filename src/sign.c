@@ -14,10 +14,7 @@ typedef struct {
 
 static int pair_cmp(const void *a, const void *b) {
   const pair *x = a, *y = b;
-  size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
-  int c = memcmp(x->key, y->key, n);
-  if (c) return c;
-  return x->key_len < y->key_len ? -1 : x->key_len > y->key_len;
+  return ap_bytes_cmp(x->key, x->key_len, y->key, y->key_len);
 }
 
 /* Builds the set of excluded keys at stack index `set` from opts.exclude,

@@ -20,6 +20,7 @@
 -- Messages never contain the material (it may be a private key).
 local core = require "alipay.core"
 local errors = require "alipay.errors"
+local fs = require "alipay.util.fs"
 
 local M = {}
 
@@ -47,15 +48,12 @@ local function failure(kind, name, path, reason, problem)
 end
 
 local function read(path, name)
-  local f, err = io.open(path, "rb")
-  if not f then
+  local text, err = fs.read(path)
+  if not text then
     local missing = tostring(err):find("No such file", 1, true) ~= nil
     return failure("io", name, path, missing and "missing" or "unreadable",
       (tostring(err):gsub("^.-: ", "")))
   end
-  local text, rerr = f:read("*a")
-  f:close()
-  if not text then return failure("io", name, path, "unreadable", tostring(rerr)) end
   return text
 end
 

@@ -24,14 +24,13 @@
 --
 -- The subscription queries use mini's prepare/finish halves: a campaign runs
 -- them concurrently, like its sends.
-local lifeaccount = require "alipay.messaging.lifeaccount"
+local kinds = require "alipay.messaging.kinds"
 local mini = require "alipay.messaging.mini"
 local data_mod = require "alipay.campaign.data"
 local errors = require "alipay.errors"
+local sorted = require("alipay.util.table").sorted_keys
 
 local M = {}
-
-local PAGE_MAX = 128
 
 local Message = {}
 Message.__index = Message
@@ -42,22 +41,11 @@ function M.new(opts)
     channel = channel, registry = opts.registry, template_id = opts.template,
     data = opts.data, page = opts.page, kind = channel.kind,
   }, Message)
-  if channel.kind == "alipaylife" then
-    self.api = lifeaccount.new(channel, opts.registry)
-  else
-    self.api = mini.new(channel, opts.registry)
-  end
+  self.api = kinds.module(channel.kind).new(channel, opts.registry)
   self.names = data_mod.names(opts.data)
   for name in pairs(data_mod.names(opts.page)) do self.names[name] = true end
   self.fixed = next(self.names) == nil
   return self
-end
-
-local function sorted(set)
-  local list = {}
-  for k in pairs(set) do list[#list + 1] = k end
-  table.sort(list)
-  return list
 end
 
 function Message:template_record()
@@ -87,12 +75,8 @@ function Message:check(data, page, template)
   local ok, cerr, cdetail = self.registry:check_mini_data(template, normalized)
   if not ok then return nil, cerr, cdetail end
   if page ~= nil then
-    if type(page) ~= "string" then return refuse("page: must be a string") end
-    local encoded = mini.encode_page(page)
-    local _, chars = encoded:gsub("[^\128-\191]", "")
-    if chars > PAGE_MAX then
-      return refuse(("page: %d characters once its query is encoded, at most %d"):format(chars, PAGE_MAX))
-    end
+    local encoded, perr = mini.check_page(page)
+    if not encoded then return refuse(perr) end
   end
   return true
 end

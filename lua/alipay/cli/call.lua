@@ -21,9 +21,9 @@ local function body_of(arg)
   local text, what = arg, "the request"
   if arg:sub(1, 1) == "@" then
     local err, detail
-    text, err, detail = common.read_file(arg:sub(2), "@" .. arg:sub(2))
+    text, err, detail = common.read_text(arg:sub(2), "@" .. arg:sub(2))
     if not text then return nil, err, detail end
-    text, what = text:gsub("^\239\187\191", ""), arg:sub(2)
+    what = arg:sub(2)
   end
   local decoded, err = common.decode_json(text, what)
   if not decoded then return nil, common.usage("%s", err) end

@@ -181,7 +181,7 @@ local function read_data(args)
   local text, where = args.data, "--data"
   if args.data_file then
     local err
-    text, err = common.read_file(args.data_file, "--data-file")
+    text, err = common.read_text(args.data_file, "--data-file")
     if not text then return nil, common.usage("%s", err) end
     where = "--data-file " .. args.data_file
   end

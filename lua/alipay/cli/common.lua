@@ -19,6 +19,8 @@ local cjson = require "cjson"
 local channels = require "alipay.messaging.channels"
 local errors = require "alipay.errors"
 local fs = require "alipay.util.fs"
+local kinds = require "alipay.messaging.kinds"
+local exit_status = require "alipay.cli.exit_status"
 local store = require "alipay.store"
 local templates = require "alipay.messaging.templates"
 local users = require "alipay.messaging.users"
@@ -27,9 +29,9 @@ local common = {}
 
 common.DEFAULT_CONFIG = "alipay.json"
 common.DEFAULT_STORE = "alipay.db"
-common.OK, common.FAILED, common.USAGE = 0, 1, 2
+common.OK, common.FAILED, common.USAGE = exit_status.OK, exit_status.FAILED, exit_status.USAGE
 
-local KIND_NAMES = { alipaylife = "Life Account", alipaymini = "mini program" }
+local KIND_NAMES = kinds.NAMES
 common.KIND_NAMES = KIND_NAMES
 
 -- ---- usage errors ----
@@ -360,10 +362,12 @@ end
 
 -- ---- files ----
 
-function common.read_file(path, what)
+-- A text file the operator names (JSON data, a request body, templates),
+-- without the UTF-8 BOM some editors put first -> text | nil, err, detail
+function common.read_text(path, what)
   local text, err = fs.read(path)
   if not text then return errors.fail("io", ("%s: cannot read %s"):format(what, tostring(err))) end
-  return text
+  return (text:gsub("^\239\187\191", ""))
 end
 
 return common

@@ -15,14 +15,14 @@
 -- broken install never looks like a missing one.
 local argparse = require "argparse"
 local cjson = require "cjson"
+local exit_status = require "alipay.cli.exit_status"
 
 local M = {}
 
 M.COMMANDS = { "channel", "doctor", "sandbox", "template", "subscription", "followers", "users", "send",
   "call", "campaign" }
 
--- Exit statuses.
-M.OK, M.FAILED, M.USAGE = 0, 1, 2
+M.OK, M.FAILED, M.USAGE = exit_status.OK, exit_status.FAILED, exit_status.USAGE
 
 function M.json_flag(cmd)
   return cmd:flag("--json", "Print one JSON object (machine output) instead of readable lines.")

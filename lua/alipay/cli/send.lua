@@ -55,9 +55,9 @@ local function data_for(args)
     return data
   end
   if args.data_file then
-    local text, err, detail = common.read_file(args.data_file, "--data-file")
+    local text, err, detail = common.read_text(args.data_file, "--data-file")
     if not text then return nil, err, detail end
-    return common.decode_json((text:gsub("^\239\187\191", "")), args.data_file)
+    return common.decode_json(text, args.data_file)
   end
   return nil, common.usage("give the message content: --data JSON or --data-file FILE")
 end

@@ -100,9 +100,8 @@ end
 -- ---- import ----
 
 local function read_items(path)
-  local text, err, detail = common.read_file(path, "import")
+  local text, err, detail = common.read_text(path, "import")
   if not text then return nil, err, detail end
-  text = text:gsub("^\239\187\191", "")
   local decoded
   decoded, err, detail = common.decode_json(text, path)
   if not decoded then return nil, err, detail end

@@ -34,6 +34,7 @@
 -- key; values echoed from the request are short tokens of safe characters.
 local core = require "alipay.core"
 local errors = require "alipay.errors"
+local fs = require "alipay.util.fs"
 local runtime = require "alipay.runtime"
 
 local notify = {}
@@ -307,11 +308,9 @@ function notify.read_ngx_body(ngx)
   -- A body larger than client_body_buffer_size was written to a file.
   local path = ngx.req.get_body_file()
   if not path then return "" end
-  local f = io.open(path, "rb")
-  if not f then return refuse("malformed", "the buffered request body cannot be read") end
-  body = f:read("*a")
-  f:close()
-  return body or ""
+  body = fs.read(path)
+  if not body then return refuse("malformed", "the buffered request body cannot be read") end
+  return body
 end
 
 -- notify.read_ngx(client, opts) -> params, raw | nil, err, detail, for a

@@ -52,11 +52,13 @@
 local cjson = require "cjson.safe"
 local alipay_client = require "alipay.client"
 local errors = require "alipay.errors"
+local fs = require "alipay.util.fs"
+local kinds = require "alipay.messaging.kinds"
+local tables = require "alipay.util.table"
 
 local M = {}
 
-M.KINDS = { alipaylife = true, alipaymini = true }
-M.ID_TYPES = { user_id = true, open_id = true }
+M.KINDS, M.ID_TYPES = kinds.KINDS, kinds.ID_TYPES
 
 -- Instructions a Lua configuration may run: it is data, so a loop that
 -- does not end is a mistake to report, not to wait for.
@@ -87,10 +89,8 @@ end
 -- ---- reading the source ----
 
 local function read_text(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, config_error(nil, nil, "cannot read " .. tostring(err)) end
-  local text = f:read("*a")
-  f:close()
+  local text, err = fs.read(path)
+  if not text then return nil, config_error(nil, nil, "cannot read " .. tostring(err)) end
   return text
 end
 
@@ -189,11 +189,9 @@ local INLINE_SECRETS = {
   app_cert = "app_cert_file", alipay_cert = "alipay_cert_file", alipay_root_cert = "alipay_root_cert_file",
 }
 
+-- Keys of any type: a configuration may hold a number where a name belongs.
 local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-  return keys
+  return tables.sorted_keys(t, function(a, b) return tostring(a) < tostring(b) end)
 end
 
 local function check_fields(code, spec)

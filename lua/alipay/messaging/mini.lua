@@ -32,10 +32,11 @@
 --     send split in two, for many sends in flight at once (client:submit/wait).
 --   mini.encode_data(data) -> the data string | nil, msg, detail (kind "input")
 --   mini.encode_page(page) -> page with its query encoded
+--   mini.check_page(page) -> the encoded page | nil, msg (not a string, too long)
 --
 -- Rules applied to every send, with or without a registry: data (the JSON
--- text) ≤2048 characters, page ≤128 characters after encoding,
--- user_template_id ≤64. With a registry: the template must be usable and the
+-- text) ≤2048 bytes (alipay.messaging.mini_limits says why bytes), page ≤128
+-- characters after encoding, user_template_id ≤64. With a registry: the template must be usable and the
 -- data must fit it (keyword count, each value ≤50 characters). Characters are
 -- Unicode code points, as Alipay counts them: a CJK character is one.
 --
@@ -58,6 +59,8 @@ local cjson = require "cjson.safe"
 local errors = require "alipay.errors"
 local sender = require "alipay.messaging.send"
 local channels = require "alipay.messaging.channels"
+local mini_limits = require "alipay.messaging.mini_limits"
+local sorted_keys = require("alipay.util.table").sorted_keys
 
 local M = {}
 
@@ -68,7 +71,6 @@ M.METHODS = {
 
 local IDS_PER_QUERY = 3
 local TEMPLATE_ID_MAX = 64
-local DATA_MAX = 2048
 local PAGE_MAX = 128
 M.IDS_PER_QUERY = IDS_PER_QUERY
 
@@ -135,12 +137,19 @@ local function prepare_query(self, id_type, id, ids, opts)
   return req, { call = call, ids = ids }
 end
 
-function Mini:prepare_subscriptions(recipient, template_ids, opts)
-  local method = M.METHODS.subscriptions
+-- The arguments of a subscriptions query -> id_type, id, ids | nil, err, detail
+local function query_args(method, recipient, template_ids)
   local id_type, id = channels.recipient(recipient)
   if not id_type then return invalid(method, "recipient", "recipient", id) end
   local ids, err, detail = template_ids_of(method, template_ids)
   if not ids then return nil, err, detail end
+  return id_type, id, ids
+end
+
+function Mini:prepare_subscriptions(recipient, template_ids, opts)
+  local method = M.METHODS.subscriptions
+  local id_type, id, ids = query_args(method, recipient, template_ids)
+  if not id_type then return nil, id, ids end
   if #ids == 0 or #ids > IDS_PER_QUERY then
     return invalid(method, "request", "template_ids", ("one query takes 1 to %d template ids, not %d")
       :format(IDS_PER_QUERY, #ids))
@@ -166,11 +175,8 @@ function Mini:finish_subscriptions(ctx, res, err, detail)
 end
 
 function Mini:subscriptions(recipient, template_ids, opts)
-  local method = M.METHODS.subscriptions
-  local id_type, id = channels.recipient(recipient)
-  if not id_type then return invalid(method, "recipient", "recipient", id) end
-  local ids, err, detail = template_ids_of(method, template_ids)
-  if not ids then return nil, err, detail end
+  local id_type, id, ids = query_args(M.METHODS.subscriptions, recipient, template_ids)
+  if not id_type then return nil, id, ids end
   local result = {}
   for first = 1, #ids, IDS_PER_QUERY do
     local req, ctx = prepare_query(self, id_type, id, { unpack_list(ids, first,
@@ -236,9 +242,7 @@ M.normalize_data = normalize_data
 -- The JSON text Alipay expects in data (a string inside the request's JSON),
 -- keywords in order so that the same data always gives the same text.
 local function encode_normalized(data)
-  local keys = {}
-  for k in pairs(data) do keys[#keys + 1] = k end
-  table.sort(keys, keyword_order)
+  local keys = sorted_keys(data, keyword_order)
   local parts = {}
   for i, k in ipairs(keys) do parts[i] = cjson.encode(k) .. ":" .. cjson.encode(data[k]) end
   return "{" .. table.concat(parts, ",") .. "}"
@@ -281,6 +285,18 @@ function M.encode_page(page)
   return path .. "?" .. table.concat(parts, "&")
 end
 
+-- The page a message opens -> that page with its query encoded | nil, msg.
+-- The limit applies to what is sent, so it is measured after encoding.
+function M.check_page(page)
+  if type(page) ~= "string" then return nil, "page: must be a string" end
+  local encoded = M.encode_page(page)
+  local n = chars(encoded)
+  if n > PAGE_MAX then
+    return nil, ("page: %d characters once its query is encoded, at most %d"):format(n, PAGE_MAX)
+  end
+  return encoded
+end
+
 -- ---- sending ----
 
 function Mini:prepare_send(recipient, template, data, opts)
@@ -304,18 +320,13 @@ function Mini:prepare_send(recipient, template, data, opts)
     if not ok then return invalid(method, "data", "data", msg, extra) end
   end
   local text = encode_normalized(normalized)
-  if chars(text) > DATA_MAX then
-    return invalid(method, "data", "data", ("data: its JSON text is %d characters, at most %d")
-      :format(chars(text), DATA_MAX), extra)
-  end
+  local sized, serr = mini_limits.check_data_size(text)
+  if not sized then return invalid(method, "data", "data", serr, extra) end
   local page = opts.page
   if page ~= nil then
-    if type(page) ~= "string" then return invalid(method, "request", "page", "page must be a string", extra) end
-    page = M.encode_page(page)
-    if chars(page) > PAGE_MAX then
-      return invalid(method, "request", "page", ("page: %d characters once its query is encoded, at most %d")
-        :format(chars(page), PAGE_MAX), extra)
-    end
+    local perr
+    page, perr = M.check_page(page)
+    if not page then return invalid(method, "request", "page", perr, extra) end
   end
   if opts.form_id ~= nil and (type(opts.form_id) ~= "string" or opts.form_id == "") then
     return invalid(method, "request", "form_id", "form_id must be a non-empty string", extra)

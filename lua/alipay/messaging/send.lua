@@ -8,10 +8,7 @@ local errors = require "alipay.errors"
 local sender = {}
 
 -- UTF-8 characters of s (Alipay's limits count characters, not bytes).
-function sender.chars(s)
-  local _, n = s:gsub("[^\128-\191]", "")
-  return n
-end
+sender.chars = require("alipay.util.utf8").chars
 
 -- A send refused locally, before any call -> nil, err, detail (kind
 -- "invalid"; detail.reason is "recipient", "template", "data" or "request").

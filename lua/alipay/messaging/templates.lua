@@ -57,15 +57,19 @@
 -- value of at most 50 characters, and at most 2048 bytes as JSON.
 local cjson = require("cjson").new()
 local errors = require "alipay.errors"
+local is_list = require("alipay.util.table").is_list
+local json_source = require "alipay.util.json_source"
+local mini_limits = require "alipay.messaging.mini_limits"
+local utf8_text = require "alipay.util.utf8"
 
 local templates = {}
 
 templates.LIMITS = {
   id = 64, head_color = 10, url = 256, action_name_units = 16, life_value = 128,
-  mini_value = 50, mini_data_bytes = 2048,
+  mini_value = 50, mini_data_bytes = mini_limits.DATA_MAX,
 }
 local LIMITS = templates.LIMITS
-local KINDS = { alipaylife = true, alipaymini = true }
+local KINDS = require("alipay.messaging.kinds").KINDS
 
 local Registry = {}
 Registry.__index = Registry
@@ -78,29 +82,7 @@ end
 
 -- ---- text measures ----
 
--- Number of UTF-8 characters in s and its display width (ASCII 1, other 2),
--- or nil when s is not well-formed UTF-8. Counted by lead bytes.
-local function measure(s)
-  if not s:find("[\128-\255]") then return #s, #s end
-  local chars, width, i, len = 0, 0, 1, #s
-  while i <= len do
-    local c = s:byte(i)
-    local size
-    if c < 0x80 then size = 1
-    elseif c >= 0xC2 and c <= 0xDF then size = 2
-    elseif c >= 0xE0 and c <= 0xEF then size = 3
-    elseif c >= 0xF0 and c <= 0xF4 then size = 4
-    else return nil end
-    for k = i + 1, i + size - 1 do
-      local b = s:byte(k)
-      if not b or b < 0x80 or b > 0xBF then return nil end
-    end
-    chars = chars + 1
-    width = width + (size == 1 and 1 or 2)
-    i = i + size
-  end
-  return chars, width
-end
+local measure = utf8_text.measure
 templates.measure = measure
 
 local function is_color(s)
@@ -115,37 +97,12 @@ end
 
 -- ---- import ----
 
-local function is_list(t)
-  if type(t) ~= "table" then return false end
-  local n = #t
-  for k in pairs(t) do
-    if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then return false end
-  end
-  return true
-end
-
-local function read_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
 -- list | path | JSON text -> list of items | nil, err, detail
 local function load_list(source)
   if type(source) == "table" then return source end
   if type(source) ~= "string" then return errors.fail("input", "import: expected a list, a file path or JSON text") end
-  local text, where = source, "JSON text"
-  if not source:match("^[\239\187\191%s]*[%[{]") then
-    local err
-    text, err = read_file(source)
-    if not text then return errors.fail("io", "import: cannot read " .. tostring(err)) end
-    where = source
-  end
-  text = text:gsub("^\239\187\191", "")
-  local ok, decoded = pcall(cjson.decode, text)
-  if not ok then return errors.fail("input", ("import: %s is not valid JSON: %s"):format(where, tostring(decoded))) end
+  local decoded, where, detail = json_source.decode(source, "import")
+  if decoded == nil then return nil, where, detail end
   if type(decoded) == "table" and not is_list(decoded) and decoded.templates ~= nil then
     decoded = decoded.templates
   end
@@ -416,9 +373,8 @@ function Registry:check_mini_data(template, data) -- luacheck: no unused args
   if type(data) == "string" then
     local ok, decoded = pcall(cjson.decode, data)
     if not ok or type(decoded) ~= "table" then return refuse("data: not a JSON object") end
-    if #data > LIMITS.mini_data_bytes then
-      return refuse(("data: %d bytes as JSON, at most %d"):format(#data, LIMITS.mini_data_bytes))
-    end
+    local sized, serr = mini_limits.check_data_size(data)
+    if not sized then return refuse(serr) end
     data = decoded
   elseif type(data) ~= "table" then
     return refuse("data: must be an object {keyword1={value=}, ...}")
@@ -442,9 +398,9 @@ function Registry:check_mini_data(template, data) -- luacheck: no unused args
   unknown_fields(problems, data, {}, "data")
   if #problems == 0 then
     local ok, encoded = pcall(cjson.encode, data)
-    if ok and #encoded > LIMITS.mini_data_bytes then
-      problems[#problems + 1] = ("data: %d bytes as JSON, at most %d"):format(#encoded, LIMITS.mini_data_bytes)
-    end
+    local sized, serr = true, nil
+    if ok then sized, serr = mini_limits.check_data_size(encoded) end
+    if not sized then problems[#problems + 1] = serr end
   end
   return result(problems)
 end

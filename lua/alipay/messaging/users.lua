@@ -56,13 +56,17 @@
 --                      not 16-128 letters, digits, "-" or "_", an id that is not a string,
 --                      or (CSV) both or neither of the id columns filled
 --   STORE_ERROR        the database refused the change (the row is not applied)
-local cjson = require("cjson").new()
 local csv = require "alipay.util.csv"
 local errors = require "alipay.errors"
+local tables = require "alipay.util.table"
+local is_list, sorted_keys = tables.is_list, tables.sorted_keys
+local json_source = require "alipay.util.json_source"
+local chars = require("alipay.util.utf8").chars
+local kinds = require "alipay.messaging.kinds"
 
 local users = {}
 
-local KINDS = { alipaylife = true, alipaymini = true }
+local KINDS, ID_TYPES = kinds.KINDS, kinds.ID_TYPES
 local OPS = { "set", "add", "del" }
 local ROW_FIELDS = { userid = true, set = true, add = true, del = true }
 local MAX_USERID = 64
@@ -84,7 +88,7 @@ function users.new(store, channels_info)
       return errors.fail("input", ("users.new: channel %s: kind must be alipaylife or alipaymini"):format(code))
     end
     local id_type = info.id_type or "user_id"
-    if id_type ~= "user_id" and id_type ~= "open_id" then
+    if not ID_TYPES[id_type] then
       return errors.fail("input", ("users.new: channel %s: id_type must be user_id or open_id"):format(code))
     end
     channels[code] = { kind = info.kind, id_type = id_type }
@@ -93,12 +97,6 @@ function users.new(store, channels_info)
 end
 
 -- ---- validation ----
-
-local function chars(s)
-  local n = 0
-  for _ in s:gmatch("[^\128-\191]") do n = n + 1 end
-  return n
-end
 
 local function check_userid(userid)
   if type(userid) ~= "string" or userid == "" then return "userid: missing or not a string" end
@@ -115,15 +113,6 @@ local ID_RULE = {
   user_id = "user_id must be 16 digits starting with 2088",
   open_id = "open_id must be 16 to 128 letters, digits, '-' or '_'",
 }
-
-local function is_list(t)
-  local n = #t
-  if n == 0 then return false end
-  for k in pairs(t) do
-    if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then return false end
-  end
-  return true
-end
 
 -- value -> alipay_id, id_type | nil, errmsg
 local function parse_id(where, value, channel_type)
@@ -171,7 +160,7 @@ function Users:plan(row)
   end
   local op = found[1]
   local body = row[op]
-  if type(body) ~= "table" or is_list(body) then
+  if type(body) ~= "table" or (next(body) ~= nil and is_list(body)) then
     return nil, fail("INVALID_OPERATION", op .. ": must be an object such as {alipaylife = {...}}")
   end
   local plan = { userid = row.userid, op = op, kinds = {} }
@@ -222,13 +211,6 @@ function Users:plan(row)
 end
 
 -- ---- applying ----
-
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys)
-  return keys
-end
 
 -- (internal) Applies a plan inside the caller's transaction; raises on a store error.
 function Users:apply(plan)
@@ -313,30 +295,11 @@ function Users:upload(rows)
   return session.finish()
 end
 
-local function read_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local data, rerr = f:read("*a")
-  f:close()
-  if not data then return nil, rerr end
-  return data
-end
-
 function Users:upload_json(source)
   if type(source) ~= "string" then error("users:upload_json: expected a path or JSON text", 2) end
-  local text, where = source, "JSON text"
-  if not source:match("^[\239\187\191%s]*[%[{]") then
-    local err
-    text, err = read_file(source)
-    if not text then return errors.fail("io", "upload_json: cannot read " .. tostring(err)) end
-    where = source
-  end
-  text = text:gsub("^\239\187\191", "")
-  local ok, rows = pcall(cjson.decode, text)
-  if not ok then
-    return errors.fail("input", ("upload_json: %s is not valid JSON: %s"):format(where, tostring(rows)))
-  end
-  if type(rows) ~= "table" or (next(rows) ~= nil and not is_list(rows)) then
+  local rows, where, detail = json_source.decode(source, "upload_json")
+  if rows == nil then return nil, where, detail end
+  if not is_list(rows) then
     return errors.fail("input", ("upload_json: %s must hold a JSON array of rows"):format(where))
   end
   return self:upload(rows)

@@ -1,12 +1,13 @@
 -- Small file helpers shared by the sandbox, the CLI and the campaign tools.
 local fs = {}
 
--- The whole file, or nil, err.
+-- The whole file, or nil, err (a directory opens, then fails to read).
 function fs.read(path)
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
-  local data = f:read("*a")
+  local data, read_err = f:read("*a")
   f:close()
+  if not data then return nil, read_err end
   return data
 end
 

@@ -29,6 +29,7 @@ local errors = require "alipay.errors"
 local keyfiles = require "alipay.keyfiles"
 local fs = require "alipay.util.fs"
 local path = require "alipay.util.path"
+local is_list = require("alipay.util.table").is_list
 
 local M = {}
 
@@ -56,21 +57,12 @@ local function scalar(v)
   return (assert(cjson.encode(v)):gsub("\\/", "/"))
 end
 
-local function is_list(t)
-  local n = #t
-  if n == 0 then return false end
-  for k in pairs(t) do
-    if type(k) ~= "number" or k % 1 ~= 0 or k < 1 or k > n then return false end
-  end
-  return true
-end
-
 -- Sorted keys and two-space indentation: a stable file that diffs well.
 local function pretty(v, indent)
   if type(v) ~= "table" or v == cjson.null then return scalar(v) end
   local inner = indent .. "  "
   local items = {}
-  if is_list(v) then
+  if next(v) ~= nil and is_list(v) then -- {} is written as an object
     for i, item in ipairs(v) do items[i] = inner .. pretty(item, inner) end
     return "[\n" .. table.concat(items, ",\n") .. "\n" .. indent .. "]"
   end

@@ -1,0 +1,7 @@
+-- The exit statuses of `alipay`, in one place: the dispatcher (alipay.cli)
+-- and the commands (alipay.cli.common) return the same numbers.
+return {
+  OK = 0,     -- done
+  FAILED = 1, -- the command ran and failed (the error is printed)
+  USAGE = 2,  -- the command line is wrong (a pointer to --help is printed)
+}
