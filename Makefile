@@ -97,7 +97,7 @@ test-integration: all
 JIT_SPECS := $(CORE_SPECS) spec/unit/11-client_spec.lua spec/unit/20-sandbox_gateway_spec.lua \
   spec/unit/30-notify_spec.lua spec/unit/31-gateway_spec.lua
 # alipay.runtime and the transports' contract and request validator.
-JIT_SPECS += spec/unit/12-runtime_spec.lua spec/unit/13-transport_contract_spec.lua
+JIT_SPECS += spec/unit/12-runtime_spec.lua spec/unit/13-transport_contract_spec.lua spec/unit/14-util_spec.lua spec/unit/63-mini_limits_spec.lua
 test-jit:
 	ALIPAY_BUILD=build/luajit $(BUSTED_JIT) $(BUSTED_FLAGS) $(JIT_SPECS)
 
