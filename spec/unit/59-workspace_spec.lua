@@ -67,6 +67,9 @@ describe("alipay.workspace", function()
     ws:close()
 
     config = write_config { store = "data.db" }
+    ws = assert(workspace.open { config = config, default_store = dir .. "/default.db", lazy = true })
+    assert.equal(dir .. "/conf/data.db", ws:store_path())   -- the file's store before the default
+    ws:close()
     ws = assert(workspace.open { config = config, store = dir .. "/override.db" })
     assert.equal(dir .. "/override.db", ws:store_path())
     assert.is_true(fs.exists(dir .. "/override.db"))
@@ -133,7 +136,7 @@ describe("alipay.workspace", function()
     assert.equal("colour", detail.field)
 
     -- The hint is for the default file only, and only when it is not there.
-    ws, err, detail = workspace.open { getenv = getenv_with {}, missing_hint = "give --config FILE" }
+    ws, _, detail = workspace.open { getenv = getenv_with {}, missing_hint = "give --config FILE" }
     assert.is_nil(ws)
     assert.equal("./alipay.json", detail.config_file)
     assert.matches("^cannot read %./alipay%.json: .* %(give %-%-config FILE%)$", detail.msg)
@@ -213,7 +216,8 @@ describe("alipay.workspace", function()
     local c = assert(campaign.create(ctx, { id = "ws-check", channel = LIFE, template = TEMPLATE,
       audience = { recipients = { { user_id = "2088102146158132", order_no = "HU1" } } },
       data = { head_color = "#85be53", url = "https://shop.example/orders/{order_no}", action_name = "查看详情",
-               keyword1 = { value = "{order_no}", color = "#85be53" }, keyword2 = { value = "已发货", color = "#85be53" } },
+               keyword1 = { value = "{order_no}", color = "#85be53" },
+               keyword2 = { value = "已发货", color = "#85be53" } },
     }))
     local st = assert(c:status())
     assert.equal(1, st.total)
