@@ -174,6 +174,24 @@ describe("alipay.workspace", function()
     ws:close()
   end)
 
+  it("is what the facade and the CLI's context open, lazily", function()
+    assert.equal(workspace, require("alipay").workspace)
+    local common = require "alipay.cli.common"
+    local config = write_config { store = "data.db" }
+    local ctx = common.context { config = config }
+    assert(ctx:channels())
+    assert.is_false(fs.exists(dir .. "/conf/data.db"))   -- listing channels creates no store
+    assert.same({ config, "--config" }, { ctx:config_path() })
+    assert(ctx:campaign_ctx())
+    assert.is_true(fs.exists(dir .. "/conf/data.db"))
+    ctx:close()
+    ctx = common.context { config = dir .. "/absent.json", store = dir .. "/given.db" }
+    assert(ctx:registry())                                -- --store: no channel file needed
+    local _, err = ctx:users()
+    assert.matches("absent.json", err, 1, true)
+    ctx:close()
+  end)
+
   it("closes the store and the clients, on close and at the end of a <close> scope", function()
     local config = write_config { store = "data.db" }
     local ws = assert(workspace.open { config = config })
