@@ -35,6 +35,9 @@
 -- file): open then reads nothing and cannot fail, and a part is built when
 -- first asked for; ws.<part> is then nil on failure, ws:get(part) says why.
 --
+-- It ships in the lua-alipay-cli rock, with alipay.store (luadbi-sqlite3),
+-- not in the library rock that OpenResty handlers need.
+--
 -- Failures are "config" errors naming the file (detail.config_file,
 -- detail.channel, detail.field) or the store's own kind ("store", "io")
 -- with a message naming its path, as the CLI prints them.
