@@ -52,6 +52,8 @@ build = {
       ["alipay.campaign.outcome"] = "lua/alipay/campaign/outcome.lua",
       ["alipay.campaign.dispatch"] = "lua/alipay/campaign/dispatch.lua",
       ["alipay.campaign.lease"] = "lua/alipay/campaign/lease.lua",
+      -- requires alipay.store, which needs luadbi-sqlite3: this rock
+      ["alipay.workspace"] = "lua/alipay/workspace/init.lua",
       ["alipay.cli"] = "lua/alipay/cli/init.lua",
       ["alipay.cli.common"] = "lua/alipay/cli/common.lua",
       ["alipay.cli.exit_status"] = "lua/alipay/cli/exit_status.lua",

@@ -95,23 +95,15 @@ local function write_audience(path, n, prefix)
   f:close()
 end
 
--- The engine's context over a channel file (opts.transport: the stub).
-local function engine_context(config, opts)
-  local channels = require "alipay.messaging.channels"
-  local set = assert(channels.load(config, opts))
-  local store = assert(require("alipay.store").open(set.store_path))
-  local registry = require("alipay.messaging.templates").new(store)
-  assert(registry:import({ { id = TEMPLATE, name = "订单状态提醒", keywords = { "订单号", "订单状态", "更新时间" } } },
+-- The engine's context over a channel file (transport: the stub), with
+-- the template imported; ctx.close() closes the workspace.
+local function engine_context(config, transport)
+  local ws = assert(require("alipay.workspace").open { config = config, transport = transport })
+  assert(ws.registry:import({ { id = TEMPLATE, name = "订单状态提醒", keywords = { "订单号", "订单状态", "更新时间" } } },
     { channel = CHANNEL }))
-  return {
-    store = store, channels = set, registry = registry,
-    users = assert(require("alipay.messaging.users").new(store, set:channels_info())),
-    log = function() end,
-    close = function()
-      store:close()
-      set:close()
-    end,
-  }
+  local ctx = assert(ws:campaign_ctx { log = function() end })
+  ctx.close = function() ws:close() end
+  return ctx
 end
 
 local function channel_file(dir, fields)
@@ -220,7 +212,7 @@ local function memory_child(n, dir)
   local alipay_key = assert(core.private_key(read(dir .. "/stub_alipay_key.pem")))
   local config = channel_file(dir .. "/" .. n, { private_key_file = dir .. "/stub_app_key.pem",
     alipay_public_key_file = dir .. "/stub_alipay_pub.pem", gateway = "http://stub.invalid/gateway.do" })
-  local ctx = engine_context(config, { transport = stub_transport(alipay_key) })
+  local ctx = engine_context(config, stub_transport(alipay_key))
   local start_kb = vm_kb("VmHWM")
   local t0 = now()
   local c = assert(campaign.create(ctx, { id = "memory-" .. n, channel = CHANNEL, template = TEMPLATE,

@@ -27,11 +27,8 @@ local core = alipay.core
 local csv = require "alipay.util.csv"
 local cli = require "alipay.cli"
 local sandbox = require "alipay.sandbox"
-local channels = require "alipay.messaging.channels"
 local lifeaccount = require "alipay.messaging.lifeaccount"
-local users_mod = require "alipay.messaging.users"
-local templates = require "alipay.messaging.templates"
-local store_mod = require "alipay.store"
+local workspace = require "alipay.workspace"
 local campaign = require "alipay.campaign"
 
 local FIXTURES = "spec/fixtures/"
@@ -314,15 +311,12 @@ local function main(state)
   state.dir = dir
   local config = write_config(dir, sb, cwd() .. "/" .. FIXTURES .. "keys/app_private_pkcs1.pem")
   step("channel file written", true, config)
-  local set = must("channels loaded", channels.load(config))
-  local store = must("store opened", store_mod.open(set.store_path))
-  state.close = function()
-    store:close()
-    set:close()
-  end
-  step("store opened", true, set.store_path)
-  local channel = must("channel " .. CHANNEL, set:get(CHANNEL))
-  local registry = templates.new(store)
+  -- The channels, the store the file names, the registry and the bindings.
+  local ws = must("channels loaded, store opened", workspace.open { config = config })
+  state.close = function() ws:close() end
+  step("store opened", true, ws:store_path())
+  local channel = must("channel " .. CHANNEL, ws.channels:get(CHANNEL))
+  local registry = ws.registry
 
   heading("4. template and user bindings")
   local life = lifeaccount.new(channel, registry)
@@ -342,7 +336,7 @@ local function main(state)
   step("templates imported with their keywords", imported.imported == 2 and #imported.failed == 0,
     ("%d imported (%s)"):format(imported.imported, table.concat(keywords, ", ")))
 
-  local users = must("bindings", users_mod.new(store, set:channels_info()))
+  local users = ws.users
   local rows, bindings = {}, {}
   for i = 1, AUDIENCE.bound do
     local userid, alipay_id = ("member%05d"):format(i), follower(AUDIENCE.followers + i)
@@ -380,14 +374,9 @@ local function main(state)
   step("campaign completed (exit 0)", status == 0, ("exit %d after %.1f s"):format(status, run_s))
 
   heading("7. the result against the sandbox's delivery log")
-  set = must("channels loaded", channels.load(config))
-  store = must("store opened", store_mod.open(set.store_path))
-  state.close = function()
-    store:close()
-    set:close()
-  end
-  local ctx = { store = store, channels = set, registry = templates.new(store),
-    users = users_mod.new(store, set:channels_info()), log = function() end }
+  ws = must("channels loaded, store opened", workspace.open { config = config })
+  state.close = function() ws:close() end
+  local ctx = must("campaign context", ws:campaign_ctx { log = function() end })
   local c = must("campaign opened", campaign.open(ctx, id))
   local st = must("campaign status", c:status())
   local settled = st.counts.sent + st.counts.failed + st.counts.skipped + st.counts.unknown
@@ -425,11 +414,13 @@ local function main(state)
     "--audience", small, "--data-file", dir .. "/maintenance.json", "--id", id .. "-deleted",
     "--progress", "none")
   step("campaign stopped (exit 1)", stop_status == 1, "exit " .. stop_status)
-  store = must("store opened", store_mod.open(set.store_path))
-  local tpl = templates.new(store):get(CHANNEL, DELETED_TEMPLATE)
+  ws = must("store opened", workspace.open { config = config })
+  state.close = function() ws:close() end
+  local tpl = ws.registry:get(CHANNEL, DELETED_TEMPLATE)
   step("template marked invalid in the registry", tpl and tpl.status == "invalid",
     tpl and (tpl.status .. " (" .. tostring(tpl.invalid_code) .. ")") or "not found")
-  store:close()
+  state.close()
+  state.close = nil
 
   print("")
   print(("demo: %s audience lines in %.1f s of campaign (%.0f lines/s); %.1f s in all"):format(

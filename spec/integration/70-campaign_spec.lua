@@ -15,10 +15,8 @@ local cjson = require "cjson"
 local sandbox = require "alipay.sandbox"
 local channels = require "alipay.messaging.channels"
 local campaign = require "alipay.campaign"
-local templates = require "alipay.messaging.templates"
-local users_mod = require "alipay.messaging.users"
 local mini = require "alipay.messaging.mini"
-local store_mod = require "alipay.store"
+local workspace = require "alipay.workspace"
 
 local APP_ID = "2021000122671080"
 local SEED_PATH = "spec/fixtures/sandbox_seed.json"
@@ -227,29 +225,27 @@ describe("campaign", function()
   local sb, many_sb, deleting_sb
   local key_dir
 
-  local function channel_set(s)
+  -- The channel configuration of sandbox s (a table: its paths are relative to the repository).
+  local function channel_config(s)
     local file = key_dir .. "/alipay_public_" .. s.port .. ".pem"
     helpers.write(file, s.alipay_public_key)
     local function ch(kind)
       return { kind = kind, app_id = APP_ID, private_key_file = "spec/fixtures/keys/app_private_pkcs8.pem",
                alipay_public_key_file = file, gateway = s.gateway, timeout_ms = 5000 }
     end
-    return assert(channels.load { channels = { [LIFE] = ch("alipaylife"), [MINI] = ch("alipaymini") } })
+    return { channels = { [LIFE] = ch("alipaylife"), [MINI] = ch("alipaymini") } }
   end
 
   -- A fresh store, registry and bindings over the channels of sandbox s.
   local function context(s)
-    local set = channel_set(s)
-    local store = assert(store_mod.open(helpers.tmpdir() .. "/state.db"))
-    local registry = templates.new(store)
-    assert(registry:import {
+    local ws = assert(workspace.open { config = channel_config(s), store = helpers.tmpdir() .. "/state.db" })
+    assert(ws.registry:import {
       { channel = LIFE, kind = "alipaylife", id = TEMPLATE, name = "订单状态提醒",
         keywords = { "订单号", "订单状态", "更新时间" } },
       { channel = MINI, kind = "alipaymini", id = MINI_A, name = "订单发货提醒",
         keywords = { "订单号", "发货时间", "快递公司" } },
     })
-    local users = assert(users_mod.new(store, set:channels_info()))
-    return { store = store, channels = set, registry = registry, users = users, mini = mini.new(assert(set:get(MINI))) }
+    return assert(ws:campaign_ctx { mini = mini.new(assert(ws.channels:get(MINI))) })
   end
 
   setup(function()

@@ -11,11 +11,8 @@
 local helpers = require "helpers"
 local cjson = require "cjson"
 local sandbox = require "alipay.sandbox"
-local channels = require "alipay.messaging.channels"
 local campaign = require "alipay.campaign"
-local templates = require "alipay.messaging.templates"
-local users_mod = require "alipay.messaging.users"
-local store_mod = require "alipay.store"
+local workspace = require "alipay.workspace"
 
 local APP_ID = "2021000122671080"
 local LIFE = "alipaylife123"
@@ -73,16 +70,14 @@ describe("campaign crash safety", function()
     sb = assert(sandbox.start { app_id = APP_ID, app_public_key = helpers.key_text("app_public.pem"),
                                 seed = "spec/fixtures/sandbox_seed.json" })
     helpers.write(dir .. "/alipay_public.pem", sb.alipay_public_key)
-    local set = assert(channels.load { channels = { [LIFE] = {
+    local ws = assert(workspace.open { store = dir .. "/state.db", config = { channels = { [LIFE] = {
       kind = "alipaylife", app_id = APP_ID, gateway = sb.gateway, timeout_ms = 10000,
       private_key_file = "spec/fixtures/keys/app_private_pkcs8.pem",
-      alipay_public_key_file = dir .. "/alipay_public.pem" } } })
-    store = assert(store_mod.open(dir .. "/state.db"))
-    local registry = templates.new(store)
-    assert(registry:import { { channel = LIFE, kind = "alipaylife", id = TEMPLATE,
-                               keywords = { "订单号", "订单状态", "更新时间" } } })
-    ctx = { store = store, channels = set, registry = registry,
-            users = assert(users_mod.new(store, set:channels_info())) }
+      alipay_public_key_file = dir .. "/alipay_public.pem" } } } })
+    assert(ws.registry:import { { channel = LIFE, kind = "alipaylife", id = TEMPLATE,
+                                  keywords = { "订单号", "订单状态", "更新时间" } } })
+    ctx = assert(ws:campaign_ctx())
+    store = ctx.store
   end)
 
   teardown(function()

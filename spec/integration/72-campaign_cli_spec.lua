@@ -256,16 +256,15 @@ describe("alipay campaign (child processes against the sandbox)", function()
     end
     good_config = config("alipay.json", cwd .. "/" .. helpers.fixtures .. "/keys/app_private_pkcs1.pem")
     bad_config = config("wrong_key.json", dir .. "/wrong_key.pem")
-    -- The templates, imported as an operator would (then the store is closed:
-    -- the children open it themselves).
-    local store = assert(require("alipay.store").open(dir .. "/alipay.db"))
-    local registry = require("alipay.messaging.templates").new(store)
-    local imported = assert(registry:import({
+    -- The templates, imported as an operator would, into the store the channel
+    -- file names (then it is closed: the children open it themselves).
+    local ws = assert(require("alipay.workspace").open { config = good_config })
+    local imported = assert(ws.registry:import({
       { id = TEMPLATE, name = "订单状态提醒", keywords = { "订单号", "订单状态", "更新时间" } },
       { id = DELETED, name = "系统维护通知", keywords = { "维护内容", "维护时间" } },
     }, { channel = CHANNEL }))
     assert(imported.imported == 2)
-    store:close()
+    ws:close()
   end)
 
   teardown(function()

@@ -575,22 +575,16 @@ describe("a campaign with failures and a stop", function()
 
   it("logs no key, no signed query and no body", function()
     local campaign = require "alipay.campaign"
-    local store_mod = require "alipay.store"
-    local templates = require "alipay.messaging.templates"
-    local users_mod = require "alipay.messaging.users"
     local pub_file = key_dir .. "/sandbox_alipay_public.pem"
     helpers.write(pub_file, sb.alipay_public_key)
-    local set = assert(channels.load { channels = { life = {
-      kind = "alipaylife", app_id = APP_ID, private_key_file = "spec/fixtures/keys/app_private_pkcs8.pem",
-      alipay_public_key_file = pub_file, gateway = sb.gateway, timeout_ms = 3000 } } })
-    local store = assert(store_mod.open(helpers.tmpdir() .. "/state.db"))
-    local registry = templates.new(store)
-    assert(registry:import { { channel = "life", kind = "alipaylife", id = TEMPLATE, name = "订单状态提醒",
-                               keywords = { "订单号", "订单状态", "更新时间" } } })
+    local ws = assert(require("alipay.workspace").open { store = helpers.tmpdir() .. "/state.db",
+      config = { channels = { life = {
+        kind = "alipaylife", app_id = APP_ID, private_key_file = "spec/fixtures/keys/app_private_pkcs8.pem",
+        alipay_public_key_file = pub_file, gateway = sb.gateway, timeout_ms = 3000 } } } })
+    assert(ws.registry:import { { channel = "life", kind = "alipaylife", id = TEMPLATE, name = "订单状态提醒",
+                                  keywords = { "订单号", "订单状态", "更新时间" } } })
     local logged = {}
-    local ctx = { store = store, channels = set, registry = registry,
-                  users = assert(users_mod.new(store, set:channels_info())),
-                  log = function(level, msg) logged[#logged + 1] = level .. " " .. msg end }
+    local ctx = assert(ws:campaign_ctx { log = function(level, msg) logged[#logged + 1] = level .. " " .. msg end })
     local data = { head_color = "#85be53", url = "https://example.com/x", action_name = "查看详情",
                    keyword1 = { value = "K1", color = "#85be53" }, keyword2 = { value = "K2", color = "#85be53" },
                    keyword3 = { value = "K3", color = "#85be53" } }
@@ -621,7 +615,7 @@ describe("a campaign with failures and a stop", function()
       for code in pairs(status.by_code or {}) do assert_clean("campaign", "status by_code", tostring(code)) end
     end
     assert_clean("campaign", "the sandbox's nginx error.log", sb:error_log())
-    store:close()
+    ws:close()
   end)
 end)
 

@@ -18,9 +18,7 @@ local sandbox = require "alipay.sandbox"
 local runner = require "alipay.sandbox.nginx"
 local channels = require "alipay.messaging.channels"
 local campaign = require "alipay.campaign"
-local templates = require "alipay.messaging.templates"
-local users_mod = require "alipay.messaging.users"
-local store_mod = require "alipay.store"
+local workspace = require "alipay.workspace"
 
 local APP_ID = "2021000122671080"
 local OTHER_APP_ID = "2021000122679999" -- not the sandbox's app: its answers come unsigned
@@ -322,28 +320,29 @@ describe("fault matrix", function()
 
   -- ---- (c) campaigns ----
 
-  local function channel_set(gateway, extra)
+  local function channel_config(gateway, extra)
     local file = key_dir .. "/alipay_public.pem"
     helpers.write(file, sb.alipay_public_key)
     local ch = { kind = "alipaylife", app_id = APP_ID, private_key_file = "spec/fixtures/keys/app_private_pkcs8.pem",
       alipay_public_key_file = file, gateway = gateway or sb.gateway, timeout_ms = 5000 }
     for k, v in pairs(extra or {}) do ch[k] = v end
-    local set = assert(channels.load { channels = { [LIFE] = ch } })
-    return set
+    return { channels = { [LIFE] = ch } }
   end
 
-  local opened = {} -- channel sets and stores, closed after each test
+  -- A second channel set over the same sandbox, to swap into a context.
+  local function channel_set(gateway, extra)
+    return assert(channels.load(channel_config(gateway, extra)))
+  end
+
+  local opened = {} -- workspaces and channel sets, closed after each test
 
   local function context(gateway, extra)
-    local set = channel_set(gateway, extra)
-    local store = assert(store_mod.open(helpers.tmpdir() .. "/state.db"))
-    opened[#opened + 1] = set
-    opened[#opened + 1] = store
-    local registry = templates.new(store)
-    assert(registry:import { { channel = LIFE, kind = "alipaylife", id = TEMPLATE, name = "订单状态提醒",
-                               keywords = { "订单号", "订单状态", "更新时间" } } })
-    local users = assert(users_mod.new(store, set:channels_info()))
-    return { store = store, channels = set, registry = registry, users = users }
+    local ws = assert(workspace.open { config = channel_config(gateway, extra),
+                                       store = helpers.tmpdir() .. "/state.db" })
+    opened[#opened + 1] = ws
+    assert(ws.registry:import { { channel = LIFE, kind = "alipaylife", id = TEMPLATE, name = "订单状态提醒",
+                                  keywords = { "订单号", "订单状态", "更新时间" } } })
+    return assert(ws:campaign_ctx())
   end
 
   local function rows_of(c)

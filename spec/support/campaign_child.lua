@@ -12,11 +12,8 @@
 package.path = "spec/?.lua;" .. package.path
 require "helpers"
 local cjson = require "cjson"
-local channels = require "alipay.messaging.channels"
 local campaign = require "alipay.campaign"
-local templates = require "alipay.messaging.templates"
-local users_mod = require "alipay.messaging.users"
-local store_mod = require "alipay.store"
+local workspace = require "alipay.workspace"
 
 local function fail(msg)
   io.stderr:write("campaign_child: ", tostring(msg), "\n")
@@ -28,19 +25,15 @@ local f = io.open(path, "rb") or fail("cannot read " .. path)
 local cfg = cjson.decode(f:read("a"))
 f:close()
 
-local set, serr = channels.load { channels = { [cfg.channel] = {
+local ws, werr = workspace.open { store = cfg.store, config = { channels = { [cfg.channel] = {
   kind = cfg.kind, app_id = cfg.app_id, gateway = cfg.gateway, timeout_ms = 10000,
   private_key_file = cfg.private_key_file, alipay_public_key_file = cfg.alipay_public_key_file,
-} } }
-if not set then fail(serr) end
-local store, oerr = store_mod.open(cfg.store)
-if not store then fail(oerr) end
-local ctx = { store = store, channels = set, registry = templates.new(store),
-              users = assert(users_mod.new(store, set:channels_info())) }
+} } } }
+if not ws then fail(werr) end
+local ctx = assert(ws:campaign_ctx())
 local c, cerr = campaign.open(ctx, cfg.campaign)
 if not c then fail(cerr) end
 local summary, rerr = c:run { retry_unknown = cfg.retry_unknown == true }
 if not summary then fail(rerr) end
 print(cjson.encode { status = summary.status, stop_reason = summary.stop_reason, counts = summary.counts })
-store:close()
-set:close()
+ws:close()

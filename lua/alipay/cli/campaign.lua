@@ -33,18 +33,10 @@ Exit status: 0 completed, 1 stopped or failed, 2 usage error.]]
 
 -- The engine's context over the command's shared one (alipay.cli.common):
 -- channels from the configuration file, the store, the template registry
--- and the user bindings, each opened once and closed by common.runner.
+-- and the user bindings (alipay.workspace), each opened once and closed by
+-- common.runner.
 local function engine_context(ctx, log)
-  local set, err, detail = ctx:channels()
-  if not set then return nil, err, detail end
-  local st, registry, users
-  st, err, detail = ctx:store()
-  if not st then return nil, err, detail end
-  registry, err, detail = ctx:registry()
-  if not registry then return nil, err, detail end
-  users, err, detail = ctx:users()
-  if not users then return nil, err, detail end
-  return { store = st, channels = set, registry = registry, users = users, log = log }
+  return ctx:campaign_ctx { log = log }
 end
 
 -- ---- the terminal ----

@@ -2,6 +2,7 @@
 -- --channel options, loading the channel set and opening the store (and the
 -- template registry and user bindings over it) once per run, picking the
 -- channel, printing tables and JSON, and turning failures into exit codes.
+-- The wiring itself is alipay.workspace's.
 --
 --   local common = require "alipay.cli.common"
 --   common.options(cmd, cli, {channel = true})   -- --config, --store, [--channel], --json
@@ -10,25 +11,24 @@
 --     one-line string that is printed (exit 1), detail the typed error
 --     (alipay.errors, docs/errors.md) whose fields --json reports; or
 --     nil, common.usage(msg) (exit 2, with a pointer to --help).
---   ctx:channels(), ctx:store(), ctx:registry(), ctx:users(), ctx:channel(kind)
+--   ctx:channels(), ctx:store(), ctx:registry(), ctx:users(), ctx:channel(kind),
+--   ctx:campaign_ctx{log=}
 --     -> the thing | nil, err, detail; each is built at most once, and closed by the runner.
 --
 -- Keys are never taken from the command line (ps and shell histories show
 -- it): the configuration names files or environment variables for them.
 local cjson = require "cjson"
-local channels = require "alipay.messaging.channels"
 local errors = require "alipay.errors"
 local fs = require "alipay.util.fs"
 local kinds = require "alipay.messaging.kinds"
 local exit_status = require "alipay.cli.exit_status"
-local store = require "alipay.store"
 local templates = require "alipay.messaging.templates"
-local users = require "alipay.messaging.users"
+local workspace = require "alipay.workspace"
 
 local common = {}
 
-common.DEFAULT_CONFIG = "alipay.json"
-common.DEFAULT_STORE = "alipay.db"
+common.DEFAULT_CONFIG = workspace.DEFAULT_CONFIG
+common.DEFAULT_STORE = workspace.DEFAULT_STORE
 common.OK, common.FAILED, common.USAGE = exit_status.OK, exit_status.FAILED, exit_status.USAGE
 
 local KIND_NAMES = kinds.NAMES
@@ -215,86 +215,33 @@ end
 
 -- ---- the context of one run ----
 
+-- The parts come from alipay.workspace, lazily: a command builds only what
+-- it asks for (one that lists channels never creates the store; one given
+-- --store needs no channel file for it).
 local Context = {}
 Context.__index = Context
 
+local SOURCE_NAMES = { option = "--config" }
+
 function common.context(args)
-  return setmetatable({ args = args, cache = {} }, Context)
+  local ws = workspace.open { config = args.config, store = args.store, default_store = "./" .. common.DEFAULT_STORE,
+    lazy = true, missing_hint = "give --config FILE or set ALIPAY_CONFIG" }
+  return setmetatable({ args = args, ws = ws }, Context)
 end
 
 function Context:config_path()
-  if self.args.config then return self.args.config, "--config" end
-  local env = os.getenv("ALIPAY_CONFIG")
-  if env and env ~= "" then return env, "ALIPAY_CONFIG" end
-  return "./" .. common.DEFAULT_CONFIG, "default"
+  return self.ws.config, SOURCE_NAMES[self.ws.config_source] or self.ws.config_source
 end
 
--- Memoizes a builder's result (or its failure): each runs once per command.
-function Context:once(name, build)
-  local slot = self.cache[name]
-  if not slot then
-    local value, err, detail = build(self)
-    slot = { value = value, err = err, detail = detail }
-    self.cache[name] = slot
-  end
-  if slot.value == nil then return nil, slot.err, slot.detail end
-  return slot.value
-end
+-- Each -> the part | nil, err, detail; a channel file's errors name the
+-- file, then the channel and the field.
+function Context:channels() return self.ws:get("channels") end
+function Context:store() return self.ws:get("store") end
+function Context:registry() return self.ws:get("registry") end
+function Context:users() return self.ws:get("users") end
 
--- The channel set. Errors name the file, then the channel and the field.
-function Context:channels()
-  return self:once("channels", function()
-    local path, source = self:config_path()
-    local set, err, detail = channels.load(path)
-    if set then return set end
-    -- Name the file once: some of channels.load's messages already do.
-    local msg = tostring(detail and detail.msg or err)
-    if not msg:find(path, 1, true) then msg = path .. ": " .. msg end
-    if source == "default" and not fs.exists(path) then
-      msg = msg .. " (give --config FILE or set ALIPAY_CONFIG)"
-    end
-    return errors.fail("config", { channel = detail and detail.channel, field = detail and detail.field,
-      config_file = path, retryable = false, msg = msg })
-  end)
-end
-
-function Context:store_path()
-  if self.args.store then return self.args.store end
-  local set, err, detail = self:channels()
-  if not set then return nil, err, detail end
-  return set.store_path or ("./" .. common.DEFAULT_STORE)
-end
-
-function Context:store()
-  return self:once("store", function()
-    local path, err, detail = self:store_path()
-    if not path then return nil, err, detail end
-    local st, serr, sdetail = store.open(path)
-    if not st then
-      return errors.fail(sdetail and sdetail.kind or "store", ("store %s: %s"):format(path, tostring(serr)))
-    end
-    return st
-  end)
-end
-
-function Context:registry()
-  return self:once("registry", function()
-    local st, err, detail = self:store()
-    if not st then return nil, err, detail end
-    return templates.new(st)
-  end)
-end
-
-function Context:users()
-  return self:once("users", function()
-    local set, err, detail = self:channels()
-    if not set then return nil, err, detail end
-    local st
-    st, err, detail = self:store()
-    if not st then return nil, err, detail end
-    return users.new(st, set:channels_info())
-  end)
-end
+-- The campaign engine's context; extra: log=, clock=.
+function Context:campaign_ctx(extra) return self.ws:campaign_ctx(extra) end
 
 local function kind_label(kind)
   return ("%s (%s)"):format(KIND_NAMES[kind] or kind, kind)
@@ -336,12 +283,7 @@ function Context:channel(kind)
 end
 
 function Context:close()
-  local function close(name, method)
-    local slot = self.cache[name]
-    if slot and slot.value then pcall(slot.value[method], slot.value) end
-  end
-  close("store", "close")
-  close("channels", "close")
+  self.ws:close()
 end
 
 -- ---- running ----
