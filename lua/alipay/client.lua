@@ -117,6 +117,12 @@ local function concurrent(self, what)
   return t
 end
 
+-- client:concurrent() -> whether this client's transport has the second
+-- tier (submit/wait/pending), which a campaign needs.
+function Client:concurrent()
+  return type(self.transport.submit) == "function"
+end
+
 -- client:submit(req) -> id | nil, err, detail: starts a prepared request;
 -- its answer comes from client:wait.
 function Client:submit(req)

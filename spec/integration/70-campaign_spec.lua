@@ -288,6 +288,33 @@ describe("campaign", function()
   end)
 
   describe("create", function()
+    it("refuses a channel whose transport has request only, before anything is stored or sent", function()
+      local requests = 0
+      local single = { request = function() requests = requests + 1; return nil, "not used" end }
+      local ws = assert(workspace.open { config = channel_config(sb), store = helpers.tmpdir() .. "/state.db",
+                                         transport = single })
+      local ctx = assert(ws:campaign_ctx())
+      local spec = { id = "single-tier", channel = LIFE, template = TEMPLATE, audience = { userids = { "a" } },
+                     data = FIXED }
+      local c, err, detail = campaign.create(ctx, spec)
+      assert.is_nil(c)
+      assert.matches("request only", err)
+      assert.are.same({ "config", "transport" }, { detail.kind, detail.field })
+      assert.is_nil(ws.store:campaign_get("single-tier"))
+      -- Made with a full transport, then run on the request-only one: the
+      -- run stops with the reason and every recipient is still pending.
+      local full = context(sb)
+      c = assert(campaign.create(full, { id = "single-run", channel = LIFE, template = TEMPLATE,
+                                         audience = { recipients = { { user_id = F[1] } } }, data = FIXED }))
+      local summary = assert(campaign.open({ store = full.store, channels = ctx.channels, registry = full.registry,
+                                             users = full.users }, "single-run"):run())
+      assert.are.equal("stopped", summary.status)
+      assert.matches("request only", summary.stop_reason)
+      assert.are.equal(1, summary.counts.pending)
+      assert.are.equal(0, requests)
+      ws:close()
+    end)
+
     it("refuses a bad definition, naming the field, and stores nothing", function()
       local ctx = context(sb)
       local base = { channel = LIFE, template = TEMPLATE, audience = { userids = { "a" } }, data = FIXED }

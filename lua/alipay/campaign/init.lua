@@ -100,9 +100,23 @@ local function decode_spec(text)
   return spec
 end
 
+-- A campaign keeps many sends in flight, so the channel's client needs the
+-- transport's second tier (docs/architecture.md §6). Refused before any
+-- recipient is imported or claimed, not by a misuse error mid-run, when a
+-- request would already be recorded as in flight.
+local function concurrent_refusal(channel)
+  local c = channel.client
+  if type(c) == "table" and type(c.concurrent) == "function" and not c:concurrent() then
+    return ("channel %s: its transport has request only, no submit/wait/pending; a campaign needs all "
+      .. "three (alipay.transport.contract)"):format(tostring(channel.code))
+  end
+end
+
 local function message_for(ctx, row, spec)
   local channel, err = ctx.channels:get(row.channel)
   if not channel then return nil, tostring(err) end
+  local refusal = concurrent_refusal(channel)
+  if refusal then return nil, refusal end
   if channel.kind ~= row.kind then
     return nil, ("channel %s is now a %s channel; the campaign was made for %s"):format(row.channel,
       channel.kind, row.kind)
@@ -175,6 +189,10 @@ function M.create(ctx, spec)
     -- The spec names a channel the configuration does not have.
     return errors.fail("input", { field = "channel", channel = def.channel,
       msg = "campaign: " .. tostring(detail and detail.msg or err) })
+  end
+  local refusal = concurrent_refusal(channel)
+  if refusal then
+    return errors.fail("config", { field = "transport", channel = def.channel, msg = "campaign: " .. refusal })
   end
   if def.page ~= nil and channel.kind ~= "alipaymini" then
     return errors.fail("input", { field = "page", msg = "campaign: page: only mini-program messages have a page" })
