@@ -304,8 +304,8 @@ describe("campaign", function()
       -- Made with a full transport, then run on the request-only one: the
       -- run stops with the reason and every recipient is still pending.
       local full = context(sb)
-      c = assert(campaign.create(full, { id = "single-run", channel = LIFE, template = TEMPLATE,
-                                         audience = { recipients = { { user_id = F[1] } } }, data = FIXED }))
+      assert(campaign.create(full, { id = "single-run", channel = LIFE, template = TEMPLATE,
+                                  audience = { recipients = { { user_id = F[1] } } }, data = FIXED }))
       local summary = assert(campaign.open({ store = full.store, channels = ctx.channels, registry = full.registry,
                                              users = full.users }, "single-run"):run())
       assert.are.equal("stopped", summary.status)
