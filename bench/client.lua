@@ -48,17 +48,17 @@ local ok, err = pcall(function()
   -- Runs `total` calls with up to `in_flight` transfers at once; returns
   -- the client's CPU seconds per call and the wall seconds in all.
   local function run(total, in_flight)
-    local transport, contexts = client.transport, {}
+    local contexts = {}
     local started, finished = 0, 0
     local cpu0, t0 = os.clock(), now()
     while finished < total do
-      while started < total and transport:pending() < in_flight do
+      while started < total and client:pending() < in_flight do
         local req, ctx = client:prepare_v2(METHOD, biz)
-        contexts[transport:submit(req)] = ctx
+        contexts[assert(client:submit(req))] = ctx
         started = started + 1
       end
-      for _, done in ipairs(transport:wait(1000)) do
-        assert(client:finish_v2(contexts[done.id], done.res, done.err))
+      for _, done in ipairs(client:wait(1000)) do
+        assert(client:finish_v2(contexts[done.id], done.res, done.err, done.detail))
         contexts[done.id] = nil
         finished = finished + 1
       end

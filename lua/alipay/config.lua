@@ -3,6 +3,7 @@
 -- field and never echo its value (it may be a key).
 local core = require "alipay.core"
 local errors = require "alipay.errors"
+local fs = require "alipay.util.fs"
 local runtime = require "alipay.runtime"
 local contract = require "alipay.transport.contract"
 
@@ -38,20 +39,10 @@ local FIELDS = {
 
 local fail = errors.config
 
-local function readable(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
 local function read_file(field, path)
-  local f, err = io.open(path, "rb")
-  if not f then
-    -- err names the path and the OS reason; a path is not a secret
-    return nil, fail(field, "cannot read the file (" .. tostring(err) .. ")")
-  end
-  local data = f:read("*a")
-  f:close()
+  local data, err = fs.read(path)
+  -- err names the path and the OS reason; a path is not a secret
+  if not data then return nil, fail(field, "cannot read the file (" .. tostring(err) .. ")") end
   return data
 end
 
@@ -62,7 +53,7 @@ local function material(cfg, name, allow_path)
   if text and file then return nil, fail(name, "give " .. name .. " or " .. name .. "_file, not both") end
   if file then return read_file(name .. "_file", file) end
   if text and allow_path and not text:find("-----BEGIN", 1, true) and not text:find("\n", 1, true)
-     and readable(text) then
+     and fs.exists(text) then
     return read_file(name, text)
   end
   return text
@@ -248,7 +239,7 @@ function config.validate(cfg)
   if not err and cfg.max_response_bytes then
     err = integer_in(cfg, "max_response_bytes", 1024, 1024 * 1024 * 1024)
   end
-  if not err and cfg.ca_file and not readable(cfg.ca_file) then
+  if not err and cfg.ca_file and not fs.exists(cfg.ca_file) then
     err = fail("ca_file", "cannot read the file")
   end
   err = err or check_endpoints(cfg, out) or check_app_key(cfg, out) or check_cert_mode(cfg, out)
