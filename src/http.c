@@ -328,11 +328,15 @@ static size_t on_body(char *data, size_t size, size_t n, void *userdata) {
  * reads through CURLOPT_READFUNCTION must first be rewound through
  * CURLOPT_SEEKFUNCTION when any of it was written (its rewindbeforesend),
  * and ours refuses: the transfer then fails with CURLE_SEND_FAIL_REWIND,
- * which we report as reason "reset" (unknown: it may have arrived). A
- * resend of which nothing of the body left is harmless (the server cannot
- * act on a request it has not got whole) and stays. on_prereq covers what
- * the rewind cannot see: a request without a body (its headers are the
- * whole request) and body bytes libcurl took but did not count as written.
+ * which we report as reason "reset" (unknown: it may have arrived). We
+ * prevent rather than detect: a second delivery cannot be taken back. A
+ * resend before any of the body was taken is harmless (a server cannot act
+ * on a request it has not got whole) and stays. on_prereq covers what the
+ * rewind cannot see: body bytes libcurl took but did not count as written,
+ * and a request without a body, whose headers are the whole request (there
+ * it also stops the rare harmless resend after the headers failed to
+ * leave: we cannot tell it apart, and unknown is the safe side). A request
+ * marked idempotent keeps CURLOPT_POSTFIELDS and libcurl's resend.
  * Connections are still reused: only the resend is refused. */
 
 static size_t on_read(char *dest, size_t size, size_t n, void *userdata) {
@@ -688,10 +692,10 @@ static CURLcode set_options(const engine *e, transfer *t, const request *r) {
   SET(CURLOPT_PROXY, e->proxy ? e->proxy : "");
   SET(CURLOPT_CONNECTTIMEOUT_MS, e->connect_timeout_ms);
   SET(CURLOPT_TIMEOUT_MS, r->timeout_ms);
-  /* libcurl resends a request on its own when a reused connection dies
-   * before any answer, and a send could then execute twice. Connections are
+  /* A reused connection that dies under a request that is not idempotent
+   * makes that call unknown (it is never resent: on_read). Connections are
    * reused only while idle under 30 s (curl's default is 118 s), below the
-   * usual server idle timeouts (nginx 75 s), so a server does not close one
+   * usual server idle timeouts (nginx 75 s), so a server seldom closes one
    * as a request goes out on it; the ngx transport keeps the same limit. */
 #if LIBCURL_VERSION_NUM >= 0x074100 /* 7.65 */
   SET(CURLOPT_MAXAGE_CONN, 30L);
@@ -874,9 +878,13 @@ static int peer_reset(const transfer *t) {
 }
 
 /* libcurl's own refusal of a header line over CURL_MAX_HTTP_HEADER: it
- * says only CURLE_OUT_OF_MEMORY, while the header block is still open. */
+ * says only CURLE_OUT_OF_MEMORY, after the request went out and while the
+ * header block is still open (a real shortage there is far less likely). */
 static int curl_header_too_large(const transfer *t) {
-  return t->failed == FAIL_NONE && t->result == CURLE_OUT_OF_MEMORY && !t->headers_done;
+  long sent = 0;
+  if (t->failed != FAIL_NONE || t->result != CURLE_OUT_OF_MEMORY || t->headers_done) return 0;
+  curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &sent);
+  return sent > 0;
 }
 
 /* The stable error code of a failed transfer, for retry policies. */
