@@ -36,6 +36,11 @@
 #define MAX_IDLE_TRANSFERS 64
 #define KEEP_BUFFER_BYTES (64 * 1024)
 #define MAX_TIMEOUT_MS (24L * 3600 * 1000)
+/* The header block of one response, whatever max_response_bytes allows:
+ * libcurl refuses one header line over CURL_MAX_HTTP_HEADER (100 KiB) with
+ * a bare "Out of memory", so the whole block is held to the same size and
+ * a larger one is named for what it is. */
+#define MAX_HEADER_BYTES ((size_t)CURL_MAX_HTTP_HEADER)
 #define MAX_LIMIT_BYTES ((lua_Integer)1 << 40)
 
 static CURLcode global_init_result = CURLE_FAILED_INIT;
@@ -84,7 +89,7 @@ typedef struct {
   int count;
 } queue;
 
-typedef enum { FAIL_NONE, FAIL_TOO_LARGE, FAIL_NO_MEMORY } failure;
+typedef enum { FAIL_NONE, FAIL_TOO_LARGE, FAIL_HEADERS_TOO_LARGE, FAIL_NO_MEMORY, FAIL_NOT_RESENT } failure;
 
 struct transfer {
   CURL *easy;
@@ -93,8 +98,13 @@ struct transfer {
   lua_Integer id;            /* 0 for a blocking request */
   int blocking;
   int is_head;               /* HEAD: Content-Length announces no body */
+  int idempotent;            /* req.idempotent: a resend is harmless */
+  int attempts;              /* times libcurl was about to send it (prereq) */
+  int headers_done;          /* the final response's header block has ended */
   size_t limit;              /* max_response_bytes, for headers and for the body */
   buffer body, headers;      /* headers: the raw lines of the last response */
+  buffer upload;             /* the request body of a non-idempotent call */
+  size_t upload_pos;         /* how much of it libcurl has taken */
   struct curl_slist *req_headers;
   failure failed;            /* set by our callbacks when they abort */
   CURLcode result;
@@ -163,9 +173,14 @@ static void transfer_clear(transfer *t) {
   t->req_headers = NULL;
   buffer_empty(&t->body);
   buffer_empty(&t->headers);
+  buffer_empty(&t->upload);
+  t->upload_pos = 0;
   t->id = 0;
   t->blocking = 0;
   t->is_head = 0;
+  t->idempotent = 0;
+  t->attempts = 0;
+  t->headers_done = 0;
   t->failed = FAIL_NONE;
   t->result = CURLE_OK;
   t->errbuf[0] = '\0';
@@ -176,6 +191,7 @@ static void transfer_free(transfer *t) {
   curl_slist_free_all(t->req_headers);
   buffer_free(&t->body);
   buffer_free(&t->headers);
+  buffer_free(&t->upload);
   free(t);
 }
 
@@ -258,16 +274,30 @@ static int announces_too_much(const transfer *t, const char *line, size_t n) {
   return parse_length(line + name_len, line + n, &length) && length > t->limit;
 }
 
+static size_t header_limit(const transfer *t) {
+  return t->limit < MAX_HEADER_BYTES ? t->limit : MAX_HEADER_BYTES;
+}
+
 static size_t on_header(char *line, size_t size, size_t n, void *userdata) {
   transfer *t = userdata;
   size_t len = size * n;
   /* A status line starts a new response (after a 1xx): keep only the
    * headers of the last one. */
-  if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) t->headers.len = 0;
-  if (announces_too_much(t, line, len) || len > t->limit - t->headers.len) {
+  if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+    t->headers.len = 0;
+    t->headers_done = 0;
+  }
+  if (announces_too_much(t, line, len)) {
     t->failed = FAIL_TOO_LARGE;
     return 0;
   }
+  if (len > header_limit(t) - t->headers.len) {
+    t->failed = FAIL_HEADERS_TOO_LARGE;
+    return 0;
+  }
+  /* The empty line ends a block (of a 1xx too: the next status line
+   * reopens it). */
+  if ((len == 2 && line[0] == '\r') || (len == 1 && line[0] == '\n')) t->headers_done = 1;
   if (!buffer_append(&t->headers, line, len)) {
     t->failed = FAIL_NO_MEMORY;
     return 0;
@@ -288,6 +318,61 @@ static size_t on_body(char *data, size_t size, size_t n, void *userdata) {
   }
   return len;
 }
+
+/* ---- the request body of a non-idempotent call: never sent twice ----
+ *
+ * libcurl resends a request on its own when a reused connection dies before
+ * any byte of the answer (lib/transfer.c Curl_retry_request, libcurl 7.88):
+ * right for a query, a second delivery for a send. A body given as
+ * CURLOPT_POSTFIELDS is resent without asking anyone; a body that libcurl
+ * reads through CURLOPT_READFUNCTION must first be rewound through
+ * CURLOPT_SEEKFUNCTION when any of it was written (its rewindbeforesend),
+ * and ours refuses: the transfer then fails with CURLE_SEND_FAIL_REWIND,
+ * which we report as reason "reset" (unknown: it may have arrived). We
+ * prevent rather than detect: a second delivery cannot be taken back. A
+ * resend before any of the body was taken is harmless (a server cannot act
+ * on a request it has not got whole) and stays. on_prereq covers what the
+ * rewind cannot see: body bytes libcurl took but did not count as written,
+ * and a request without a body, whose headers are the whole request (there
+ * it also stops the rare harmless resend after the headers failed to
+ * leave: we cannot tell it apart, and unknown is the safe side). A request
+ * marked idempotent keeps CURLOPT_POSTFIELDS and libcurl's resend.
+ * Connections are still reused: only the resend is refused. */
+
+static size_t on_read(char *dest, size_t size, size_t n, void *userdata) {
+  transfer *t = userdata;
+  size_t room = size * n, left = t->upload.len - t->upload_pos;
+  size_t take = left < room ? left : room;
+  if (take) memcpy(dest, t->upload.data + t->upload_pos, take);
+  t->upload_pos += take;
+  return take;
+}
+
+static int on_seek(void *userdata, curl_off_t offset, int origin) {
+  transfer *t = userdata;
+  (void)offset;
+  (void)origin;
+  t->failed = FAIL_NOT_RESENT;
+  return CURL_SEEKFUNC_CANTSEEK;
+}
+
+#if LIBCURL_VERSION_NUM >= 0x075000 /* 7.80: CURLOPT_PREREQFUNCTION */
+/* Called each time libcurl is about to send the request: once, or again on
+ * a new connection after a reused one died. */
+static int on_prereq(void *userdata, char *conn_primary_ip, char *conn_local_ip,
+                     int conn_primary_port, int conn_local_port) {
+  transfer *t = userdata;
+  (void)conn_primary_ip;
+  (void)conn_local_ip;
+  (void)conn_primary_port;
+  (void)conn_local_port;
+  if (++t->attempts > 1 && !t->idempotent && (t->upload.len == 0 || t->upload_pos > 0)) {
+    t->failed = FAIL_NOT_RESENT;
+    return CURL_PREREQFUNC_ABORT;
+  }
+  return CURL_PREREQFUNC_OK;
+}
+#endif
 
 /* ---- reading Lua arguments (misuse raises) ---- */
 
@@ -451,6 +536,7 @@ typedef struct {
   const char *url, *method, *body;
   size_t body_len;
   long timeout_ms;
+  int idempotent;
   int headers_idx; /* stack index of the headers table, 0 when absent */
 } request;
 
@@ -486,6 +572,11 @@ static void read_request(lua_State *L, int idx, const engine *e, request *r) {
   if (!r->method) r->method = r->body ? "POST" : "GET";
   else if (!is_token(r->method, len)) luaL_error(L, "http: field 'method' is not an HTTP method");
   r->timeout_ms = (long)field_integer(L, idx, "timeout_ms", e->timeout_ms, 1, MAX_TIMEOUT_MS);
+  lua_getfield(L, idx, "idempotent");
+  if (lua_type(L, -1) == LUA_TBOOLEAN) r->idempotent = lua_toboolean(L, -1);
+  else if (!lua_isnil(L, -1))
+    luaL_error(L, "http: field 'idempotent' must be a boolean, got %s", luaL_typename(L, -1));
+  lua_pop(L, 1);
   lua_getfield(L, idx, "headers");
   if (!lua_isnil(L, -1)) {
     if (!lua_istable(L, -1)) luaL_error(L, "http: field 'headers' must be a table");
@@ -546,9 +637,19 @@ static CURLcode set_method(transfer *t, const request *r) {
      * with HEAD cannot be sent. */
     SET(CURLOPT_NOBODY, 1L);
     t->is_head = 1;
-  } else if (r->body || is_post) {
+  } else if ((r->body || is_post) && r->idempotent) {
     SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
     SET(CURLOPT_COPYPOSTFIELDS, r->body ? r->body : "");
+    if (!is_post) SET(CURLOPT_CUSTOMREQUEST, r->method);
+  } else if (r->body || is_post) {
+    /* Read through on_read, rewound never (see on_seek). */
+    if (!buffer_append(&t->upload, r->body ? r->body : "", r->body_len)) return CURLE_OUT_OF_MEMORY;
+    SET(CURLOPT_POST, 1L);
+    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+    SET(CURLOPT_READFUNCTION, on_read);
+    SET(CURLOPT_READDATA, (void *)t);
+    SET(CURLOPT_SEEKFUNCTION, on_seek);
+    SET(CURLOPT_SEEKDATA, (void *)t);
     if (!is_post) SET(CURLOPT_CUSTOMREQUEST, r->method);
   } else if (!is_get) {
     SET(CURLOPT_CUSTOMREQUEST, r->method);
@@ -591,10 +692,10 @@ static CURLcode set_options(const engine *e, transfer *t, const request *r) {
   SET(CURLOPT_PROXY, e->proxy ? e->proxy : "");
   SET(CURLOPT_CONNECTTIMEOUT_MS, e->connect_timeout_ms);
   SET(CURLOPT_TIMEOUT_MS, r->timeout_ms);
-  /* libcurl resends a request on its own when a reused connection dies
-   * before any answer, and a send could then execute twice. Connections are
+  /* A reused connection that dies under a request that is not idempotent
+   * makes that call unknown (it is never resent: on_read). Connections are
    * reused only while idle under 30 s (curl's default is 118 s), below the
-   * usual server idle timeouts (nginx 75 s), so a server does not close one
+   * usual server idle timeouts (nginx 75 s), so a server seldom closes one
    * as a request goes out on it; the ngx transport keeps the same limit. */
 #if LIBCURL_VERSION_NUM >= 0x074100 /* 7.65 */
   SET(CURLOPT_MAXAGE_CONN, 30L);
@@ -609,6 +710,14 @@ static CURLcode set_options(const engine *e, transfer *t, const request *r) {
   SET(CURLOPT_HEADERDATA, (void *)t);
   SET(CURLOPT_WRITEFUNCTION, on_body);
   SET(CURLOPT_WRITEDATA, (void *)t);
+#if LIBCURL_VERSION_NUM >= 0x075000
+  SET(CURLOPT_PREREQFUNCTION, on_prereq);
+  SET(CURLOPT_PREREQDATA, (void *)t);
+#else
+  /* No prereq callback before 7.80: a request without a body would be
+   * resent whole; a fresh connection is never retried. */
+  if (!r->idempotent && !r->body) SET(CURLOPT_FRESH_CONNECT, 1L);
+#endif
   if (rc == CURLE_OK) rc = set_method(t, r);
   return rc;
 }
@@ -629,6 +738,7 @@ static transfer *start_transfer(lua_State *L, engine *e, int idx, int blocking, 
   add_headers(L, t, r.headers_idx);
   t->limit = e->max_response;
   t->blocking = blocking;
+  t->idempotent = r.idempotent;
   CURLcode rc = set_options(e, t, &r);
   lua_settop(L, top); /* curl has copied every string */
   if (rc != CURLE_OK) {
@@ -767,11 +877,24 @@ static int peer_reset(const transfer *t) {
   return os_errno == ECONNRESET || os_errno == EPIPE;
 }
 
+/* libcurl's own refusal of a header line over CURL_MAX_HTTP_HEADER: it
+ * says only CURLE_OUT_OF_MEMORY, after the request went out and while the
+ * header block is still open (a real shortage there is far less likely). */
+static int curl_header_too_large(const transfer *t) {
+  long sent = 0;
+  if (t->failed != FAIL_NONE || t->result != CURLE_OUT_OF_MEMORY || t->headers_done) return 0;
+  curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &sent);
+  return sent > 0;
+}
+
 /* The stable error code of a failed transfer, for retry policies. */
 static const char *failure_code(const transfer *t) {
-  if (t->failed == FAIL_TOO_LARGE) return "too_large";
+  if (t->failed == FAIL_TOO_LARGE || t->failed == FAIL_HEADERS_TOO_LARGE || curl_header_too_large(t))
+    return "too_large";
+  if (t->failed == FAIL_NOT_RESENT) return "reset";
   if (t->failed == FAIL_NO_MEMORY) return "other";
   switch (t->result) {
+  case CURLE_SEND_FAIL_REWIND: return "reset";
   case CURLE_OPERATION_TIMEDOUT: return "timeout";
   case CURLE_COULDNT_RESOLVE_HOST:
   case CURLE_COULDNT_RESOLVE_PROXY: return "resolve";
@@ -814,6 +937,11 @@ static int push_failure(lua_State *L, const transfer *t) {
   char msg[CURL_ERROR_SIZE + 64];
   if (t->failed == FAIL_TOO_LARGE) {
     snprintf(msg, sizeof msg, "response larger than max_response_bytes (%zu bytes)", t->limit);
+  } else if (t->failed == FAIL_HEADERS_TOO_LARGE || curl_header_too_large(t)) {
+    snprintf(msg, sizeof msg, "response headers too large (over %zu bytes)", header_limit(t));
+  } else if (t->failed == FAIL_NOT_RESENT) {
+    snprintf(msg, sizeof msg, "the connection closed after the request was sent, before any answer; "
+                              "not resent (it may have arrived)");
   } else if (t->failed == FAIL_NO_MEMORY) {
     snprintf(msg, sizeof msg, "out of memory while receiving the response");
   } else {

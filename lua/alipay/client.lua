@@ -158,6 +158,21 @@ local function node_name(method)
   return (method:gsub("%.", "_")) .. "_response"
 end
 
+-- The v2 methods this library calls that only read (alipay.messaging:
+-- lifeaccount's follow_query, followers and industry, mini's
+-- subscriptions). Their requests are marked idempotent, so a transport
+-- may send one again by itself when a reused connection dies unanswered.
+-- Every other call (each send, template.message.get (it claims a
+-- template), anything else through execute, every v3 call: the library
+-- makes none that only reads) leaves at most once: such a failure is a
+-- transport error, reason "reset", unknown (docs/architecture.md §6).
+Client.READ_ONLY_V2 = {
+  ["alipay.open.public.user.follow.query"] = true,
+  ["alipay.open.public.follow.batchquery"] = true,
+  ["alipay.open.public.setting.category.query"] = true,
+  ["alipay.open.app.messagetemplate.subscribe.query"] = true,
+}
+
 local function check_method(method)
   if type(method) ~= "string" or not method:match("^%a[%w_]*%.[%w_.]*%w$") then
     error("method must be an Alipay method name such as alipay.trade.query", 3)
@@ -198,6 +213,7 @@ function Client:prepare_v2(method, biz_content, opts)
     headers = { ["Content-Type"] = "application/x-www-form-urlencoded;charset=utf-8" },
     body = biz and ("biz_content=" .. core.form_encode(biz)) or "",
     timeout_ms = opts.timeout_ms or cfg.timeout_ms,
+    idempotent = Client.READ_ONLY_V2[method] or nil,
   }
   return req, { method = method, encrypted = encrypted, timestamp = params.timestamp }
 end

@@ -5,8 +5,11 @@
 --
 -- Tier 1, required: one blocking (or, in nginx, yielding) exchange.
 --   transport:request(req) -> res | nil, err, detail
---     req    = {method=, url=, headers=, body=, timeout_ms=}
---              (alipay.transport.request: what curl and ngx accept)
+--     req    = {method=, url=, headers=, body=, timeout_ms=, idempotent=}
+--              (alipay.transport.request: what curl and ngx accept).
+--              idempotent = true marks a query: a transport may send it
+--              again by itself; any other request it must send at most
+--              once (a failure after it was written is reason "reset").
 --     res    = {status=<number>, headers=<table, lowercased names>, body=<string>, ...}
 --              (curl and ngx add connects=, reused=, time_ms=)
 --     err    = a one-line message; detail = a typed error (alipay.errors,

@@ -4,7 +4,7 @@
 -- many calls in flight.
 --
 --   local t = require("alipay.transport.ngx").new(cfg)  -- the client's validated config
---   t:request{method=, url=, headers=, body=, timeout_ms=} -> res | nil, err
+--   t:request{method=, url=, headers=, body=, timeout_ms=, idempotent=} -> res | nil, err
 --   t:submit(req) -> id;  t:wait(timeout_ms) -> {{id=, res=} | {id=, err=}, ...}
 --   t:pending(), t:close()
 --
@@ -17,8 +17,12 @@
 -- client's ca_file does not apply here; host names are checked too (for an
 -- IP-literal URL, only the chain: nginx matches DNS names). Host names
 -- need a `resolver` directive. Connections are kept alive per worker and
--- host:port:scheme; a kept-alive connection that dies before any byte of
--- the answer is retried once on another one, as curl does.
+-- host:port:scheme. A kept-alive connection that dies before the request
+-- was written whole is retried once on another one (the server cannot act
+-- on part of a request); one that dies after, before any byte of the
+-- answer, is retried only for a request marked idempotent (a query):
+-- anything else may have arrived and is reason "reset", unknown, never sent
+-- twice behind the caller's back (the curl engine holds the same rule).
 -- LuaJIT only: no integer division, no goto, no utf8 library.
 local errors = require "alipay.errors"
 local runtime = require "alipay.runtime"
@@ -35,6 +39,10 @@ local POOL_SIZE = 64            -- idle connections kept per host:port:scheme
 local READ_CHUNK = 65536
 
 local transport_error = errors.transport
+
+-- The same words as the curl engine's (src/http.c).
+local NOT_RESENT = "the connection closed after the request was sent, before any answer; "
+  .. "not resent (it may have arrived)"
 
 local now_ms = runtime.now_ms
 
@@ -283,13 +291,23 @@ local function read_chunked(reader, out, limit)
   end
 end
 
+-- A header block over its cap is named for what it is, with the cap.
+local function header_failure(err, what, header_limit)
+  if err == "too_large" then
+    return "too_large", ("response headers too large (over %d bytes)"):format(header_limit)
+  end
+  return read_failure(err, what)
+end
+
 -- Reads one response. Returns res, keepalive or nil, reason, message.
-local function read_response(reader, method, limit)
+-- The header block (status line included) is held to header_limit bytes,
+-- the body to limit.
+local function read_response(reader, method, limit, header_limit)
   local line, err, status, major, minor
   repeat -- interim 1xx answers (100 Continue, 103) come before the real one
-    line, err = reader:line(limit)
+    line, err = reader:line(header_limit)
     if not line then
-      local reason, msg = read_failure(err, "before the status line")
+      local reason, msg = header_failure(err, "before the status line", header_limit)
       return nil, reason, msg
     end
     major, minor, status = line:match("^HTTP/(%d)%.(%d) (%d%d%d)")
@@ -297,18 +315,18 @@ local function read_response(reader, method, limit)
     status = tonumber(status)
     if status < 200 and status ~= 101 then
       local ok
-      ok, err = read_headers(reader, limit)
+      ok, err = read_headers(reader, header_limit - #line - 2)
       if not ok then
-        local reason, msg = read_failure(err, "in the headers")
+        local reason, msg = header_failure(err, "in the headers", header_limit)
         return nil, reason, msg
       end
     end
   until status >= 200 or status == 101
   local headers
-  headers, err = read_headers(reader, limit)
+  headers, err = read_headers(reader, header_limit - #line - 2)
   if not headers then
     if err == "malformed header line" then return nil, "recv", err end
-    local reason, msg = read_failure(err, "in the headers")
+    local reason, msg = header_failure(err, "in the headers", header_limit)
     return nil, reason, msg
   end
   local mode, length = framing(method, status, headers)
@@ -355,9 +373,10 @@ local function send_failure(err)
 end
 
 -- Runs the request on one connection (pooled or new). Returns res or nil,
--- reason, message, stale: stale is true when a reused connection died
--- before any byte of the answer, which is worth one retry on another
--- connection (what curl does too).
+-- reason, message, stale. stale says how a reused connection died:
+-- "unsent" (while the request was written: it did not arrive whole, and a
+-- retry on another connection is harmless) or "unanswered" (after it was
+-- written, before any byte of the answer: a retry sends it twice).
 function Transport:exchange(url, payload, method, close_after, deadline)
   local sock = ngx.socket.tcp()
   local left = math.floor(deadline - now_ms())
@@ -406,13 +425,13 @@ function Transport:exchange(url, payload, method, close_after, deadline)
   sent, err = sock:send(payload)
   if not sent then
     local reason, msg = send_failure(err)
-    return fail(reason, msg, reused > 0 and reason == "reset")
+    return fail(reason, msg, reused > 0 and reason == "reset" and "unsent" or nil)
   end
   local reader = new_reader(sock, deadline)
-  local res, detail, msg = read_response(reader, method, self.max_response_bytes)
+  local res, detail, msg = read_response(reader, method, self.max_response_bytes, self.max_header_bytes)
   if not res then
     local reason = detail
-    return fail(reason, msg, reused > 0 and reason == "reset" and reader.got == 0)
+    return fail(reason, msg, reused > 0 and reason == "reset" and reader.got == 0 and "unanswered" or nil)
   end
   local keepalive = detail
   res.connects = reused == 0 and 1 or 0
@@ -449,8 +468,10 @@ function Transport:request(req)
   if not url then return errors.failure(transport_error(uerr, "other")) end
   local payload, method, close_after = encode_request(req, url, self.user_agent)
   local res, reason, msg, stale = self:exchange(url, payload, method, close_after, deadline)
-  if not res and stale then
+  if not res and (stale == "unsent" or (stale == "unanswered" and req.idempotent)) then
     res, reason, msg = self:exchange(url, payload, method, close_after, deadline)
+  elseif not res and stale == "unanswered" then
+    msg = NOT_RESENT
   end
   if not res then return errors.failure(transport_error(msg, reason)) end
   res.time_ms = now_ms() - started
@@ -580,6 +601,7 @@ function M.new(cfg)
     timeout_ms = o.timeout_ms,
     connect_timeout_ms = o.connect_timeout_ms,
     max_response_bytes = o.max_response_bytes,
+    max_header_bytes = math.min(o.max_response_bytes, request.MAX_HEADER_BYTES),
     user_agent = o.user_agent,
     insecure_skip_tls_verify = cfg.insecure_skip_tls_verify == true,
     sessions = {}, -- TLS sessions per pool, resumed on new connections

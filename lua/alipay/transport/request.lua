@@ -9,10 +9,14 @@
 --   request.check(req, default_timeout_ms[, level]) -> timeout_ms   raises on misuse
 --   request.options(cfg) -> {timeout_ms=, connect_timeout_ms=, max_response_bytes=, user_agent=}
 --
--- req = {method=, url=, headers=, body=, timeout_ms=}: url required; method
--- an HTTP token (default POST with a body, GET without); body a string;
--- headers a table of token names to string or number values without line
--- breaks or NUL; timeout_ms a whole number of milliseconds, 1 to 24 h.
+-- req = {method=, url=, headers=, body=, timeout_ms=, idempotent=}: url
+-- required; method an HTTP token (default POST with a body, GET without);
+-- body a string; headers a table of token names to string or number values
+-- without line breaks or NUL; timeout_ms a whole number of milliseconds, 1
+-- to 24 h; idempotent a boolean: true tells the transport that sending the
+-- request twice is harmless (a query), so it may resend it by itself after
+-- a reused connection dies unanswered. Without it a request is never sent
+-- twice: such a failure is reason "reset", unknown (it may have arrived).
 -- Messages never quote a header, the URL or the body: they may carry
 -- credentials or a signature.
 -- LuaJIT too: no integer division.
@@ -20,6 +24,9 @@ local M = {}
 
 M.MAX_TIMEOUT_MS = 24 * 3600 * 1000
 M.MAX_RESPONSE_LIMIT = 2 ^ 40 -- the C engine's cap on max_response_bytes
+-- The header block of one response, at most (and at most max_response_bytes):
+-- the C engine's cap (libcurl refuses a longer header line), kept by ngx too.
+M.MAX_HEADER_BYTES = 100 * 1024
 
 -- The defaults of the C engine (src/http.c), for both transports.
 M.DEFAULTS = {
@@ -51,6 +58,9 @@ function M.check(req, default_timeout, level)
   end
   if req.body ~= nil and type(req.body) ~= "string" then
     error("http: field 'body' must be a string, got " .. type(req.body), level)
+  end
+  if req.idempotent ~= nil and type(req.idempotent) ~= "boolean" then
+    error("http: field 'idempotent' must be a boolean, got " .. type(req.idempotent), level)
   end
   local timeout = req.timeout_ms
   if timeout == nil then timeout = default_timeout end
