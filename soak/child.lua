@@ -6,6 +6,7 @@
 --   c.pid; c:signal("INT"); c:running(); c:seconds()
 --   c:wait(timeout_s) -> exit status | nil (still running at the deadline)
 --   c:kill()                                      -- SIGCONT + SIGKILL, then waits
+--   child.kill_all()                              -- every child still running (the soak's cleanup)
 --
 -- Plain Lua cannot fork: a shell starts the command, writes its pid, waits
 -- for it and writes its exit status (128 + N when signal N ended it, as a
@@ -28,6 +29,7 @@ local Child = {}
 Child.__index = Child
 
 local serial = 0
+local spawned = {}
 
 function M.spawn(command, dir)
   serial = serial + 1
@@ -42,7 +44,10 @@ function M.spawn(command, dir)
   local self = setmetatable({ rc_file = rc_file, started_ms = started }, Child)
   while core.monotonic_ms() - started < PID_WAIT_S * 1000 do
     self.pid = tonumber((fs.read(pid_file) or ""):match("%d+"))
-    if self.pid then return self end
+    if self.pid then
+      spawned[#spawned + 1] = self
+      return self
+    end
     core.sleep_ms(POLL_MS)
   end
   return nil, "no pid after " .. PID_WAIT_S .. " s: " .. command
@@ -85,6 +90,10 @@ function Child:kill()
     self:signal("KILL")
   end
   return self:wait(10)
+end
+
+function M.kill_all()
+  for _, c in ipairs(spawned) do c:kill() end
 end
 
 return M

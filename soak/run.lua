@@ -28,6 +28,7 @@ package.path = "lua/?.lua;lua/?/init.lua;sandbox/lua/?.lua;sandbox/lua/?/init.lu
 local core = require "alipay.core"
 local tally = require "soak.tally"
 local outcome = require "soak.outcome"
+local child = require "soak.child"
 
 local SCENARIOS = {
   { name = "resend", run = "soak.resend" },
@@ -59,7 +60,7 @@ local function main()
         local o = outcome.new(s.name)
         local t0 = core.monotonic_ms()
         local fine, scenario_err = pcall(require(s.run), world, o)
-        if not fine then o:problem("raised: %s", tostring(scenario_err)) end
+        if not fine then o:raised(scenario_err) end
         print(("== %s: lost=%d duplicated=%d (checked %d recipients in %d runs, %.0f s)"):format(s.name,
           o.tally.lost, o.tally.duplicated, o.tally.checked, o.runs, (core.monotonic_ms() - t0) / 1000))
         for _, line in ipairs(o.notes) do print("   " .. line) end
@@ -69,6 +70,7 @@ local function main()
       end
     end
   end)
+  child.kill_all()
   world:stop()
   if not ok then
     print("soak: stopped: " .. tostring(raised))

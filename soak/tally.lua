@@ -16,7 +16,9 @@
 --     rows: the store's recipients (campaign export: alipay_id, status)
 --     deliveries: the sandbox's log; only entries to `ids` (set) are counted
 --     excused: {alipay_id = n} extra deliveries allowed (optional)
---   -> { checked =, lost =, duplicated =, statuses = {status = n}, examples = {"..."} }
+--   -> { checked =, lost =, duplicated =, duplicated_unknown =, statuses = {status = n}, examples = {"..."} }
+--   (duplicated_unknown: the duplicated that the store shows `unknown`, which
+--   a transport that detects a resend, rather than prevents it, leaves)
 local M = {}
 
 local ANSWER_LOST = { pending = true, failed = true, skipped = true }
@@ -29,7 +31,7 @@ function M.count(rows, deliveries, ids, excused)
     local to = d.to_user_id or d.to_open_id
     if to and ids[to] then delivered[to] = (delivered[to] or 0) + 1 end
   end
-  local result = { checked = 0, lost = 0, duplicated = 0, statuses = {}, examples = {} }
+  local result = M.empty()
   local function example(fmt, ...)
     if #result.examples < MAX_EXAMPLES then result.examples[#result.examples + 1] = fmt:format(...) end
   end
@@ -50,6 +52,7 @@ function M.count(rows, deliveries, ids, excused)
       end
       if n > 1 + (excused[id] or 0) then
         result.duplicated = result.duplicated + 1
+        if status == "unknown" then result.duplicated_unknown = result.duplicated_unknown + 1 end
         example("duplicated: %s delivered %d times, the store shows %s after %d attempt(s)", id, n, status,
           math.floor(tonumber(row.attempts) or 0))
       end
@@ -71,6 +74,7 @@ end
 -- Adds b's counts into a (both results of count).
 function M.add(a, b)
   a.checked, a.lost, a.duplicated = a.checked + b.checked, a.lost + b.lost, a.duplicated + b.duplicated
+  a.duplicated_unknown = a.duplicated_unknown + b.duplicated_unknown
   for status, n in pairs(b.statuses) do a.statuses[status] = (a.statuses[status] or 0) + n end
   for _, e in ipairs(b.examples) do
     if #a.examples < MAX_EXAMPLES then a.examples[#a.examples + 1] = e end
@@ -79,7 +83,7 @@ function M.add(a, b)
 end
 
 function M.empty()
-  return { checked = 0, lost = 0, duplicated = 0, statuses = {}, examples = {} }
+  return { checked = 0, lost = 0, duplicated = 0, duplicated_unknown = 0, statuses = {}, examples = {} }
 end
 
 return M

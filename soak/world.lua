@@ -7,7 +7,7 @@
 --   local world = assert(require("soak.world").start())
 --   world:config(gateway) -> path         a channel file on gateway (default: the sandbox's)
 --   world:audience(name, n) -> path, ids  a CSV of n fresh followers; ids = {alipay_id = true}
---   world:run_args(config, id, audience, extra) -> "campaign run ..." arguments
+--   world:run_args(config, id, audience, extra) -> "campaign run ..." arguments (config nil: the sandbox's)
 --   world:alipay(args) -> exit status, stdout, stderr
 --   world:supports(option) -> bool        `campaign run --help` lists option
 --   world:rows(id) -> list | nil, err     the store's recipients (campaign export, JSONL)
@@ -121,6 +121,7 @@ function World:audience(name, n)
 end
 
 function World:run_args(config, id, audience, extra)
+  config = config or self.config_path
   return ("campaign run --config %s --channel %s --template %s --audience %s --data %s --id %s "
     .. "--progress none %s"):format(quote(config), M.CHANNEL, M.TEMPLATE, quote(audience), quote(DATA), id,
     extra or "")
