@@ -15,9 +15,11 @@
 --   2. takeover (soak/takeover.lua)  a runner paused (SIGSTOP) past --stale-after, a resume, SIGCONT
 --   3. signals  (soak/interrupt.lua) SIGINT at random moments, a double SIGINT, SIGTERM, resume between
 --
--- The last line is `lost=L duplicated=D (checked N recipients in K runs)`.
--- Exit status 0 when both are 0 and every scenario ran to its end; 1
--- otherwise (the lines above the last say which scenario, and why).
+-- The last line is `lost=L duplicated=D (checked N recipients in K runs)`
+-- (K: every `campaign run|resume` child). Exit status 0 when both are 0 and
+-- no scenario reported a problem: one that could not run or complete, or a
+-- signal's exit that broke its contract (soak/interrupt.lua); 1 otherwise
+-- (the lines above the last say which scenario, and why).
 -- Environment: SOAK_SEED (random moments; default: the time), SOAK_ONLY
 -- (comma-separated scenario names), SOAK_KEEP=1 (keep the temporary
 -- directory), SOAK_WAIT_DEFAULT_STALE=1 (a CLI without --stale-after: pause

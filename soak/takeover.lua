@@ -71,7 +71,7 @@ return function(world, o)
     end
     first:signal("STOP")
     o:note("first runner (pid %d) stopped with SIGSTOP after %.1f s", first.pid, first:seconds())
-    core.sleep_ms((window + 1.5) * 1000)
+    core.sleep_ms((window + 2) * 1000)
     seq = last_seq(world)
     second = assert(child.spawn(world:command(("campaign resume %s --progress none --config %s %s")
       :format(id, require("alipay.util.shell").quote(world.config_path), option),
