@@ -11,6 +11,7 @@
 -- SOAK_WAIT_DEFAULT_STALE=1 asks it to pause past the default 60 s window.
 local core = require "alipay.core"
 local child = require "soak.child"
+local traffic = require "soak.traffic"
 local settle = require "soak.settle"
 local measure = require "soak.measure"
 local fs = require "alipay.util.fs"
@@ -21,23 +22,6 @@ local STALE_S = 3
 local DEFAULT_STALE_S = 60 -- lease.lua's window before --stale-after existed
 local SENDING = 60         -- gateway requests that show a runner is sending
 local END_WAIT_S = 60
-
--- The sandbox's event sequence: two events (arrival, answer) per request.
-local function last_seq(world)
-  return (world.sb:health() or {}).last_seq or 0
-end
-
--- Waits until `requests` more gateway requests arrived since seq, or the
--- child ended, or timeout_s passed. -> true when they arrived.
-local function wait_sending(world, c, seq, requests, timeout_s)
-  local deadline = core.monotonic_ms() + timeout_s * 1000
-  while core.monotonic_ms() < deadline do
-    if last_seq(world) - seq >= requests * 2 then return true end
-    if not c:running() then return false end
-    core.sleep_ms(50)
-  end
-  return false
-end
 
 local function tail(path)
   local line = ""
@@ -59,25 +43,25 @@ return function(world, o)
   local path, ids = world:audience(id, RECIPIENTS)
   assert(world.sb:faults { latency_ms = LATENCY_MS })
   local dir = world.dir
-  local seq = last_seq(world)
+  local seq = traffic.seq(world)
   local first = assert(child.spawn(world:command(world:run_args(world.config_path, id, path,
     "--in-flight 8 --qps 1000 " .. option), dir .. "/first.out", dir .. "/first.err"), dir))
   o:ran()
   local second
   local ok, err = pcall(function()
-    if not wait_sending(world, first, seq, SENDING, 20) then
+    if not traffic.wait(world, first, seq, SENDING, 20) then
       return o:problem("the first runner was not sending (exit %s): %s", tostring(first:exit_status()),
         tail(dir .. "/first.err"))
     end
     first:signal("STOP")
     o:note("first runner (pid %d) stopped with SIGSTOP after %.1f s", first.pid, first:seconds())
     core.sleep_ms((window + 2) * 1000)
-    seq = last_seq(world)
+    seq = traffic.seq(world)
     second = assert(child.spawn(world:command(("campaign resume %s --progress none --config %s %s")
       :format(id, require("alipay.util.shell").quote(world.config_path), option),
       dir .. "/second.out", dir .. "/second.err"), dir))
     o:ran()
-    if not wait_sending(world, second, seq, SENDING, 20) then
+    if not traffic.wait(world, second, seq, SENDING, 20) then
       o:problem("the resume did not take over (exit %s): %s", tostring(second:exit_status()),
         tail(dir .. "/second.err"))
     end
