@@ -15,6 +15,7 @@ local traffic = require "soak.traffic"
 local settle = require "soak.settle"
 local measure = require "soak.measure"
 local fs = require "alipay.util.fs"
+local shell = require "alipay.util.shell"
 
 local RECIPIENTS = 600
 local LATENCY_MS = 50      -- 8 in flight: about 160 sends a second
@@ -58,7 +59,7 @@ return function(world, o)
     core.sleep_ms((window + 2) * 1000)
     seq = traffic.seq(world)
     second = assert(child.spawn(world:command(("campaign resume %s --progress none --config %s %s")
-      :format(id, require("alipay.util.shell").quote(world.config_path), option),
+      :format(id, shell.quote(world.config_path), option),
       dir .. "/second.out", dir .. "/second.err"), dir))
     o:ran()
     if not traffic.wait(world, second, seq, SENDING, 20) then
