@@ -208,6 +208,9 @@ end
 
 function M.check(row, subscription, err, rules)
   row = copy(row)
+  -- The check held the row inflight (a read: nothing was sent); whatever
+  -- does not finish it puts it back in the queue.
+  row.status = "pending"
   if subscription then
     if subscription.subscribed then
       row.checked, row.tries, row.next_attempt_at = true, 0, 0
