@@ -399,7 +399,8 @@ function Campaign:run(opts)
   if retry_unknown == nil then return errors.fail("input", { field = "retry_unknown", msg = "campaign: " .. rerr }) end
   local stale_s = opts.stale_after_s
   if stale_s ~= nil and (type(stale_s) ~= "number" or stale_s < 1 or stale_s > 3600) then
-    return errors.fail("input", { field = "stale_after_s", msg = "campaign: stale_after_s: expected 1 to 3600 seconds" })
+    return errors.fail("input", { field = "stale_after_s",
+      msg = "campaign: stale_after_s: expected 1 to 3600 seconds" })
   end
   -- The staleness window judges the earlier runner: this run's option,
   -- else the campaign's stored policy.

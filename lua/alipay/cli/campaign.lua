@@ -118,14 +118,18 @@ local function unknown_lines(out, status)
   if type(by) ~= "table" or next(by) == nil then return end
   local rows = {}
   for _, name in ipairs(outcome_reasons.UNKNOWN_REASONS) do
-    if by[name] then rows[#rows + 1] = { reason = name, recipients = progress.count(by[name]), note = REASON_NOTES[name] } end
+    if by[name] then
+      rows[#rows + 1] = { reason = name, recipients = progress.count(by[name]), note = REASON_NOTES[name] }
+    end
   end
   if by.unrecorded then
-    rows[#rows + 1] = { reason = "unrecorded", recipients = progress.count(by.unrecorded), note = REASON_NOTES.unrecorded }
+    rows[#rows + 1] = { reason = "unrecorded", recipients = progress.count(by.unrecorded),
+      note = REASON_NOTES.unrecorded }
   end
   out.line("")
-  common.print_table(out, { { key = "reason", title = "unknown by reason" }, { key = "recipients", title = "recipients" },
-    { key = "note", title = "if retried" } }, rows)
+  local indented = { line = function(fmt, ...) out.line("  " .. fmt, ...) end }
+  common.print_table(indented, { { key = "reason", title = "unknown by reason" },
+    { key = "recipients", title = "recipients" }, { key = "note", title = "what it means" } }, rows)
 end
 
 local function print_summary(out, status, run)

@@ -92,7 +92,8 @@ store.methods = {
     .. "token): a checked one becomes unknown with reason, code INTERRUPTED, msg, uncertain, due now (n "
     .. "counts these); an unchecked one (a subscription check) pending; false when token is not current" },
   { "recipients_retry_unknown", "(id, at, reasons?) -> n; unknown rows (reasons: only those whose "
-    .. "unknown_reason is listed) become pending, uncertain, due now (unknown_reason kept: why an earlier attempt is uncertain)" },
+    .. "unknown_reason is listed) become pending, uncertain, due now; unknown_reason is kept (why an earlier "
+    .. "attempt is uncertain)" },
   { "recipient_unknown_reasons", "(id) -> {[reason] = n} of unknown rows; \"unrecorded\" for rows without one" },
   { "recipients_clear_backoff", "(id) -> n; pending rows become due now" },
   { "recipient_counts", "(id) -> {[status] = n} with every status, 0 when none" },
