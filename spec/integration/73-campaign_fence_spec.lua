@@ -6,8 +6,9 @@
 -- recipient delivered once, and the rows the paused runner had in flight are
 -- unknown with reason `superseded`.
 --
--- The children are spec/support/campaign_child.lua with a staleness window
--- of STALE_S (policy stale_after_s / --stale-after), so this takes seconds.
+-- The paused runner is `alipay campaign resume --stale-after STALE_S`; the
+-- one that takes over is spec/support/campaign_child.lua with the same
+-- window (policy stale_after_s), so this takes seconds.
 local helpers = require "helpers"
 local cjson = require "cjson"
 local sandbox = require "alipay.sandbox"
@@ -50,13 +51,13 @@ local function read_number(path)
   return n
 end
 
--- Starts a child in the background; its pid comes from its pid file, its
--- exit status goes to rc_file.
-local function spawn(config_path, log_path, pid_file, rc_file)
+-- Starts `command` in the background; its pid comes from pid_file (the
+-- command writes it, or the shell that execs it does), its exit status goes
+-- to rc_file.
+local function spawn(command, log_path, pid_file, rc_file)
   os.remove(pid_file)
   os.remove(rc_file)
-  os.execute(("(lua5.4 spec/support/campaign_child.lua '%s' >>'%s' 2>&1; echo $? >'%s') &"):format(config_path,
-    log_path, rc_file))
+  os.execute(("(%s >>'%s' 2>&1; echo $? >'%s') &"):format(command, log_path, rc_file))
   for _ = 1, 200 do
     local pid = read_number(pid_file)
     if pid then return pid end
@@ -115,8 +116,17 @@ describe("fenced campaign runners", function()
     helpers.write(config_b, cjson.encode(cfg_b))
     assert(sb:faults { latency_ms = LATENCY_MS, methods = { SEND } })
 
+    local p = io.popen("pwd")
+    local cwd = p:read("l")
+    p:close()
+    local cli_config = dir .. "/alipay.json"
+    helpers.write(cli_config, cjson.encode { store = dir .. "/state.db", channels = { [LIFE] = {
+      kind = "alipaylife", app_id = APP_ID, gateway = sb.gateway, timeout_ms = 10000,
+      private_key_file = cwd .. "/spec/fixtures/keys/app_private_pkcs8.pem",
+      alipay_public_key_file = dir .. "/alipay_public.pem" } } })
     local log_a, log_b = dir .. "/a.log", dir .. "/b.log"
-    local a = spawn(config, log_a, dir .. "/a.pid", dir .. "/a.rc")
+    local a = spawn(("sh -c 'echo $$ >%s/a.pid; exec lua5.4 bin/alipay campaign resume fence --stale-after %d "
+      .. "--progress none --config %s'"):format(dir, STALE_S, cli_config), log_a, dir .. "/a.pid", dir .. "/a.rc")
     for _ = 1, 200 do
       if c:status().counts.sent >= 20 then break end
       sleep(0.05)
@@ -146,7 +156,8 @@ describe("fenced campaign runners", function()
     assert.are.equal("interrupted", c:status().status) -- the lease went stale
 
     -- B takes over and sends for a while; then A is continued.
-    local b = spawn(config_b, log_b, dir .. "/b.pid", dir .. "/b.rc")
+    local b = spawn("lua5.4 spec/support/campaign_child.lua " .. config_b, log_b, dir .. "/b.pid",
+      dir .. "/b.rc")
     local sent_before_b = at_pause.counts.sent
     for _ = 1, 200 do
       if c:status().counts.sent >= sent_before_b + 40 then break end
@@ -156,9 +167,13 @@ describe("fenced campaign runners", function()
     os.execute("kill -CONT " .. a)
     local rc_a = wait_rc(dir .. "/a.rc", 30)
     assert.is_not_nil(rc_a, "the superseded runner did not exit")
-    assert.are_not.equal(0, rc_a, helpers.read(log_a))
+    assert.are.equal(1, rc_a, helpers.read(log_a))
     local text_a = helpers.read(log_a)
-    assert.matches("superseded by [^%s]+/%d+ %(lease token %d+%) at %d%d%d%d%-", text_a)
+    local b_pid = read_number(dir .. "/b.pid")
+    assert.matches("superseded by [^%s]+/" .. b_pid .. " %(lease token %d+%) at %d%d%d%d%-", text_a)
+    -- Said once, on one line.
+    local _, said = text_a:gsub("superseded by", "")
+    assert.are.equal(1, said, text_a)
     assert.is_nil(text_a:find("assertion failed", 1, true), text_a)
     local rc_b = wait_rc(dir .. "/b.rc", 120)
     assert.are.equal(0, rc_b, helpers.read(log_b))

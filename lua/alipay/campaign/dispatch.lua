@@ -93,8 +93,8 @@ end
 function Sender:supersede()
   if self.superseded then return end
   self.superseded = true
-  self.stop_reason = nil
-  self:stop("superseded: another run took this campaign over")
+  -- Not logged here: campaign.run fails with the one line that says who took over.
+  self.stop_reason = "superseded: another run took this campaign over"
 end
 
 function Sender:finished_one(now)

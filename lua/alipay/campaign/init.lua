@@ -454,7 +454,6 @@ function Campaign:run(opts)
       .. "process was paused); it stopped before sending more; %d answers were not recorded here: the new run "
       .. "marks those recipients unknown (superseded)"):format(self.id, state.superseded(store, row),
       policy.stale_after_s, s.refused)
-    log(ctx, "error", text)
     return errors.fail("state", { campaign = self.id, reason = "superseded", refused = s.refused, msg = text })
   end
   if not ran then

@@ -16,7 +16,9 @@
 --   campaign_list() -> {c, ...}                     newest first
 --   campaign_update(c) -> n                         writes status, stop_reason, runner, heartbeat_at,
 --                                                  total, started_at, finished_at of c.id
---   campaign_heartbeat(id, runner, at) -> n        only while `runner` still holds the campaign
+--   campaign_acquire(id, token, runner, at) -> token + 1 | false   the claim: only from lease_token = token
+--   campaign_heartbeat(id, token, at) -> bool      only while token is the campaign's lease_token
+--   campaign_release(id, token, status, reason, at) -> bool   the end of a run, same condition
 --   campaign_delete(id) -> n                        the campaign and its recipients
 --   recipient_add(id, r) -> true | duplicate_line  r = {line=, userid=, id_type=, alipay_id=, vars=,
 --                                                  status=, checked=, code=, sub_code=, msg=, updated_at=};
@@ -28,10 +30,14 @@
 --   recipients_due(id, now_ms, limit) -> rows      pending, due, in line order
 --   recipients_next_due(id) -> Unix ms of the earliest pending row | nil (none pending)
 --   recipient_get(id, line) -> row | nil
---   recipient_update(id, row) -> n                  writes the mutable fields of row (see SQL.update)
---   recipients_interrupted(id, to, msg, at) -> n   every inflight row becomes `to` ("unknown", or
---                                                  "pending" to retry), code INTERRUPTED (resume)
---   recipients_retry_unknown(id, at) -> n          every unknown row becomes pending again
+--   recipient_update(id, row) -> n                  writes the mutable fields of row (see SQL.update); unfenced
+--   recipients_claim(id, token, now_ms, limit, at) -> rows | false   due pending rows read and marked
+--                                                  inflight under token, in one transaction
+--   recipients_finish(id, token, rows) -> written, refused   only rows still inflight under token
+--   recipients_interrupted(id, token, reason, msg, at) -> n | false   every inflight row becomes unknown
+--                                                  (reason, code INTERRUPTED); a subscription check pending
+--   recipients_retry_unknown(id, at, reasons?) -> n   unknown rows (of those reasons) become pending again
+--   recipient_unknown_reasons(id) -> {reason = n}
 --   recipients_clear_backoff(id) -> n              pending rows become due now
 --   recipient_counts(id) -> {status = n}
 --   recipient_codes(id) -> {{status=, code=, sub_code=, count=}, ...}
