@@ -17,9 +17,9 @@
 -- COMMITTED, and only then submitted; answers are committed once per wait
 -- round (store:recipients_finish). Both name the run's fencing token: once
 -- another run has claimed the campaign, the claim marks nothing (so no
--- request leaves) and no answer is written; the run stops and says so. A process killed at any point leaves
--- each recipient either pending (never sent), inflight (maybe sent: the next
--- run makes it unknown), or final.
+-- request leaves) and no answer is written; the run stops and says so. A
+-- process killed at any point leaves each recipient either pending (never
+-- sent), inflight (maybe sent: the next run makes it unknown), or final.
 --
 -- Memory is bounded by in_flight: pending rows are read from the store in
 -- line order, as many as can be sent at once, never the whole audience.

@@ -450,7 +450,7 @@ function Campaign:run(opts)
   if ran and s.superseded then
     -- Another run holds the campaign: this one writes nothing more (the
     -- store would refuse it) and says who took over.
-    local text = ("campaign %s: this run was superseded by %s (no heartbeat for more than %d s, e.g. the "
+    local text = ("campaign %s: this run was superseded by %s (no heartbeat for more than %s s, e.g. the "
       .. "process was paused); it stopped before sending more; %d answers were not recorded here: the new run "
       .. "marks those recipients unknown (superseded)"):format(self.id, state.superseded(store, row),
       policy.stale_after_s, s.refused)
