@@ -977,6 +977,13 @@ static void push_outcome(lua_State *L, const transfer *t) {
   lua_setfield(L, -4, "code");
   lua_setfield(L, -3, "err");
   lua_pop(L, 1);
+  /* began: response bytes (a status line at least) arrived before the
+   * failure, so the server answered something: a cut answer, not a reset
+   * before any byte. Campaigns record the difference (unknown reasons). */
+  long header_bytes = 0;
+  curl_easy_getinfo(t->easy, CURLINFO_HEADER_SIZE, &header_bytes);
+  lua_pushboolean(L, header_bytes > 0);
+  lua_setfield(L, -2, "began");
 }
 
 /* nil, message, "other": the engine itself failed, not a transfer. */

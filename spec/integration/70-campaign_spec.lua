@@ -543,8 +543,9 @@ describe("campaign", function()
       assert.are.equal(15, c:export(path, "csv"))
       local text = helpers.read(path)
       local first, second = text:match("^([^\n]*)\n([^\n]*)\n")
-      assert.are.equal("line,userid,id_type,alipay_id,status,code,sub_code,msg,attempts,updated_at", first)
-      assert.matches("^2,,user_id," .. F[1] .. ",sent,10000,,,1,%d+$", second)
+      assert.are.equal("line,userid,id_type,alipay_id,status,code,sub_code,msg,attempts,updated_at,unknown_reason",
+        first)
+      assert.matches("^2,,user_id," .. F[1] .. ",sent,10000,,,1,%d+,$", second)
       assert.truthy(text:find("\n4,,user_id," .. F[1] .. ",skipped,DUPLICATE,,duplicate of line 2,0,", 1, true))
       local fh = io.open(path, "rb")
       local n = 0

@@ -71,7 +71,7 @@ describe("alipay.store interface", function()
       for _, path in ipairs(lua_files(dir)) do store_calls(helpers.read(path), path, found) end
     end
     -- The scan itself must see the callers, or it proves nothing.
-    for _, name in ipairs { "campaign_insert", "recipients_add", "recipients_due", "recipient_update",
+    for _, name in ipairs { "campaign_insert", "recipients_add", "recipients_claim", "recipients_finish",
                             "template_put", "binding_put", "meta_get", "transaction" } do
       assert.is_truthy(found[name], "the scan no longer finds " .. name)
     end
@@ -281,23 +281,33 @@ for _, backend in ipairs(BACKENDS) do
           { c.id, c.channel, c.template, c.kind, c.spec, c.status, c.total, c.created_at })
         local list = assert(st:campaign_list())
         assert.same({ "new", "old" }, { list[1].id, list[2].id })
-        -- A claim as campaign/lease.lua makes it, in a transaction.
-        st:transaction(function(s)
-          local cur = assert(s:campaign_get("new"))
-          cur.status, cur.runner, cur.heartbeat_at, cur.started_at, cur.total = "running", "host/1/x", NOW, NOW, 3
-          assert.are.equal(1, s:campaign_update(cur))
-        end)
-        c = st:campaign_get("new")
-        assert.same({ "running", "host/1/x", NOW, NOW, 3 }, { c.status, c.runner, c.heartbeat_at, c.started_at,
-          c.total })
-        assert.are.equal(1, st:campaign_heartbeat("new", "host/1/x", NOW + 5))
-        assert.are.equal(0, st:campaign_heartbeat("new", "someone/else", NOW + 9))
-        assert.are.equal(NOW + 5, st:campaign_get("new").heartbeat_at)
-        c.status, c.stop_reason, c.runner, c.finished_at = "stopped", "operator", nil, NOW + 6
+        assert.are.equal(0, c.lease_token)
+        c.total = 3
         assert.are.equal(1, st:campaign_update(c))
+        -- A claim as campaign/lease.lua makes it: the token only grows.
+        assert.are.equal(1, st:campaign_acquire("new", 0, "host/1/x", NOW))
         c = st:campaign_get("new")
-        assert.same({ "stopped", "operator", NOW + 6 }, { c.status, c.stop_reason, c.finished_at })
+        assert.same({ "running", "host/1/x", NOW, NOW, 3, 1 }, { c.status, c.runner, c.heartbeat_at, c.started_at,
+          c.total, c.lease_token })
+        assert.is_false(st:campaign_acquire("new", 0, "host/2/y", NOW)) -- a stale token claims nothing
+        assert.is_true(st:campaign_heartbeat("new", 1, NOW + 5))
+        assert.is_false(st:campaign_heartbeat("new", 0, NOW + 9))
+        assert.are.equal(NOW + 5, st:campaign_get("new").heartbeat_at)
+        assert.is_false(st:campaign_release("new", 0, "stopped", "stale", NOW + 6))
+        assert.are.equal("running", st:campaign_get("new").status)
+        assert.is_true(st:campaign_release("new", 1, "stopped", "operator", NOW + 6))
+        c = st:campaign_get("new")
+        assert.same({ "stopped", "operator", NOW + 6, 1 }, { c.status, c.stop_reason, c.finished_at, c.lease_token })
         assert.is_nil(c.runner)
+        -- The next claim keeps started_at and clears the end.
+        assert.are.equal(2, st:campaign_acquire("new", 1, "host/3/z", NOW + 7))
+        c = st:campaign_get("new")
+        assert.same({ "running", NOW, 2 }, { c.status, c.started_at, c.lease_token })
+        assert.is_nil(c.finished_at)
+        assert.is_nil(c.stop_reason)
+        c.status, c.stop_reason, c.runner, c.finished_at = "stopped", "operator", nil, NOW + 8
+        assert.are.equal(1, st:campaign_update(c))
+        assert.are.equal(2, st:campaign_get("new").lease_token) -- campaign_update never moves the token
         assert.are.equal(0, st:campaign_update(campaign("none")))
       end)
 
@@ -339,42 +349,45 @@ for _, backend in ipairs(BACKENDS) do
         local rows = {}
         for i = 1, 12 do rows[i] = rec(i, ("20880000000000%02d"):format(i)) end
         import("c1", rows)
+        local T = assert(st:campaign_acquire("c1", 0, "host/1/x", NOW))
         -- Due rows come in line order (10 after 9, not after 1), up to the limit.
         local due = assert(st:recipients_due("c1", NOW * 1000, 10))
         assert.are.equal(10, #due)
         for i = 1, 10 do assert.are.equal(i, due[i].line) end
-        -- Claim: pending -> inflight, in a transaction, as dispatch does.
-        st:transaction(function(s)
-          for i = 1, 4 do
-            local r = due[i]
-            r.status, r.attempts, r.updated_at = "inflight", r.attempts + 1, NOW + 1
-            assert.are.equal(1, s:recipient_update("c1", r))
-          end
-        end)
+        -- Claim: read and marked pending -> inflight in one call, under the token.
+        local claimed = assert(st:recipients_claim("c1", T, NOW * 1000, 4, NOW + 1))
+        assert.are.equal(4, #claimed)
+        for i = 1, 4 do
+          assert.same({ i, "inflight", 1, T, NOW + 1 }, { claimed[i].line, claimed[i].status, claimed[i].attempts,
+            claimed[i].lease_token, claimed[i].updated_at })
+          assert.same({ "inflight", 1, T }, { st:recipient_get("c1", i).status, st:recipient_get("c1", i).attempts,
+            st:recipient_get("c1", i).lease_token })
+        end
         assert.are.equal(8, #st:recipients_due("c1", NOW * 1000, 100))
         -- Outcomes: sent; failed; a backoff (pending, not due before its time); unknown.
-        st:transaction(function(s)
-          local r = due[1]
-          r.status, r.code, r.updated_at = "sent", nil, NOW + 2
-          s:recipient_update("c1", r)
-          r = due[2]
-          r.status, r.code, r.sub_code, r.msg, r.tries = "failed", "40004", "isv.user-not-exist", "gone", 1
-          s:recipient_update("c1", r)
-          r = due[3]
-          r.status, r.tries, r.next_attempt_at, r.uncertain = "pending", 1, NOW * 1000 + 60000, true
-          s:recipient_update("c1", r)
-        end)
+        local r1, r2, r3 = claimed[1], claimed[2], claimed[3]
+        r1.status, r1.code, r1.updated_at = "sent", nil, NOW + 2
+        r2.status, r2.code, r2.sub_code, r2.msg, r2.tries = "failed", "40004", "isv.user-not-exist", "gone", 1
+        r3.status, r3.tries, r3.next_attempt_at, r3.uncertain, r3.unknown_reason = "pending", 1, NOW * 1000 + 60000,
+          true, "timeout"
+        assert.same({ 3, 0 }, { st:recipients_finish("c1", T, { r1, r2, r3 }) })
+        -- Written once: the rows are no longer inflight.
+        assert.same({ 0, 1 }, { st:recipients_finish("c1", T, { r1 }) })
         local three = st:recipient_get("c1", 3)
-        assert.same({ "pending", 1, 1, NOW * 1000 + 60000, true }, { three.status, three.attempts, three.tries,
-          three.next_attempt_at, three.uncertain })
+        assert.same({ "pending", 1, 1, NOW * 1000 + 60000, true, "timeout" }, { three.status, three.attempts,
+          three.tries, three.next_attempt_at, three.uncertain, three.unknown_reason })
         assert.are.equal(8, #st:recipients_due("c1", NOW * 1000, 100)) -- 3 waits
         assert.are.equal(9, #st:recipients_due("c1", NOW * 1000 + 60000, 100))
         assert.are.equal(0, st:recipients_next_due("c1"))
-        -- A crash left line 4 inflight: resume marks it unknown, then retries it.
-        assert.are.equal(1, st:recipients_interrupted("c1", "unknown", "interrupted", NOW + 3))
+        -- A crash left line 4 inflight: the next run (a newer token) marks it unknown.
+        local T2 = assert(st:campaign_acquire("c1", T, "host/2/y", NOW + 3))
+        assert.is_false(st:recipients_interrupted("c1", T, "runner_died", "interrupted", NOW + 3))
+        assert.are.equal(1, st:recipients_interrupted("c1", T2, "runner_died", "interrupted", NOW + 3))
         local four = st:recipient_get("c1", 4)
-        assert.same({ "unknown", "INTERRUPTED", true }, { four.status, four.code, four.uncertain })
-        assert.are.equal(0, st:recipients_interrupted("c1", "unknown", "interrupted", NOW + 3))
+        assert.same({ "unknown", "INTERRUPTED", true, "runner_died" }, { four.status, four.code, four.uncertain,
+          four.unknown_reason })
+        assert.are.equal(0, st:recipients_interrupted("c1", T2, "runner_died", "interrupted", NOW + 3))
+        assert.same({ runner_died = 1 }, st:recipient_unknown_reasons("c1"))
         local codes = assert(st:recipient_codes("c1"))
         local by = {}
         for _, c in ipairs(codes) do by[c.status .. ":" .. tostring(c.code)] = c.count end
@@ -382,27 +395,69 @@ for _, backend in ipairs(BACKENDS) do
         assert.are.equal("isv.user-not-exist", (function()
           for _, c in ipairs(codes) do if c.status == "failed" then return c.sub_code end end
         end)())
-        assert.are.equal(1, st:recipients_retry_unknown("c1", NOW + 4))
+        -- Retry by reason: only the reasons named.
+        assert.are.equal(0, st:recipients_retry_unknown("c1", NOW + 4, { "timeout", "http_5xx" }))
+        assert.are.equal("unknown", st:recipient_get("c1", 4).status)
+        assert.are.equal(1, st:recipients_retry_unknown("c1", NOW + 4, { "runner_died" }))
         assert.are.equal("pending", st:recipient_get("c1", 4).status)
         assert.are.equal(1, st:recipients_clear_backoff("c1"))
         assert.are.equal(0, st:recipient_get("c1", 3).next_attempt_at)
         assert.are.equal(10, #st:recipients_due("c1", NOW * 1000, 100))
-        -- interrupted(..., "pending") retries inflight rows at once.
+        -- A subscription check in flight (checked = 0) sent nothing: interrupted makes it pending, and
+        -- its claim did not count an attempt.
         local r5 = st:recipient_get("c1", 5)
-        r5.status = "inflight"
+        r5.checked = false
         st:recipient_update("c1", r5)
-        assert.are.equal(1, st:recipients_interrupted("c1", "pending", "interrupted", NOW + 5))
+        local c5 = assert(st:recipients_claim("c1", T2, NOW * 1000, 3, NOW + 5))
+        assert.same({ 3, 4, 5 }, { c5[1].line, c5[2].line, c5[3].line })
+        assert.same({ 2, 2, 0 }, { c5[1].attempts, c5[2].attempts, c5[3].attempts })
+        assert.are.equal(0, st:recipient_get("c1", 5).attempts)
+        assert.are.equal(2, st:recipients_interrupted("c1", T2, "interrupted", "interrupted", NOW + 5))
         assert.are.equal("pending", st:recipient_get("c1", 5).status)
-        assert.same({ pending = 10, inflight = 0, sent = 1, failed = 1, skipped = 0, unknown = 0 },
+        assert.same({ interrupted = 2 }, st:recipient_unknown_reasons("c1"))
+        assert.same({ pending = 8, inflight = 0, sent = 1, failed = 1, skipped = 0, unknown = 2 },
           st:recipient_counts("c1"))
         -- Nothing pending: next_due is nil.
-        st:transaction(function(s)
-          for _, r in ipairs(s:recipients_due("c1", NOW * 1000, 100)) do
-            r.status = "sent"
-            s:recipient_update("c1", r)
-          end
-        end)
+        local all = assert(st:recipients_claim("c1", T2, NOW * 1000, 100, NOW + 6))
+        for _, r in ipairs(all) do r.status = "sent" end
+        assert.same({ 8, 0 }, { st:recipients_finish("c1", T2, all) })
         assert.is_nil(st:recipients_next_due("c1"))
+      end)
+
+      it("fences every transition with the lease token", function()
+        assert(st:campaign_insert(campaign("f")))
+        local rows = {}
+        for i = 1, 6 do rows[i] = rec(i, ("20880000000001%02d"):format(i)) end
+        import("f", rows)
+        local old = assert(st:campaign_acquire("f", 0, "host/1/old", NOW))
+        local a = assert(st:recipients_claim("f", old, NOW * 1000, 2, NOW))
+        assert.are.equal(2, #a)
+        -- Another run takes over (the old one's heartbeat went stale).
+        local new = assert(st:campaign_acquire("f", old, "host/2/new", NOW + 70))
+        assert.is_true(new > old)
+        -- The old runner: claims nothing, heartbeats fail, answers are refused.
+        assert.is_false(st:recipients_claim("f", old, NOW * 1000, 2, NOW + 71))
+        assert.is_false(st:campaign_heartbeat("f", old, NOW + 71))
+        a[1].status = "sent"
+        assert.same({ 0, 1 }, { st:recipients_finish("f", old, { a[1] }) })
+        assert.are.equal("inflight", st:recipient_get("f", 1).status)
+        -- The new one marks what the old one had in flight, superseded.
+        assert.are.equal(2, st:recipients_interrupted("f", new, "superseded", "superseded", NOW + 71))
+        assert.same({ superseded = 2 }, st:recipient_unknown_reasons("f"))
+        -- A row inflight under the current token but claimed by another token is not its to finish.
+        local b = assert(st:recipients_claim("f", new, NOW * 1000, 1, NOW + 72))
+        assert.are.equal(3, b[1].line)
+        b[1].status = "sent"
+        assert.same({ 0, 1 }, { st:recipients_finish("f", old, b) })
+        assert.same({ 1, 0 }, { st:recipients_finish("f", new, b) })
+        -- A row that is no longer pending is never claimed again: claims see only pending rows.
+        local c = assert(st:recipients_claim("f", new, NOW * 1000, 10, NOW + 73))
+        assert.same({ 4, 5, 6 }, { c[1].line, c[2].line, c[3].line })
+        assert.same({}, assert(st:recipients_claim("f", new, NOW * 1000, 10, NOW + 73)))
+        -- A bad reasons argument is an input error.
+        local ok, _, detail = st:recipients_retry_unknown("f", NOW, "superseded")
+        assert.is_nil(ok)
+        assert.are.equal("input", detail.kind)
       end)
 
       it("pages every row in line order for the export", function()

@@ -198,6 +198,39 @@ describe("alipay.store.sqlite migrations", function()
     st:close()
   end)
 
+  it("upgrade a version-2 file to lease tokens and unknown reasons (003), keeping its rows", function()
+    local path = dir .. "/v2.db"
+    run_old(path, OLD_OPEN, OLD_DATA, OLD_CAMPAIGNS, OLD_CAMPAIGN_DATA, {
+      [[INSERT INTO campaign_recipients (campaign, line, id_type, alipay_id, status, code, sub_code, updated_at)
+        VALUES ('spring', 3, 'user_id', '2088000000000003', 'unknown', 'INTERRUPTED', NULL, 1700000030)]],
+      [[INSERT INTO campaign_recipients (campaign, line, id_type, alipay_id, status, code, sub_code, updated_at)
+        VALUES ('spring', 4, 'user_id', '2088000000000004', 'unknown', 'HTTP', '502', 1700000030)]],
+      [[INSERT INTO campaign_recipients (campaign, line, id_type, alipay_id, status, code, sub_code, updated_at)
+        VALUES ('spring', 5, 'user_id', '2088000000000005', 'unknown', 'TRANSPORT', 'reset', 1700000030)]],
+      [[INSERT INTO campaign_recipients (campaign, line, id_type, alipay_id, status, attempts, updated_at)
+        VALUES ('spring', 6, 'user_id', '2088000000000006', 'inflight', 1, 1700000030)]],
+      "PRAGMA user_version = 2",
+    })
+    local st = assert(store.open(path))
+    assert.are.equal(#migrations, st:user_version())
+    assert.is_true(#migrations >= 3)
+    check_old_data(st)
+    local c = assert(st:campaign_get("spring"))
+    assert.same({ "running", 0 }, { c.status, c.lease_token })
+    -- Reasons from the stored codes where they prove one; "unrecorded" where not.
+    assert.same({ runner_died = 1, http_5xx = 1, unrecorded = 1 }, st:recipient_unknown_reasons("spring"))
+    assert.are.equal(0, st:recipient_get("spring", 6).lease_token)
+    -- The old run's inflight row is recovered by the first claim, as after a crash.
+    local token = assert(st:campaign_acquire("spring", 0, "host/1/x", 1700000100))
+    assert.are.equal(1, token)
+    assert.are.equal(1, st:recipients_interrupted("spring", token, "runner_died", "m", 1700000100))
+    assert.are.equal("runner_died", st:recipient_get("spring", 6).unknown_reason)
+    -- The reason column refuses a name that is not one.
+    local ok = st:exec("spec", "UPDATE campaign_recipients SET unknown_reason = 'whatever' WHERE line = 3")
+    assert.is_nil(ok)
+    st:close()
+  end)
+
   it("refuse a file newer than they know, and leave it alone", function()
     local path = dir .. "/new.db"
     run_old(path, OLD_OPEN, { ("PRAGMA user_version = %d"):format(#migrations + 1) })

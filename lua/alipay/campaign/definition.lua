@@ -18,6 +18,7 @@ M.POLICY = {
   max_backoff_ms = 30000,
   retry_unknown = false,  -- re-send when a previous attempt's outcome is unknown
   max_throttled_s = 900,  -- stop (resumable) after this long with nothing but throttled answers
+  stale_after_s = 60,     -- a runner without a heartbeat for this long has lost its lease (fencing)
 }
 
 local POLICY_RULES = {
@@ -27,6 +28,7 @@ local POLICY_RULES = {
   backoff_ms = { min = 0, max = 3600000 },
   max_backoff_ms = { min = 0, max = 86400000 },
   max_throttled_s = { min = 1, max = 604800 },
+  stale_after_s = { min = 1, max = 3600 },
 }
 
 local FIELDS = { id = true, channel = true, template = true, audience = true, data = true, page = true,

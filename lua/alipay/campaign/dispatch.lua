@@ -3,18 +3,23 @@
 -- recipient's state written to the store around its request.
 --
 --   local sender = require "alipay.campaign.dispatch"
---   local s = sender.new{ store =, campaign = c (store row), runner =, message = msg,
---     policy =, retry_unknown =, counts = {status = n}, now_s = fn, on_progress = fn,
+--   local s = sender.new{ store =, campaign = c (store row; c.lease_token: the run's token), runner =,
+--     message = msg, policy =, retry_unknown =, counts = {status = n}, now_s = fn, on_progress = fn,
 --     progress_every_ms =, log = fn }
 --   local stop_reason = s:run()          -- nil when every recipient was handled
+--   s.superseded                         -- true when another run took the campaign over: this one stopped
+--   s.refused                            -- answers the store refused (superseded) or abandoned in flight
 --   s:drain(max_ms) -> requests still in flight   after run() raised
 --   s:stats(status) -> the progress table of campaign.run
 --
--- The order that makes a crash harmless: a batch of rows is marked
--- inflight (attempts + 1) and COMMITTED, and only then submitted; answers
--- are committed once per wait round. A process killed at any point leaves
--- each recipient either pending (never sent), inflight (maybe sent: the next
--- run makes it unknown), or final.
+-- The order that makes a crash harmless: a batch of rows is read and marked
+-- inflight (attempts + 1) in ONE transaction (store:recipients_claim) and
+-- COMMITTED, and only then submitted; answers are committed once per wait
+-- round (store:recipients_finish). Both name the run's fencing token: once
+-- another run has claimed the campaign, the claim marks nothing (so no
+-- request leaves) and no answer is written; the run stops and says so. A
+-- process killed at any point leaves each recipient either pending (never
+-- sent), inflight (maybe sent: the next run makes it unknown), or final.
 --
 -- Memory is bounded by in_flight: pending rows are read from the store in
 -- line order, as many as can be sent at once, never the whole audience.
@@ -41,7 +46,7 @@ local M = {}
 
 local MAX_WAIT_MS = 200        -- the loop wakes at least this often (progress, heartbeat)
 local MAX_IDLE_SLEEP_MS = 1000 -- nothing in flight: sleep at most this long before looking again
-local HEARTBEAT_MS = 2000
+local HEARTBEAT_MS = 2000      -- at most; a quarter of the staleness window when that is shorter
 local RATE_WINDOW_MS = 5000
 local BUCKET_MS = 100
 
@@ -53,12 +58,14 @@ function M.new(opts)
   local policy = opts.policy
   local self = setmetatable({
     store = opts.store, campaign = opts.campaign, id = opts.campaign.id, runner = opts.runner,
+    token = opts.campaign.lease_token, superseded = false, refused = 0,
+    heartbeat_ms = math.min(HEARTBEAT_MS, (policy.stale_after_s or 60) * 1000 / 4),
     message = opts.message, client = opts.message.channel.client, policy = policy,
     retry_unknown = opts.retry_unknown, counts = opts.counts, now_s = opts.now_s,
     on_progress = opts.on_progress, progress_every_ms = opts.progress_every_ms or 250,
     log = opts.log or function() end,
     limiter = limiter_mod.new { qps = policy.qps, now_ms = now },
-    jobs = {}, in_flight = 0, busy = {}, busy_count = 0,
+    jobs = {}, in_flight = 0,
     started_ms = now, last_progress_ms = -math.huge, last_heartbeat_ms = now,
     buckets = {}, stop_reason = nil,
     streak = 0, streak_limit = math.max(10, 3 * policy.in_flight),
@@ -80,6 +87,14 @@ function Sender:stop(reason)
     self.stop_reason = reason
     self.log("warn", ("campaign %s stops: %s"):format(self.id, reason))
   end
+end
+
+-- Another run holds the campaign now: nothing more leaves from this one.
+function Sender:supersede()
+  if self.superseded then return end
+  self.superseded = true
+  -- Not logged here: campaign.run fails with the one line that says who took over.
+  self.stop_reason = "superseded: another run took this campaign over"
 end
 
 function Sender:finished_one(now)
@@ -146,9 +161,22 @@ end
 -- Refused locally (the row's data no longer fits, e.g. the template was
 -- imported again with other keywords): skipped, nothing was sent. `detail`
 -- is the refusal's typed error.
-local function refused(row, detail)
+local function unclaimed(row)
   local update = {}
   for k, v in pairs(row) do update[k] = v end
+  -- The claim counted a send attempt for a checked row; none left.
+  if row.checked then update.attempts = row.attempts - 1 end
+  return update
+end
+
+local function put_back(row)
+  local back = unclaimed(row)
+  back.status = "pending"
+  return back
+end
+
+local function refused(row, detail)
+  local update = unclaimed(row)
   update.status, update.sub_code, update.msg = "skipped", nil, tostring(detail.msg or detail)
   update.code = detail.reason == "recipient" and "INVALID_ID" or "INVALID_DATA"
   return update
@@ -172,70 +200,66 @@ function Sender:prepare_send(row)
   return nil, refused(row, detail)
 end
 
--- Reads due rows and starts as many requests as slots and tokens allow.
+-- Claims due rows (pending -> inflight under the run's token, read and
+-- marked in one transaction) and starts as many requests as slots and
+-- tokens allow.
 function Sender:fill(now)
   if self.stop_reason then return end
   local n = math.min(self.policy.in_flight - self.in_flight, self.limiter:available(now))
   if n <= 0 then return end
-  local rows = assert(self.store:recipients_due(self.id, math.floor(now), n + self.busy_count))
+  local now_s = self.now_s()
+  local rows, err = self.store:recipients_claim(self.id, self.token, math.floor(now), n, now_s)
+  if rows == false then return self:supersede() end
+  if not rows then error(err, 0) end
+  if #rows == 0 then return end
   local jobs, updates = {}, {}
   for _, row in ipairs(rows) do
-    if #jobs >= n then break end
-    if not self.busy[row.line] then
-      if row.checked then
-        local job, update, stop = self:prepare_send(row)
-        if stop then
-          self:stop(stop)
-          jobs = {} -- nothing more leaves once the campaign stops
-          break
-        end
-        if job then jobs[#jobs + 1] = job else updates[#updates + 1] = update end
+    if self.stop_reason then
+      updates[#updates + 1] = put_back(row) -- claimed, not sent
+    elseif row.checked then
+      local job, update, stop = self:prepare_send(row)
+      if stop then
+        self:stop(stop)
+        -- nothing more leaves once the campaign stops
+        for _, j in ipairs(jobs) do updates[#updates + 1] = put_back(j.row) end
+        jobs = {}
+        updates[#updates + 1] = put_back(row)
+      elseif job then
+        jobs[#jobs + 1] = job
       else
-        local req, ctx, detail = self.message:prepare_check(recipient_of(row))
-        if req then
-          jobs[#jobs + 1] = { kind = "check", row = row, req = req, ctx = ctx }
-        else
-          updates[#updates + 1] = refused(row, detail)
-        end
+        updates[#updates + 1] = update
+      end
+    else
+      local req, ctx, detail = self.message:prepare_check(recipient_of(row))
+      if req then
+        jobs[#jobs + 1] = { kind = "check", row = row, req = req, ctx = ctx }
+      else
+        updates[#updates + 1] = refused(row, detail)
       end
     end
   end
-  if #jobs == 0 and #updates == 0 then return end
-  local now_s = self.now_s()
-  -- Committed before any request leaves: see the header.
-  self.store:transaction(function(store)
-    for _, job in ipairs(jobs) do
-      if job.kind == "send" then
-        local row = job.row
-        local marked = {}
-        for k, v in pairs(row) do marked[k] = v end
-        marked.status, marked.attempts, marked.updated_at = "inflight", row.attempts + 1, now_s
-        assert(store:recipient_update(self.id, marked))
-        job.row = marked
-      end
+  for _ = 1, #rows do self:move("pending", "inflight") end
+  if #updates > 0 then
+    for _, row in ipairs(updates) do row.updated_at = now_s end
+    local written, refused_n = self.store:recipients_finish(self.id, self.token, updates)
+    if not written then error(refused_n, 0) end
+    if refused_n > 0 then
+      -- Superseded between the claim and now: nothing of this batch leaves.
+      self.refused = self.refused + refused_n
+      self:supersede()
+      return
     end
-    for _, row in ipairs(updates) do
-      row.updated_at = now_s
-      assert(store:recipient_update(self.id, row))
-    end
-  end)
-  for _, row in ipairs(updates) do self:move("pending", row.status) end
+    for _, row in ipairs(updates) do self:move("inflight", row.status) end
+  end
   self.limiter:take(#jobs)
   local failed_to_start = {}
-  for _, job in ipairs(jobs) do
-    if job.kind == "send" then self:move("pending", "inflight") end
-    self:submit(job, now, failed_to_start)
-  end
+  for _, job in ipairs(jobs) do self:submit(job, now, failed_to_start) end
   if #failed_to_start > 0 then self:handle(failed_to_start) end
 end
 
 function Sender:submit(job, now, failed_to_start)
   local id, err = self.client:submit(job.req)
   job.sent_at = now
-  if job.kind == "check" then
-    self.busy[job.row.line] = true
-    self.busy_count = self.busy_count + 1
-  end
   self.in_flight = self.in_flight + 1
   if not id then
     -- The transfer never started: certainly not executed.
@@ -263,8 +287,6 @@ function Sender:handle(done)
         local node, _, detail = self.message:finish(job.ctx, d.res, d.err, d.detail)
         row, effects = outcome.send(job.row, node, detail, rules)
       else
-        self.busy[job.row.line] = nil
-        self.busy_count = self.busy_count - 1
         local subscription, _, detail = self.message:finish_check(job.ctx, d.res, d.err, d.detail)
         row, effects = outcome.check(job.row, subscription, detail, rules)
       end
@@ -280,15 +302,31 @@ function Sender:handle(done)
   end
   if #changes == 0 then return end
   local now_s = self.now_s()
-  local beat = now - self.last_heartbeat_ms >= HEARTBEAT_MS
-  self.store:transaction(function(store)
-    for _, c in ipairs(changes) do
-      c.row.updated_at = now_s
-      assert(store:recipient_update(self.id, c.row))
+  local beat = now - self.last_heartbeat_ms >= self.heartbeat_ms
+  local rows = {}
+  for i, c in ipairs(changes) do
+    c.row.updated_at = now_s
+    rows[i] = c.row
+  end
+  local written, refused_n, current = self.store:transaction(function(store)
+    local w, r = store:recipients_finish(self.id, self.token, rows)
+    if not w then error(r, 0) end
+    local alive = true
+    if beat and r == 0 then
+      local hb, herr = store:campaign_heartbeat(self.id, self.token, now_s)
+      if hb == nil then error(herr, 0) end
+      alive = hb
     end
-    if beat then assert(store:campaign_heartbeat(self.id, self.runner, now_s)) end
+    return w, r, alive
   end)
   if beat then self.last_heartbeat_ms = now end
+  if refused_n > 0 or not current then
+    -- A newer run owns these rows now: their answers are not recorded here.
+    self.refused = self.refused + refused_n
+    self:supersede()
+    return
+  end
+  if written ~= #rows then error(("recipients_finish wrote %d of %d rows"):format(written, #rows), 0) end
   for _, c in ipairs(changes) do self:move(c.from, c.row.status) end
 end
 
@@ -319,9 +357,11 @@ function Sender:count_throttled(effects, now)
 end
 
 function Sender:heartbeat(now)
-  if now - self.last_heartbeat_ms < HEARTBEAT_MS then return end
-  assert(self.store:campaign_heartbeat(self.id, self.runner, self.now_s()))
+  if now - self.last_heartbeat_ms < self.heartbeat_ms then return end
+  local current, err = self.store:campaign_heartbeat(self.id, self.token, self.now_s())
+  if current == nil then error(err, 0) end
   self.last_heartbeat_ms = now
+  if not current then self:supersede() end
 end
 
 -- ---- the loop ----
@@ -358,6 +398,12 @@ end
 
 function Sender:run()
   while true do
+    if self.superseded then
+      -- Stop at once: the new run marks what this one has in flight unknown
+      -- (superseded); their answers could not be recorded anyway.
+      self.refused = self.refused + self.in_flight
+      break
+    end
     local now = clock.now_ms()
     self.limiter:tick(now)
     self:fill(now)

@@ -14,7 +14,7 @@ local M = {}
 local PAGE = 1000
 
 M.COLUMNS = { "line", "userid", "id_type", "alipay_id", "status", "code", "sub_code", "msg", "attempts",
-              "updated_at" }
+              "updated_at", "unknown_reason" }
 local COLUMNS = M.COLUMNS
 
 local function csv_field(v)

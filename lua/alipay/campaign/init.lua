@@ -7,8 +7,12 @@
 --                 clock = function() return os.time() end,   -- optional
 --                 log = function(level, msg) end }            -- optional; never gets keys or bodies
 --   local c, err, detail = campaign.create(ctx, spec)  -- validates, stores, imports the audience (streaming)
---   local summary, err, detail = c:run{ on_progress = fn, progress_every_ms = 250, retry_unknown = false }
---                                 -- on_progress(stats) returning false stops the run (resumable)
+--   local summary, err, detail = c:run{ on_progress = fn, progress_every_ms = 250, retry_unknown = false,
+--                                       stale_after_s = 60 }
+--                                 -- on_progress(stats) returning false stops the run (resumable);
+--                                 -- retry_unknown: true (every reason) or a list of reasons
+--                                 -- ({"http_5xx", ...}: alipay.campaign.outcome.UNKNOWN_REASONS);
+--                                 -- stale_after_s: this run's lease staleness window (default: the policy's)
 --   local c, err, detail = campaign.open(ctx, id)
 --   c:status()                                  -- status, counts, by_code, times | nil, err, detail
 --   c:export(path_or_file, "csv" | "jsonl")     -- per recipient -> count | nil, err, detail
@@ -26,7 +30,7 @@
 -- spec = { id = "spring-sale" (optional: generated), channel = "<channel code>",
 --          template = "<template id>", audience = {file=} | {userids=} | {recipients=} | {followers=true},
 --          data = {...}, page = "...", policy = {in_flight=, qps=, max_attempts=, backoff_ms=,
---          max_backoff_ms=, retry_unknown=, max_throttled_s=} }
+--          max_backoff_ms=, retry_unknown=, max_throttled_s=, stale_after_s=} }
 -- (alipay.campaign.definition checks it; alipay.campaign.audience and
 -- .importer say how audiences are read; .outcome says what every answer does.)
 --
@@ -34,8 +38,11 @@
 -- runner died (kill -9, a crash) reads "interrupted" until it is run again;
 -- one whose audience import is under way in another process reads
 -- "importing". Running a stopped or interrupted campaign resumes it: rows
--- left inflight become unknown (pending with retry_unknown, which also
--- retries earlier unknown rows), then every pending row is sent once.
+-- left inflight become unknown (reason runner_died, or superseded when the
+-- earlier runner may still be alive: its fencing token no longer counts),
+-- retry_unknown makes the unknown rows of the reasons it names pending, then
+-- every pending row is sent once. A run that finds its token superseded
+-- stops at once and fails with detail.reason "superseded".
 --
 -- Deleting refuses a campaign that a live process runs or imports, and,
 -- without force, one whose recipients hold results (sent, failed, unknown
@@ -45,6 +52,7 @@ local audience = require "alipay.campaign.audience"
 local importer = require "alipay.campaign.importer"
 local message = require "alipay.campaign.message"
 local sender = require "alipay.campaign.dispatch"
+local outcome = require "alipay.campaign.outcome"
 local state = require "alipay.campaign.lease"
 local export = require "alipay.campaign.export"
 local clock = require "alipay.campaign.clock"
@@ -160,7 +168,8 @@ local function import_audience(ctx, def, msg, runner)
   local total, ierr, idetail = importer.run {
     store = store, campaign = def.id, source = source, message = msg, channel = msg.channel, users = ctx.users,
     now = function() return now_s(ctx) end, encode = cjson.encode,
-    progress = function() store:campaign_heartbeat(def.id, runner, now_s(ctx)) end,
+    -- Token 0: an importing campaign has never been claimed (claims refuse it).
+    progress = function() store:campaign_heartbeat(def.id, 0, now_s(ctx)) end,
   }
   source:close()
   if not total then
@@ -226,11 +235,13 @@ end
 
 local function status_of(ctx, row)
   local store = ctx.store
-  local status, reason = state.visible(row, now_s(ctx))
+  local spec = decode_spec(row.spec)
+  local status, reason = state.visible(row, now_s(ctx), spec and spec.policy.stale_after_s)
   return {
     id = row.id, channel = row.channel, template = row.template, kind = row.kind,
     status = status, stop_reason = reason, total = row.total,
     counts = assert(store:recipient_counts(row.id)), by_code = assert(store:recipient_codes(row.id)),
+    unknown_by_reason = assert(store:recipient_unknown_reasons(row.id)),
     created_at = row.created_at, started_at = row.started_at, finished_at = row.finished_at,
   }
 end
@@ -297,15 +308,45 @@ end
 
 local DRAIN_MS = 15000 -- after a failed run, wait this long for the answers in flight
 
-local INTERRUPTED_MSG = "in flight when an earlier run ended: it may have been delivered"
+local INTERRUPTED_MSG = {
+  runner_died = "in flight when an earlier run ended: it may have been delivered",
+  superseded = "in flight when its run lost the lease to another: it may have been delivered",
+}
 
--- Resume: rows a dead run left inflight, then (retry_unknown) unknown rows.
-local function recover(store, id, retry_unknown, at)
+-- retry_unknown (opts or policy) -> false | true | a set {[reason] = true}
+-- | nil, error for a reason name that does not exist.
+local function retry_set(value)
+  if value == nil or value == false then return false end
+  if value == true then return true end
+  if type(value) ~= "table" then return nil, "retry_unknown: expected true, false or a list of reasons" end
+  local set = {}
+  for _, name in ipairs(value) do
+    if not outcome.is_unknown_reason(name) then
+      return nil, ("retry_unknown: unknown reason %q (known: %s)"):format(tostring(name),
+        table.concat(outcome.UNKNOWN_REASONS, ", "))
+    end
+    set[name] = true
+  end
+  return set
+end
+
+-- Resume: rows an earlier run left inflight become unknown (reason
+-- `orphans`), then unknown rows of the reasons retry_unknown names pending.
+local function recover(store, row, retry, orphans, at)
   return store:transaction(function()
-    local n = assert(store:recipients_interrupted(id, retry_unknown and "pending" or "unknown", INTERRUPTED_MSG, at))
+    local n, ierr = store:recipients_interrupted(row.id, row.lease_token, orphans, INTERRUPTED_MSG[orphans], at)
+    if n == nil then error(ierr, 0) end
+    if n == false then return false end
     local u = 0
-    if retry_unknown then u = assert(store:recipients_retry_unknown(id, at)) end
-    assert(store:recipients_clear_backoff(id))
+    if retry == true then
+      u = assert(store:recipients_retry_unknown(row.id, at))
+    elseif retry then
+      local list = {}
+      for name in pairs(retry) do list[#list + 1] = name end
+      table.sort(list)
+      u = assert(store:recipients_retry_unknown(row.id, at, list))
+    end
+    assert(store:recipients_clear_backoff(row.id))
     return n, u
   end)
 end
@@ -330,7 +371,12 @@ local function end_run(self, row, s, stop_reason, on_progress)
   if status == "stopped" and not stop_reason then
     stop_reason = "stopped with recipients left to send; run it again to resume"
   end
-  assert(state.release(store, row, status, stop_reason, now_s(ctx)))
+  local released, rerr = state.release(store, row, status, stop_reason, now_s(ctx))
+  if released == nil then error(rerr, 0) end
+  if released == false then
+    error(("another run (%s) took the campaign over before this one ended; it was not marked %s")
+      :format(state.superseded(store, row), status), 0)
+  end
   local summary = summary_of(self, s, status, stop_reason, counts)
   log(ctx, status == "completed" and "info" or "warn", ("campaign %s %s: %d sent, %d failed, %d skipped, %d unknown%s")
     :format(self.id, status, counts.sent, counts.failed, counts.skipped, counts.unknown,
@@ -348,22 +394,41 @@ end
 function Campaign:run(opts)
   opts = opts or {}
   local ctx, store = self.ctx, self.ctx.store
-  local row, runner, detail = state.claim(store, self.id, now_s(ctx))
-  if not row then return nil, runner, detail end
+  local retry_given = opts.retry_unknown
+  local retry_unknown, rerr = retry_set(retry_given)
+  if retry_unknown == nil then return errors.fail("input", { field = "retry_unknown", msg = "campaign: " .. rerr }) end
+  local stale_s = opts.stale_after_s
+  if stale_s ~= nil and (type(stale_s) ~= "number" or stale_s < 1 or stale_s > 3600) then
+    return errors.fail("input", { field = "stale_after_s",
+      msg = "campaign: stale_after_s: expected 1 to 3600 seconds" })
+  end
+  -- The staleness window judges the earlier runner: this run's option,
+  -- else the campaign's stored policy.
+  local stored, gerr, gdetail = store:campaign_get(self.id)
+  if gerr then return nil, gerr, gdetail end
+  local stored_spec = stored and decode_spec(stored.spec)
+  stale_s = stale_s or (stored_spec and stored_spec.policy.stale_after_s)
+  local row, runner, orphans = state.claim(store, self.id, now_s(ctx), stale_s)
+  if not row then return nil, runner, orphans end
   local spec = decode_spec(row.spec)
   if not spec then
     return finish_run(self, row, nil, "the stored definition of the campaign cannot be read", opts.on_progress)
   end
   local policy = spec.policy
-  local retry_unknown = opts.retry_unknown == true or (opts.retry_unknown == nil and policy.retry_unknown == true)
-  local ok, interrupted, retried = pcall(recover, store, self.id, retry_unknown, now_s(ctx))
+  policy.stale_after_s = stale_s or policy.stale_after_s
+  if retry_given == nil then retry_unknown = policy.retry_unknown == true end
+  local ok, interrupted, retried = pcall(recover, store, row, retry_unknown, orphans, now_s(ctx))
+  if ok and interrupted == false then
+    return errors.fail("state", { campaign = self.id, reason = "superseded", msg = ("campaign %s: this run was "
+      .. "superseded by %s before it sent anything"):format(self.id, state.superseded(store, row)) })
+  end
   if not ok then
     pcall(state.release, store, row, "stopped", "resuming failed: " .. tostring(interrupted), now_s(ctx))
     return errors.fail("store", "campaign: resuming failed: " .. tostring(interrupted))
   end
   if interrupted > 0 or retried > 0 then
-    log(ctx, "warn", ("campaign %s resumes: %d left in flight by an earlier run are now %s; %d unknown retried")
-      :format(self.id, interrupted, retry_unknown and "pending" or "unknown", retried))
+    log(ctx, "warn", ("campaign %s resumes: %d left in flight by an earlier run are now unknown (%s); "
+      .. "%d unknown retried"):format(self.id, interrupted, orphans, retried))
   end
   local msg, merr = message_for(ctx, row, spec)
   if not msg then return finish_run(self, row, nil, merr, opts.on_progress) end
@@ -382,6 +447,15 @@ function Campaign:run(opts)
     log = function(level, text) log(ctx, level, text) end,
   }
   local ran, stop_reason = pcall(s.run, s)
+  if ran and s.superseded then
+    -- Another run holds the campaign: this one writes nothing more (the
+    -- store would refuse it) and says who took over.
+    local text = ("campaign %s: this run was superseded by %s (no heartbeat for more than %s s, e.g. the "
+      .. "process was paused); it stopped before sending more; %d answers were not recorded here: the new run "
+      .. "marks those recipients unknown (superseded)"):format(self.id, state.superseded(store, row),
+      policy.stale_after_s, s.refused)
+    return errors.fail("state", { campaign = self.id, reason = "superseded", refused = s.refused, msg = text })
+  end
   if not ran then
     -- Record what answers still come; rows left in flight stay inflight and
     -- the next run makes them unknown.

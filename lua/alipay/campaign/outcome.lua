@@ -32,9 +32,63 @@
 -- Subscription checks (mini programs) are reads: any transient failure is
 -- retried (max_attempts), a recipient error fails the recipient, template
 -- and configuration errors stop the campaign with the recipient pending.
+--
+-- Every unknown row carries a reason (M.unknown_reason, the one place that
+-- maps a typed error to it); a transport failure that proves the request
+-- never left (unknown == false: connect, resolve, tls) is not unknown at
+-- all: the row goes back to pending and the attempt is given back.
 local classify = require "alipay.classify"
 
 local M = {}
+
+-- The reasons of unknown rows, fixed for every backend and the CLI:
+--   timeout      the request was sent; no answer in time
+--   reset        the connection closed after the request was (maybe) sent, before any answer byte
+--   truncated    an answer began but was cut or could not be read whole
+--   http_5xx     an HTTP 5xx answer without a signed Alipay body (a proxy's or the gateway's)
+--   unverified   an answer arrived but its signature or body could not be checked
+--   runner_died  in flight when its runner crashed or was killed (found by the next run)
+--   superseded   in flight when its runner lost its lease to another
+--   interrupted  still in flight when the Ctrl-C/SIGTERM drain ended
+M.UNKNOWN_REASONS = { "timeout", "reset", "truncated", "http_5xx", "unverified", "runner_died", "superseded",
+                      "interrupted" }
+local KNOWN_REASON = {}
+for _, r in ipairs(M.UNKNOWN_REASONS) do KNOWN_REASON[r] = true end
+function M.is_unknown_reason(name) return KNOWN_REASON[name] == true end
+
+-- The reason an answer (a typed error whose outcome is unknown) leaves the
+-- recipient unknown. Branches on the error's fields only (kind, reason,
+-- status, answer_began), never on its message.
+function M.unknown_reason(err)
+  local kind = err.kind
+  if kind == "transport" then
+    if err.reason == "timeout" then return "timeout" end
+    -- The transport saw response bytes (a status line, headers, part of a
+    -- body) before the failure, or the answer was over the size limit.
+    if err.answer_began or err.reason == "too_large" then return "truncated" end
+    return "reset"
+  end
+  if kind == "http" then
+    local status = tonumber(err.status)
+    if status and status >= 500 and status <= 599 then return "http_5xx" end
+    return "unverified"
+  end
+  -- decode: an answer whose framing was whole but whose body cannot be
+  -- read; signature: not Alipay's. Both: an answer that cannot be checked.
+  return "unverified"
+end
+
+-- Whether rules.retry_unknown (true, or a set {[reason] = true}) retries reason.
+local function retries(rules, reason)
+  local r = rules.retry_unknown
+  if r == true then return true end
+  return type(r) == "table" and r[reason] == true
+end
+
+-- A transport failure before the request left: nothing was sent.
+local function never_left(err)
+  return err.kind == "transport" and err.unknown == false
+end
 
 -- Whether the request certainly did not execute: Alipay answered with an
 -- error, or the transport never delivered it (connect/resolve/tls).
@@ -105,24 +159,34 @@ function M.send(row, node, err, rules)
   with_codes(row, err)
   local class = classify.classify(err)
   local known = M.not_executed(err)
+  local reason = not known and M.unknown_reason(err) or nil
   if class == "throttled" and known then
     return retry_later(row, rules, backoff_ms(rules, 1)), { throttled = true }
   end
+  if class == "transient" and never_left(err) then
+    -- Nothing left: the attempt is given back and not counted toward
+    -- max_attempts (the circuit breaker stops a run against a dead gateway).
+    row.attempts = math.max(0, (row.attempts or 1) - 1)
+    return retry_later(row, rules, backoff_ms(rules, row.tries + 1)), { transient = true }
+  end
   if class == "transient" or class == "throttled" then
-    if not known and not rules.retry_unknown then
-      row.status, row.uncertain = "unknown", true
+    if not known and not retries(rules, reason) then
+      row.status, row.uncertain, row.unknown_reason = "unknown", true, reason
       return row, { finished = true, transient = true }
     end
     row.uncertain = row.uncertain or not known
     row.tries = row.tries + 1
     if row.tries >= rules.max_attempts then
       row.status = row.uncertain and "unknown" or "failed"
+      -- The last failure's reason, or (a certain one) that of the earlier attempt.
+      row.unknown_reason = row.status == "unknown" and (reason or row.unknown_reason or "reset") or nil
       return row, { finished = true, transient = true }
     end
     return retry_later(row, rules, backoff_ms(rules, row.tries)), { transient = true }
   end
   if class == "recipient" then
     row.status = row.uncertain and "unknown" or "failed"
+    if row.status == "unknown" then row.unknown_reason = row.unknown_reason or reason or "reset" end
     return row, { finished = true, answered = true }
   end
   if class == "template" then
@@ -131,11 +195,11 @@ function M.send(row, node, err, rules)
       .. " the campaign again"):format(tostring(rules.template_id), describe(err)) }
   end
   -- configuration
-  if known or rules.retry_unknown then
+  if known or retries(rules, reason) then
     row.status = "pending"
     row.uncertain = row.uncertain or not known
   else
-    row.status, row.uncertain = "unknown", true
+    row.status, row.uncertain, row.unknown_reason = "unknown", true, reason
   end
   return row, { finished = row.status ~= "pending",
                 stop = "the channel's configuration was refused: " .. describe(err) .. "; fix it, then run the"
@@ -144,6 +208,9 @@ end
 
 function M.check(row, subscription, err, rules)
   row = copy(row)
+  -- The check held the row inflight (a read: nothing was sent); whatever
+  -- does not finish it puts it back in the queue.
+  row.status = "pending"
   if subscription then
     if subscription.subscribed then
       row.checked, row.tries, row.next_attempt_at = true, 0, 0

@@ -18,6 +18,7 @@
 -- are only sent again with --retry-unknown.
 local common = require "alipay.cli.common"
 local progress = require "alipay.cli.progress"
+local outcome_reasons = require "alipay.campaign.outcome"
 
 local M = { summary = "Send a template message to an audience, resumably; status, export, list, delete." }
 
@@ -27,8 +28,10 @@ local LOG_EVERY_S = 5         -- plain log lines when stderr is not a terminal
 local EPILOG = [[
 Ctrl-C stops a run (a second one, or a kill, ends it at once). Nothing is lost: every recipient's
 state is in the store, and `alipay campaign resume ID` continues where it stopped. Recipients
-that were in flight may have been delivered: they become `unknown`, and are sent again only
-with --retry-unknown.
+that were in flight may have been delivered: they become `unknown` (with a reason: `campaign status`
+shows them), and are sent again only with --retry-unknown[=REASON,...].
+A runner without a heartbeat for --stale-after seconds (default 60) loses its lease: another
+`resume` may take over, and the old runner, if it wakes up, stops before sending more (exit 1).
 Exit status: 0 completed, 1 stopped or failed, 2 usage error.]]
 
 -- The engine's context over the command's shared one (alipay.cli.common):
@@ -97,8 +100,41 @@ end
 
 -- run = {elapsed_s=, settled=}: this run only (a resumed campaign's counts
 -- include earlier runs).
+-- What each reason means for a retry (README "Campaigns": the guarantee).
+local REASON_NOTES = {
+  timeout = "sent, no answer in time: may have been delivered",
+  reset = "closed before any answer byte: may have been delivered",
+  truncated = "an answer began: probably delivered",
+  http_5xx = "5xx without Alipay's signed body: may have been delivered",
+  unverified = "an answer that could not be checked: probably delivered",
+  runner_died = "in flight when its runner died: may have been delivered",
+  superseded = "in flight when its runner lost the lease: may have been delivered",
+  interrupted = "in flight when the drain ended: may have been delivered",
+  unrecorded = "unknown from before reasons were stored",
+}
+
+local function unknown_lines(out, status)
+  local by = status.unknown_by_reason
+  if type(by) ~= "table" or next(by) == nil then return end
+  local rows = {}
+  for _, name in ipairs(outcome_reasons.UNKNOWN_REASONS) do
+    if by[name] then
+      rows[#rows + 1] = { reason = name, recipients = progress.count(by[name]), note = REASON_NOTES[name] }
+    end
+  end
+  if by.unrecorded then
+    rows[#rows + 1] = { reason = "unrecorded", recipients = progress.count(by.unrecorded),
+      note = REASON_NOTES.unrecorded }
+  end
+  out.line("")
+  local indented = { line = function(fmt, ...) out.line("  " .. fmt, ...) end }
+  common.print_table(indented, { { key = "reason", title = "unknown by reason" },
+    { key = "recipients", title = "recipients" }, { key = "note", title = "what it means" } }, rows)
+end
+
 local function print_summary(out, status, run)
   for _, line in ipairs(progress.summary(status)) do out.line("%s", line) end
+  unknown_lines(out, status)
   if run then
     out.line("")
     if run.elapsed_s >= 1 then
@@ -153,6 +189,10 @@ local DELETE_REFUSAL = {
 -- error goes back to common.runner, which prints it (and JSON with --json).
 -- A refusal to start (running elsewhere, an import) is not resumable.
 local function run_failed(id, err, detail)
+  if type(detail) == "table" and detail.kind == "state" and detail.reason == "superseded" then
+    -- Another run has the campaign: resuming here would take it back.
+    return nil, ("%s (`alipay campaign status %s` shows its progress)"):format(tostring(err), tostring(id)), detail
+  end
   local command = type(detail) == "table" and detail.kind == "state" and REFUSAL_COMMAND[detail.reason]
   if command then
     return nil, ("%s (%s)"):format(tostring(err), command:format(tostring(id))), detail
@@ -192,6 +232,7 @@ local function spec_of(args, channel)
   local policy = {
     in_flight = args.in_flight, qps = args.qps, max_attempts = args.max_attempts,
     max_throttled_s = args.max_throttled, retry_unknown = args.retry_unknown or nil,
+    stale_after_s = args.stale_after,
   }
   return {
     id = args.id, channel = channel.code, template = args.template, data = data, page = args.page,
@@ -209,6 +250,7 @@ local function drive(c, rep, already_said, args, out)
     progress_every_ms = PROGRESS_EVERY_MS,
     -- nil: the campaign's own policy decides (set when it was created).
     retry_unknown = args.retry_unknown or nil,
+    stale_after_s = args.stale_after,
     on_progress = function(stats) rep:update(stats) end,
   }
   rep:finish(result)
@@ -245,7 +287,29 @@ local run = common.runner(function(ctx, args, out)
   return drive(c, rep, already_said, args, out)
 end)
 
+-- --retry-unknown (every reason) or --retry-unknown=REASON[,REASON] ->
+-- true | {reason, ...} | nil | nil, usage error.
+local function retry_reasons(value)
+  if value == nil then return nil end
+  local list = {}
+  for _, v in ipairs(value) do
+    for name in tostring(v):gmatch("[^,%s]+") do list[#list + 1] = name end
+  end
+  if #list == 0 then return true end
+  for _, name in ipairs(list) do
+    if not outcome_reasons.is_unknown_reason(name) then
+      local shown = #name > 40 and (name:sub(1, 40) .. "…") or name
+      return nil, common.usage("--retry-unknown: unknown reason %q (valid: %s)", shown,
+        table.concat(outcome_reasons.UNKNOWN_REASONS, ", "))
+    end
+  end
+  return list
+end
+
 local resume = common.runner(function(ctx, args, out)
+  local reasons, uerr = retry_reasons(args.retry_unknown)
+  if uerr then return nil, uerr end
+  args.retry_unknown = reasons
   local rep = reporter(args)
   local log, already_said = logger(rep, args.verbose)
   local engine, err, detail = engine_context(ctx, log)
@@ -376,6 +440,16 @@ local function positive(name, integer)
   end
 end
 
+local function stale_option(cmd)
+  cmd:option("--stale-after", "Lease staleness window: a runner without a heartbeat for this many seconds "
+    .. "has lost the campaign to the next run or resume (default 60; heartbeats every quarter of it, at most "
+    .. "2 s)."):argname("<s>"):convert(function(text)
+      local n = tonumber(text)
+      if not n or n < 1 or n > 3600 or n % 1 ~= 0 then return nil, "--stale-after: expected 1 to 3600 seconds" end
+      return math.tointeger(n)
+    end)
+end
+
 local function progress_options(cmd)
   cmd:flag("-v --verbose", "Also print the engine's informational log lines.")
   cmd:option("--progress", "Progress display on stderr: a bar redrawn in place (default on a "
@@ -410,13 +484,17 @@ function M.configure(cmd, cli)
     .. "answers, e.g. a daily quota used up (default 900)."):argname("<s>")
     :convert(positive("--max-throttled", false))
   run_cmd:flag("--retry-unknown", "Also send to recipients whose earlier attempt has an unknown outcome.")
+  stale_option(run_cmd)
   progress_options(run_cmd)
   common.options(run_cmd, cli, { channel = true })
 
   local resume_cmd = cmd:command("resume", "Continue a stopped or interrupted campaign.")
   resume_cmd:epilog(EPILOG)
   resume_cmd:argument("id", "Campaign id.")
-  resume_cmd:flag("--retry-unknown", "Send again to recipients that were in flight when it stopped.")
+  resume_cmd:option("--retry-unknown", "Send again to unknown recipients: all of them, or with =REASON[,REASON] "
+    .. "only those (" .. table.concat(outcome_reasons.UNKNOWN_REASONS, ", ") .. "; `campaign status` counts "
+    .. "them). Each may have been delivered already."):args("?"):argname("<reasons>")
+  stale_option(resume_cmd)
   progress_options(resume_cmd)
   common.options(resume_cmd, cli)
 

@@ -24,10 +24,20 @@
 --                  invalid_at=?, imported_at=? (default now)}
 --   c (campaign)  {id=, channel=, template=, kind=, spec=<JSON text>, status="importing"|"created"|
 --                  "running"|"completed"|"stopped", stop_reason=?, runner=?, heartbeat_at=?, total=,
---                  created_at=, started_at=?, finished_at=?}
+--                  created_at=, started_at=?, finished_at=?, lease_token= (0 until first claimed)}
 --   r (recipient) {line=, userid=?, id_type=?, alipay_id=?, vars=<JSON text>?, status="pending"|"inflight"|
 --                  "sent"|"failed"|"skipped"|"unknown", checked=bool, dup_of=?, code=?, sub_code=?, msg=?,
---                  attempts=, tries=, uncertain=bool, next_attempt_at=<Unix ms>, updated_at=}
+--                  attempts=, tries=, uncertain=bool, next_attempt_at=<Unix ms>, updated_at=,
+--                  unknown_reason=? (status unknown: alipay.campaign.outcome.UNKNOWN_REASONS),
+--                  lease_token= (the token it was last marked inflight under)}
+--
+-- Fencing (docs/messaging.md §6.4): a campaign's lease_token only grows;
+-- campaign_acquire increments it, and every transition a run makes names
+-- the token it holds: a runner whose token was superseded changes nothing.
+-- The methods marked [fenced] check the token in the same transaction as
+-- their writes, atomically with respect to campaign_acquire (SQLite: BEGIN
+-- IMMEDIATE; PostgreSQL: lock the campaign row). The unfenced
+-- recipient_update and campaign_update are for imports, tools and specs.
 local errors = require "alipay.errors"
 
 local store = {}
@@ -56,7 +66,13 @@ store.methods = {
   { "campaign_list", "() -> {c, ...} newest created_at first" },
   { "campaign_update", "(c) -> n; writes status, stop_reason, runner, heartbeat_at, total, started_at, "
     .. "finished_at of c.id" },
-  { "campaign_heartbeat", "(id, runner, at) -> n; sets heartbeat_at only while runner holds the campaign" },
+  { "campaign_acquire", "(id, token, runner, at) -> new token | false; [fenced] only while the campaign's "
+    .. "lease_token is token: lease_token + 1, status running, runner, heartbeat_at = at, started_at if unset, "
+    .. "stop_reason and finished_at cleared; false when another claim came first" },
+  { "campaign_heartbeat", "(id, token, at) -> true | false; [fenced] sets heartbeat_at only while token is "
+    .. "current; false: superseded" },
+  { "campaign_release", "(id, token, status, stop_reason, at) -> true | false; [fenced] ends a run: status, "
+    .. "stop_reason, runner cleared, heartbeat_at = at, finished_at = at when completed or stopped" },
   { "campaign_delete", "(id) -> n; the campaign and all its recipients" },
   -- recipients of a campaign (one row per audience line)
   { "recipients_add", "(id, {r, ...}) -> n stored, in order; a repeat of a stored id_type + alipay_id is "
@@ -65,10 +81,20 @@ store.methods = {
   { "recipients_next_due", "(id) -> the smallest next_attempt_at of pending rows | nil when none pending" },
   { "recipient_get", "(id, line) -> r | nil" },
   { "recipient_update", "(id, r) -> n; writes status, checked, code, sub_code, msg, attempts, tries, "
-    .. "uncertain, next_attempt_at, updated_at of r.line" },
-  { "recipients_interrupted", "(id, to, msg, at) -> n; every inflight row becomes to, code INTERRUPTED, "
-    .. "uncertain, due now" },
-  { "recipients_retry_unknown", "(id, at) -> n; every unknown row becomes pending, uncertain, due now" },
+    .. "uncertain, next_attempt_at, updated_at, unknown_reason (when status is unknown) of r.line; unfenced" },
+  { "recipients_claim", "(id, token, now_ms, limit, at) -> {r, ...} | false; [fenced] in ONE transaction: "
+    .. "reads up to limit pending rows due by now_ms in line order and marks each pending -> inflight (only "
+    .. "from pending) under token, attempts + 1 when checked, updated_at = at; returns the rows as marked; "
+    .. "false (nothing marked) when token is not current" },
+  { "recipients_finish", "(id, token, {r, ...}) -> written, refused; [fenced] writes each r as recipient_update "
+    .. "does, only where the row is still inflight under token and token is current; refused = rows not written" },
+  { "recipients_interrupted", "(id, token, reason, msg, at) -> n | false; [fenced] every inflight row (any "
+    .. "token): a checked one becomes unknown with reason, code INTERRUPTED, msg, uncertain, due now (n "
+    .. "counts these); an unchecked one (a subscription check) pending; false when token is not current" },
+  { "recipients_retry_unknown", "(id, at, reasons?) -> n; unknown rows (reasons: only those whose "
+    .. "unknown_reason is listed) become pending, uncertain, due now; unknown_reason is kept (why an earlier "
+    .. "attempt is uncertain)" },
+  { "recipient_unknown_reasons", "(id) -> {[reason] = n} of unknown rows; \"unrecorded\" for rows without one" },
   { "recipients_clear_backoff", "(id) -> n; pending rows become due now" },
   { "recipient_counts", "(id) -> {[status] = n} with every status, 0 when none" },
   { "recipient_codes", "(id) -> {{status=, code=, sub_code=, count=}, ...} of finished rows, by status, "

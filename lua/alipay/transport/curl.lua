@@ -43,12 +43,16 @@ function Transport:submit(req)
   return id
 end
 
--- Finished transfers as {id=, res=} or {id=, err=<one line>, detail=<typed error>}.
+-- Finished transfers as {id=, res=} or {id=, err=<one line>, detail=<typed error>}; detail.answer_began
+-- is true when response bytes had arrived before the failure.
 function Transport:wait(timeout_ms)
   local done = self.engine:wait(timeout_ms)
   for _, d in ipairs(done) do
     if d.err then
       d.detail = transport_error(d.err, d.code)
+      -- Response bytes arrived before the failure (a cut answer).
+      if d.began then d.detail.answer_began = true end
+      d.began = nil
       d.err = tostring(d.detail)
     end
   end

@@ -16,7 +16,9 @@
 --   campaign_list() -> {c, ...}                     newest first
 --   campaign_update(c) -> n                         writes status, stop_reason, runner, heartbeat_at,
 --                                                  total, started_at, finished_at of c.id
---   campaign_heartbeat(id, runner, at) -> n        only while `runner` still holds the campaign
+--   campaign_acquire(id, token, runner, at) -> token + 1 | false   the claim: only from lease_token = token
+--   campaign_heartbeat(id, token, at) -> bool      only while token is the campaign's lease_token
+--   campaign_release(id, token, status, reason, at) -> bool   the end of a run, same condition
 --   campaign_delete(id) -> n                        the campaign and its recipients
 --   recipient_add(id, r) -> true | duplicate_line  r = {line=, userid=, id_type=, alipay_id=, vars=,
 --                                                  status=, checked=, code=, sub_code=, msg=, updated_at=};
@@ -28,10 +30,14 @@
 --   recipients_due(id, now_ms, limit) -> rows      pending, due, in line order
 --   recipients_next_due(id) -> Unix ms of the earliest pending row | nil (none pending)
 --   recipient_get(id, line) -> row | nil
---   recipient_update(id, row) -> n                  writes the mutable fields of row (see SQL.update)
---   recipients_interrupted(id, to, msg, at) -> n   every inflight row becomes `to` ("unknown", or
---                                                  "pending" to retry), code INTERRUPTED (resume)
---   recipients_retry_unknown(id, at) -> n          every unknown row becomes pending again
+--   recipient_update(id, row) -> n                  writes the mutable fields of row (see SQL.update); unfenced
+--   recipients_claim(id, token, now_ms, limit, at) -> rows | false   due pending rows read and marked
+--                                                  inflight under token, in one transaction
+--   recipients_finish(id, token, rows) -> written, refused   only rows still inflight under token
+--   recipients_interrupted(id, token, reason, msg, at) -> n | false   every inflight row becomes unknown
+--                                                  (reason, code INTERRUPTED); a subscription check pending
+--   recipients_retry_unknown(id, at, reasons?) -> n   unknown rows (of those reasons) become pending again
+--   recipient_unknown_reasons(id) -> {reason = n}
 --   recipients_clear_backoff(id) -> n              pending rows become due now
 --   recipient_counts(id) -> {status = n}
 --   recipient_codes(id) -> {{status=, code=, sub_code=, count=}, ...}
@@ -45,7 +51,7 @@ local M = {}
 local CAMPAIGN_COLUMNS = [[id, channel, template, kind, spec, status, stop_reason, runner,
   CAST(heartbeat_at AS TEXT) AS heartbeat_at, CAST(total AS TEXT) AS total,
   CAST(created_at AS TEXT) AS created_at, CAST(started_at AS TEXT) AS started_at,
-  CAST(finished_at AS TEXT) AS finished_at]]
+  CAST(finished_at AS TEXT) AS finished_at, CAST(lease_token AS TEXT) AS lease_token]]
 
 -- Integer columns are read as text (lua-dbi reads INTEGER as a 32-bit int).
 -- ORDER BY and WHERE name them through the table: a bare name would be the
@@ -53,7 +59,8 @@ local CAMPAIGN_COLUMNS = [[id, channel, template, kind, spec, status, stop_reaso
 local RECIPIENT_COLUMNS = [[CAST(line AS TEXT) AS line, userid, id_type, alipay_id, vars, status,
   CAST(checked AS TEXT) AS checked, CAST(dup_of AS TEXT) AS dup_of, code, sub_code, msg,
   CAST(attempts AS TEXT) AS attempts, CAST(tries AS TEXT) AS tries, CAST(uncertain AS TEXT) AS uncertain,
-  CAST(next_attempt_at AS TEXT) AS next_attempt_at, CAST(updated_at AS TEXT) AS updated_at]]
+  CAST(next_attempt_at AS TEXT) AS next_attempt_at, CAST(updated_at AS TEXT) AS updated_at,
+  unknown_reason, CAST(lease_token AS TEXT) AS lease_token]]
 
 local SQL = {
   campaign_insert = [[
@@ -65,7 +72,17 @@ local SQL = {
   campaign_update = [[
     UPDATE campaigns SET status = ?, stop_reason = ?, runner = ?, heartbeat_at = ?, total = ?,
       started_at = ?, finished_at = ? WHERE id = ?]],
-  campaign_heartbeat = "UPDATE campaigns SET heartbeat_at = ? WHERE id = ? AND runner = ?",
+  -- The lease (fencing): each statement names the token it expects, so a
+  -- runner whose token was superseded changes nothing, whatever it believes.
+  campaign_token = "SELECT CAST(lease_token AS TEXT) AS token FROM campaigns WHERE id = ?",
+  campaign_acquire = [[
+    UPDATE campaigns SET status = 'running', stop_reason = NULL, finished_at = NULL, runner = ?, heartbeat_at = ?,
+      started_at = coalesce(started_at, ?), lease_token = lease_token + 1
+    WHERE id = ? AND lease_token = ?]],
+  campaign_heartbeat = "UPDATE campaigns SET heartbeat_at = ? WHERE id = ? AND lease_token = ?",
+  campaign_release = [[
+    UPDATE campaigns SET status = ?, stop_reason = ?, runner = NULL, heartbeat_at = ?, finished_at = ?
+    WHERE id = ? AND lease_token = ?]],
   campaign_delete = "DELETE FROM campaigns WHERE id = ?",
   recipients_delete = "DELETE FROM campaign_recipients WHERE campaign = ?",
 
@@ -90,16 +107,38 @@ local SQL = {
   recipient_get = "SELECT " .. RECIPIENT_COLUMNS .. " FROM campaign_recipients WHERE campaign = ? AND line = ?",
   recipient_update = [[
     UPDATE campaign_recipients SET status = ?, checked = ?, code = ?, sub_code = ?, msg = ?, attempts = ?,
-      tries = ?, uncertain = ?, next_attempt_at = ?, updated_at = ?
+      tries = ?, uncertain = ?, next_attempt_at = ?, updated_at = ?, unknown_reason = ?
     WHERE campaign = ? AND line = ?]],
-  -- Rows left inflight by a run that ended without their answer: maybe delivered.
+  -- pending -> inflight, one row, under the run's token. A subscription
+  -- check (checked = 0) is a read: it does not count as a send attempt.
+  recipient_claim = [[
+    UPDATE campaign_recipients SET status = 'inflight', attempts = attempts + checked, lease_token = ?,
+      updated_at = ?
+    WHERE campaign = ? AND line = ? AND status = 'pending']],
+  -- inflight -> its result, only for a row still inflight under this token.
+  recipient_finish = [[
+    UPDATE campaign_recipients SET status = ?, checked = ?, code = ?, sub_code = ?, msg = ?, attempts = ?,
+      tries = ?, uncertain = ?, next_attempt_at = ?, updated_at = ?, unknown_reason = ?
+    WHERE campaign = ? AND line = ? AND status = 'inflight' AND lease_token = ?]],
+  -- Rows left inflight by a run that ended without their answer: a send
+  -- may have been delivered (unknown, with the reason); a subscription
+  -- check sent nothing (pending again).
   recipients_interrupted = [[
-    UPDATE campaign_recipients SET status = ?, code = 'INTERRUPTED', sub_code = NULL, msg = ?, uncertain = 1,
-      next_attempt_at = 0, updated_at = ?
-    WHERE campaign = ? AND status = 'inflight']],
+    UPDATE campaign_recipients SET status = 'unknown', code = 'INTERRUPTED', sub_code = NULL, msg = ?, uncertain = 1,
+      next_attempt_at = 0, updated_at = ?, unknown_reason = ?
+    WHERE campaign = ? AND status = 'inflight' AND checked = 1]],
+  recipients_interrupted_checks = [[
+    UPDATE campaign_recipients SET status = 'pending', next_attempt_at = 0, updated_at = ?
+    WHERE campaign = ? AND status = 'inflight' AND checked = 0]],
   recipients_retry_unknown = [[
     UPDATE campaign_recipients SET status = 'pending', uncertain = 1, next_attempt_at = 0, updated_at = ?
     WHERE campaign = ? AND status = 'unknown']],
+  recipients_retry_unknown_reason = [[
+    UPDATE campaign_recipients SET status = 'pending', uncertain = 1, next_attempt_at = 0, updated_at = ?
+    WHERE campaign = ? AND status = 'unknown' AND unknown_reason = ?]],
+  recipient_unknown_reasons = [[
+    SELECT unknown_reason, CAST(count(*) AS TEXT) AS n FROM campaign_recipients
+    WHERE campaign = ? AND status = 'unknown' GROUP BY unknown_reason]],
   recipients_clear_backoff = [[
     UPDATE campaign_recipients SET next_attempt_at = 0
     WHERE campaign = ? AND status = 'pending' AND next_attempt_at > 0]],
@@ -131,7 +170,7 @@ local function campaign_from_row(row)
     status = row.status, stop_reason = row.stop_reason, runner = row.runner,
     heartbeat_at = to_integer(row.heartbeat_at), total = to_integer(row.total) or 0,
     created_at = to_integer(row.created_at), started_at = to_integer(row.started_at),
-    finished_at = to_integer(row.finished_at),
+    finished_at = to_integer(row.finished_at), lease_token = to_integer(row.lease_token) or 0,
   }
 end
 
@@ -142,10 +181,18 @@ local function recipient_from_row(row)
     dup_of = to_integer(row.dup_of), code = row.code, sub_code = row.sub_code, msg = row.msg,
     attempts = to_integer(row.attempts) or 0, tries = to_integer(row.tries) or 0,
     uncertain = to_integer(row.uncertain) == 1, next_attempt_at = to_integer(row.next_attempt_at) or 0,
-    updated_at = to_integer(row.updated_at),
+    updated_at = to_integer(row.updated_at), unknown_reason = row.unknown_reason,
+    lease_token = to_integer(row.lease_token) or 0,
   }
 end
 M.recipient_from_row = recipient_from_row
+
+-- unknown_reason is kept on unknown rows, and on pending rows that an
+-- unknown one became (why an earlier attempt is uncertain); cleared on others.
+local function reason_of(r)
+  if r.status == "unknown" or r.status == "pending" then return r.unknown_reason end
+  return nil
+end
 
 local function rows_of(rows, convert)
   for i, row in ipairs(rows) do rows[i] = convert(row) end
@@ -183,8 +230,47 @@ function methods:campaign_update(c)
     c.total or 0, c.started_at, c.finished_at, c.id)
 end
 
-function methods:campaign_heartbeat(id, runner, at)
-  return self:exec("campaign_heartbeat", SQL.campaign_heartbeat, at, id, runner)
+-- Runs fn atomically -> fn's results | nil, err, detail (a raise inside
+-- rolls back and becomes the failure).
+local function atomically(self, op, fn)
+  local ok, a, b = pcall(self.transaction, self, fn)
+  if not ok then
+    if errors.is_error(a) then return errors.failure(a) end
+    return errors.fail("store", op .. ": " .. tostring(a))
+  end
+  return a, b
+end
+
+local function must(v, err, detail)
+  if v == nil then error(detail or err, 0) end
+  return v
+end
+
+-- Whether token is the campaign's current lease token (inside a transaction).
+local function token_current(self, op, id, token)
+  local rows = must(self:query(op, SQL.campaign_token, id))
+  return rows[1] ~= nil and to_integer(rows[1].token) == token
+end
+
+function methods:campaign_acquire(id, token, runner, at)
+  local n, err, detail = self:exec("campaign_acquire", SQL.campaign_acquire, runner, at, at, id, token)
+  if not n then return nil, err, detail end
+  if n == 0 then return false end
+  return token + 1
+end
+
+function methods:campaign_heartbeat(id, token, at)
+  local n, err, detail = self:exec("campaign_heartbeat", SQL.campaign_heartbeat, at, id, token)
+  if not n then return nil, err, detail end
+  return n == 1
+end
+
+function methods:campaign_release(id, token, status, stop_reason, at)
+  local finished = (status == "completed" or status == "stopped") and at or nil
+  local n, err, detail = self:exec("campaign_release", SQL.campaign_release, status, stop_reason, at, finished, id,
+    token)
+  if not n then return nil, err, detail end
+  return n == 1
 end
 
 function methods:campaign_delete(id)
@@ -247,15 +333,76 @@ end
 
 function methods:recipient_update(id, r)
   return self:exec("recipient_update", SQL.recipient_update, r.status, r.checked and 1 or 0, r.code, r.sub_code,
-    r.msg, r.attempts, r.tries, r.uncertain and 1 or 0, math.floor(r.next_attempt_at or 0), r.updated_at, id, r.line)
+    r.msg, r.attempts, r.tries, r.uncertain and 1 or 0, math.floor(r.next_attempt_at or 0), r.updated_at,
+    reason_of(r), id, r.line)
 end
 
-function methods:recipients_interrupted(id, to, msg, at)
-  return self:exec("recipients_interrupted", SQL.recipients_interrupted, to, msg, at, id)
+-- The claim reads the due rows and marks them in one transaction, and the
+-- token is checked in that same transaction: BEGIN IMMEDIATE holds the
+-- write lock throughout, so no acquire can come between the check and the
+-- marks (a PostgreSQL backend locks the campaign row: SELECT ... FOR SHARE).
+function methods:recipients_claim(id, token, now_ms, limit, at)
+  return atomically(self, "recipients_claim", function()
+    if not token_current(self, "recipients_claim", id, token) then return false end
+    local rows = must(self:query("recipients_claim", SQL.recipients_due, id, now_ms, limit))
+    local marked = {}
+    for _, row in ipairs(rows) do
+      local r = recipient_from_row(row)
+      if must(self:exec("recipients_claim", SQL.recipient_claim, token, at, id, r.line)) == 1 then
+        r.status, r.lease_token, r.updated_at = "inflight", token, at
+        if r.checked then r.attempts = r.attempts + 1 end
+        marked[#marked + 1] = r
+      end
+    end
+    return marked
+  end)
 end
 
-function methods:recipients_retry_unknown(id, at)
-  return self:exec("recipients_retry_unknown", SQL.recipients_retry_unknown, at, id)
+function methods:recipients_finish(id, token, rows)
+  if type(rows) ~= "table" then return errors.fail("input", "recipients_finish: rows must be a list") end
+  return atomically(self, "recipients_finish", function()
+    if not token_current(self, "recipients_finish", id, token) then return 0, #rows end
+    local written = 0
+    for _, r in ipairs(rows) do
+      written = written + must(self:exec("recipients_finish", SQL.recipient_finish, r.status, r.checked and 1 or 0,
+        r.code, r.sub_code, r.msg, r.attempts, r.tries, r.uncertain and 1 or 0, math.floor(r.next_attempt_at or 0),
+        r.updated_at, reason_of(r), id, r.line, token))
+    end
+    return written, #rows - written
+  end)
+end
+
+function methods:recipients_interrupted(id, token, reason, msg, at)
+  return atomically(self, "recipients_interrupted", function()
+    if not token_current(self, "recipients_interrupted", id, token) then return false end
+    local n = must(self:exec("recipients_interrupted", SQL.recipients_interrupted, msg, at, reason, id))
+    must(self:exec("recipients_interrupted", SQL.recipients_interrupted_checks, at, id))
+    return n
+  end)
+end
+
+function methods:recipients_retry_unknown(id, at, reasons)
+  if reasons == nil then
+    return self:exec("recipients_retry_unknown", SQL.recipients_retry_unknown, at, id)
+  end
+  if type(reasons) ~= "table" then
+    return errors.fail("input", "recipients_retry_unknown: reasons must be a list of reason names")
+  end
+  return atomically(self, "recipients_retry_unknown", function()
+    local n = 0
+    for _, reason in ipairs(reasons) do
+      n = n + must(self:exec("recipients_retry_unknown", SQL.recipients_retry_unknown_reason, at, id, reason))
+    end
+    return n
+  end)
+end
+
+function methods:recipient_unknown_reasons(id)
+  local rows, err, detail = self:query("recipient_unknown_reasons", SQL.recipient_unknown_reasons, id)
+  if not rows then return nil, err, detail end
+  local by = {}
+  for _, row in ipairs(rows) do by[row.unknown_reason or "unrecorded"] = to_integer(row.n) end
+  return by
 end
 
 function methods:recipients_clear_backoff(id)

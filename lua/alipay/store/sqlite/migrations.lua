@@ -95,4 +95,28 @@ return {
           ON campaign_recipients (campaign, status, line)]],
     },
   },
+  {
+    version = 3,
+    name = "003_lease_tokens_unknown_reasons",
+    -- Fencing (docs/messaging.md §6.4): every claim of a campaign increments
+    -- campaigns.lease_token; a row marked inflight records the token it was
+    -- marked under, and only that token's runner may settle it. Rows of a file
+    -- from before start at 0, the token no run holds. unknown_reason says why
+    -- an unknown row is unknown (the names of alipay.campaign.outcome).
+    statements = {
+      [[ALTER TABLE campaigns ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0]],
+      [[ALTER TABLE campaign_recipients ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0]],
+      [[ALTER TABLE campaign_recipients ADD COLUMN unknown_reason TEXT CHECK (unknown_reason IS NULL OR unknown_reason
+          IN ('timeout', 'reset', 'truncated', 'http_5xx', 'unverified', 'runner_died', 'superseded', 'interrupted'))]],
+      -- Unknown rows written before reasons existed: the reason their stored
+      -- code proves; NULL (shown as "unrecorded") where it proves nothing.
+      [[UPDATE campaign_recipients SET unknown_reason = CASE
+          WHEN code = 'INTERRUPTED' THEN 'runner_died'
+          WHEN code = 'HTTP' AND sub_code LIKE '5__' THEN 'http_5xx'
+          WHEN code = 'TRANSPORT' AND sub_code = 'timeout' THEN 'timeout'
+          WHEN code = 'SIGNATURE' THEN 'unverified'
+          ELSE NULL END
+        WHERE status = 'unknown']],
+    },
+  },
 }
