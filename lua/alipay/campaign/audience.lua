@@ -22,6 +22,7 @@
 -- 1-based position in a list or in the follower listing.
 local cjson = require("cjson.safe").new()
 local csv_source = require "alipay.campaign.csv_source"
+local control_chars = require "alipay.util.control_chars"
 local errors = require "alipay.errors"
 
 local M = {}
@@ -249,10 +250,36 @@ local function open_source(kind, a, opts)
   return open_followers(opts.life, opts.sleep_ms)
 end
 
+-- The fields that name a recipient (alipay.campaign.importer reads them):
+-- a control character in one makes the line malformed, naming the field,
+-- whatever the source. The columns that fill placeholders are checked as
+-- the template's content (alipay.campaign.message).
+local ID_FIELDS = { "user_id", "open_id", "alipay_id", "id_type", "userid" }
+
+local function clean_ids(entry)
+  if not (entry and entry.fields) then return entry end
+  for _, name in ipairs(ID_FIELDS) do
+    local v = entry.fields[name]
+    if type(v) == "string" then
+      local ok, msg = control_chars.check(name, v)
+      if not ok then return { line = entry.line, error = msg } end
+    end
+  end
+  return entry
+end
+
 function M.open(a, opts)
   local kind, err = M.kind(a)
   if not kind then return errors.fail("input", err) end
-  return open_source(kind, a, opts or {})
+  local source, serr, sdetail = open_source(kind, a, opts or {})
+  if not source then return nil, serr, sdetail end
+  local next_entry = source.next
+  source.next = function(self)
+    local entry, e, d = next_entry(self)
+    if not entry then return nil, e, d end
+    return clean_ids(entry)
+  end
+  return source
 end
 
 function M.nonempty(source, a)

@@ -28,6 +28,7 @@ local kinds = require "alipay.messaging.kinds"
 local mini = require "alipay.messaging.mini"
 local data_mod = require "alipay.campaign.data"
 local errors = require "alipay.errors"
+local control_chars = require "alipay.util.control_chars"
 local sorted = require("alipay.util.table").sorted_keys
 
 local M = {}
@@ -66,12 +67,19 @@ function Message:check(data, page, template)
     return errors.fail("state", ("template %s is a %s template, but channel %s is %s"):format(self.template_id,
       template.kind, self.channel.code, self.kind))
   end
+  -- Control characters first: the row is skipped naming the field, as a
+  -- direct send refuses it (alipay.messaging.send's clean).
   if self.kind == "alipaylife" then
     if page ~= nil then return refuse("page: only mini-program messages have a page") end
+    local clean, cerr = control_chars.check("context", data)
+    if not clean then return refuse(cerr) end
     return self.registry:check_life_context(template, data)
   end
   local normalized, nerr = mini.normalize_data(data)
   if not normalized then return refuse(nerr) end
+  local clean, cerr = control_chars.check("data", normalized)
+  if clean and page ~= nil then clean, cerr = control_chars.check("page", page) end
+  if not clean then return refuse(cerr) end
   local ok, cerr, cdetail = self.registry:check_mini_data(template, normalized)
   if not ok then return nil, cerr, cdetail end
   if page ~= nil then
@@ -92,6 +100,8 @@ function Message:check_row(data, page)
 end
 
 function Message:preflight(columns)
+  local clean, cerr = control_chars.check("template", self.template_id)
+  if not clean then return refuse(cerr) end
   if columns then
     for _, name in ipairs(sorted(self.names)) do
       if not columns[name] then
