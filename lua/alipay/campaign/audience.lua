@@ -24,6 +24,8 @@ local cjson = require("cjson.safe").new()
 local csv_source = require "alipay.campaign.csv_source"
 local control_chars = require "alipay.util.control_chars"
 local errors = require "alipay.errors"
+local excerpt = require "alipay.util.excerpt"
+local json_keys = require "alipay.util.json_keys"
 
 local M = {}
 
@@ -60,6 +62,12 @@ function Jsonl:next()
       end
       if next(value) ~= nil and value[1] ~= nil then
         return { line = self.line, error = "a JSON array, not an object" }
+      end
+      -- cjson keeps the last of a repeated key: which one was meant is unknown.
+      local repeated = json_keys.repeated(text, value)
+      if repeated then
+        return { line = self.line, error = ("the key %q appears twice: ambiguous, the line is skipped")
+          :format(excerpt(repeated)) }
       end
       local fields, raw = {}, {}
       for k, v in pairs(value) do

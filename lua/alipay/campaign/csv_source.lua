@@ -121,17 +121,17 @@ function M.open(path)
     if hline then return errors.fail("input", ("%s line %d: %s"):format(path, hline, herr)) end
     return errors.fail("input", ("the audience %s has no recipients (the file is empty)"):format(path))
   end
+  local function refuse(problem)
+    fh:close()
+    return errors.fail("input", ("%s line %d: %s"):format(path, hline, problem))
+  end
+  local bad = csv.header_problem(header)
+  if bad then return refuse(bad) end
   self.names, self.columns, self.width = {}, {}, #header
   for i, raw in ipairs(header) do
     local name = trim(raw)
-    if name == "" then
-      fh:close()
-      return errors.fail("input", ("%s line %d: column %d of the header has no name"):format(path, hline, i))
-    end
-    if self.columns[name] then
-      fh:close()
-      return errors.fail("input", ("%s line %d: the column %s appears twice in the header"):format(path, hline, name))
-    end
+    if name == "" then return refuse(("column %d of the header has no name"):format(i)) end
+    if self.columns[name] then return refuse(("the column %s appears twice in the header"):format(name)) end
     self.names[i], self.columns[name] = name, true
   end
   return self

@@ -29,6 +29,7 @@ local mini = require "alipay.messaging.mini"
 local data_mod = require "alipay.campaign.data"
 local errors = require "alipay.errors"
 local control_chars = require "alipay.util.control_chars"
+local excerpt = require "alipay.util.excerpt"
 local sorted = require("alipay.util.table").sorted_keys
 
 local M = {}
@@ -99,6 +100,17 @@ function Message:check_row(data, page)
   return self:check(data, page, self.row_template)
 end
 
+-- The columns of an audience for a message: a few, each cut short (a
+-- header can be anything; the message must stay a line).
+local SHOWN_COLUMNS = 10
+
+local function column_list(columns)
+  local names, shown = sorted(columns), {}
+  for i = 1, math.min(#names, SHOWN_COLUMNS) do shown[i] = excerpt(names[i]) end
+  if #names > SHOWN_COLUMNS then shown[#shown + 1] = ("and %d more"):format(#names - SHOWN_COLUMNS) end
+  return table.concat(shown, ", ")
+end
+
 function Message:preflight(columns)
   local clean, cerr = control_chars.check("template", self.template_id)
   if not clean then return refuse(cerr) end
@@ -106,7 +118,7 @@ function Message:preflight(columns)
     for _, name in ipairs(sorted(self.names)) do
       if not columns[name] then
         return refuse(("the placeholder {%s} names no column of the audience (columns: %s)")
-          :format(name, table.concat(sorted(columns), ", ")))
+          :format(name, column_list(columns)))
       end
     end
   end
