@@ -266,7 +266,8 @@ function config.validate(cfg)
     err = fail("ca_file", "cannot read the file")
   end
   err = err or check_endpoints(cfg, out) or check_app_key(cfg, out) or check_cert_mode(cfg, out)
-        or check_alipay_key(cfg, out) or check_key_bits(cfg, out) or check_encrypt_key(cfg, out) or check_transport(cfg, out)
+        or check_alipay_key(cfg, out) or check_key_bits(cfg, out) or check_encrypt_key(cfg, out)
+        or check_transport(cfg, out)
         or check_insecure(cfg, out)
   if err then return errors.failure(err) end
   return out

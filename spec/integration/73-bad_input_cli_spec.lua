@@ -44,7 +44,8 @@ describe("alipay with bad input (child processes)", function()
     helpers.write(config, cjson.encode {
       store = dir .. "/store/alipay.db",
       channels = { life = { kind = "alipaylife", app_id = "2021000122671080",
-        private_key_file = keys .. "app_private_pkcs1.pem", alipay_public_key_file = keys .. "alipay_public_sandbox.pem",
+        private_key_file = keys .. "app_private_pkcs1.pem",
+        alipay_public_key_file = keys .. "alipay_public_sandbox.pem",
         gateway = "http://127.0.0.1:9/gateway.do" } },
     })
     assert(helpers.run("mkdir " .. q(dir .. "/store")))

@@ -78,9 +78,9 @@ function Message:check(data, page, template)
   end
   local normalized, nerr = mini.normalize_data(data)
   if not normalized then return refuse(nerr) end
-  local clean, cerr = control_chars.check("data", normalized)
-  if clean and page ~= nil then clean, cerr = control_chars.check("page", page) end
-  if not clean then return refuse(cerr) end
+  local clean, why = control_chars.check("data", normalized)
+  if clean and page ~= nil then clean, why = control_chars.check("page", page) end
+  if not clean then return refuse(why) end
   local ok, cerr, cdetail = self.registry:check_mini_data(template, normalized)
   if not ok then return nil, cerr, cdetail end
   if page ~= nil then

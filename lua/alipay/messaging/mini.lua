@@ -317,7 +317,9 @@ function Mini:prepare_send(recipient, template, data, opts)
   local normalized, derr = normalize_data(data)
   if not normalized then return invalid(method, "data", "data", derr, extra) end
   local clean, cerr, cdetail = sender.clean_send(method, id_type, id, tpl.id, "data", normalized)
-  if clean and opts.page ~= nil then clean, cerr, cdetail = sender.clean(method, "request", "page", opts.page, extra) end
+  if clean and opts.page ~= nil then
+    clean, cerr, cdetail = sender.clean(method, "request", "page", opts.page, extra)
+  end
   if clean and opts.form_id ~= nil then
     clean, cerr, cdetail = sender.clean(method, "request", "form_id", opts.form_id, extra)
   end
