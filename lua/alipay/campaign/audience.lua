@@ -20,6 +20,12 @@
 --
 -- `line` is the physical line of a file (so an operator can find it), or the
 -- 1-based position in a list or in the follower listing.
+--
+-- An entry is malformed ({line=, error=}, the importer skips it) when a
+-- field that names the recipient (user_id, open_id, alipay_id, id_type,
+-- userid) holds a control character (alipay.util.control_chars; the error
+-- names the field), or when a JSONL line repeats a key: cjson would keep the
+-- last value, and which one was meant is unknown.
 local cjson = require("cjson.safe").new()
 local csv_source = require "alipay.campaign.csv_source"
 local control_chars = require "alipay.util.control_chars"

@@ -109,7 +109,8 @@ function Source:close()
 end
 
 -- open(path) -> source | nil, err, detail (unreadable file: kind "io"; no header, a repeated
--- column: kind "input")
+-- column, a column name over 128 bytes or with a control character (alipay.util.csv's
+-- header_problem): kind "input")
 function M.open(path)
   local fh, oerr = io.open(path, "rb")
   if not fh then return errors.fail("io", "cannot read the audience: " .. tostring(oerr)) end

@@ -81,7 +81,20 @@ local function walk(path, value, text)
   return nil
 end
 
+-- Any refused character anywhere, in no particular order: the cheap pass
+-- every send and every campaign row makes; only a value that has one is
+-- walked again in order, to name its first field.
+local function any(value, text)
+  if type(value) == "string" then return M.find(value, text) ~= nil end
+  if type(value) ~= "table" then return false end
+  for k, v in pairs(value) do
+    if (type(k) == "string" and M.find(k, false)) or any(v, k == "value") then return true end
+  end
+  return false
+end
+
 function M.check(field, value)
+  if not any(value, false) then return true end
   local bad, where = walk(field, value, false)
   if bad then return nil, bad, where end
   return true
