@@ -274,9 +274,9 @@ local function clean_ids(entry)
   if not (entry and entry.fields) then return entry end
   for _, name in ipairs(ID_FIELDS) do
     local v = entry.fields[name]
-    if type(v) == "string" then
-      local ok, msg = control_chars.check(name, v)
-      if not ok then return { line = entry.line, error = msg } end
+    if type(v) == "string" and control_chars.find(v) then
+      local _, msg = control_chars.check(name, v)
+      return { line = entry.line, error = msg }
     end
   end
   return entry
