@@ -116,6 +116,36 @@ describe("store.open{readonly = true}", function()
   end)
 end)
 
+describe("store.open{readonly = true} on a read-only mount", function()
+  -- A read-only bind mount needs root with CAP_SYS_ADMIN: elsewhere this
+  -- case cannot be made, and says so (the permission case above still runs).
+  it("reads the store; a writing open fails naming the file", function()
+    local dir = helpers.tmpdir()
+    local src, mnt = dir .. "/src", dir .. "/ro"
+    sh(("mkdir %s %s"):format(src, mnt))
+    local st = assert(store.open(src .. "/state.db"))
+    assert(st:template_put(T))
+    st:close()
+    if not helpers.run(("mount --bind %s %s 2>/dev/null"):format(src, mnt)) then
+      helpers.cleanup()
+      return pending("mount --bind is not permitted here: the read-only mount case cannot be made")
+    end
+    local ok, err = pcall(function()
+      sh(("mount -o remount,bind,ro %s"):format(mnt))
+      assert.is_nil(io.open(mnt .. "/probe", "w")) -- the mount is read-only, even for root
+      local ro = assert(store.open { path = mnt .. "/state.db", readonly = true })
+      assert.are.equal("t1", ro:template_get("c", "t1").id)
+      ro:close()
+      local w, werr = store.open(mnt .. "/state.db")
+      assert.is_nil(w)
+      assert.truthy(werr:find(mnt .. "/state.db: cannot write the file (Read-only file system)", 1, true), werr)
+    end)
+    helpers.run(("umount %s"):format(mnt))
+    helpers.cleanup()
+    assert(ok, err)
+  end)
+end)
+
 describe("store.open of a file that holds another application's tables", function()
   local dir
   before_each(function() dir = helpers.tmpdir() end)

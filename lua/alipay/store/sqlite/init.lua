@@ -271,23 +271,28 @@ end
 
 -- A read-only connection -> db | nil, err. mode=ro first: it sees other
 -- processes' writes (a campaign running). A WAL file whose -shm cannot be
--- created (a read-only directory or mount, a file we may not write, and no
--- writer has it open) cannot be read that way ("attempt to write a readonly
--- database"); then immutable=1 reads the file as it is, without locks:
--- right for a file no one can be writing, and the only way to read it.
+-- opened for writing (a read-only directory, a file we may not write, and
+-- no writer has it open: "attempt to write a readonly database"; a
+-- read-only mount: "unable to open database file") cannot be read that
+-- way; then immutable=1 reads the file as it is, without locks: right for
+-- a file no one can be writing, and the only way to read it. The first
+-- error is the one reported.
 local function connect_readonly(path)
-  local last
+  local first
   for _, query in ipairs { "?mode=ro", "?mode=ro&immutable=1" } do
     local ok, db, err = pcall(DBI.Connect, "SQLite3", uri_of(path) .. query)
-    if not ok or not db then return nil, clean(ok and err or db) end
-    db:autocommit(true)
-    local _, perr = pragma(db, "SELECT count(*) FROM sqlite_master")
-    if not perr then return db end
-    db:close()
-    last = perr
-    if not perr:find("readonly", 1, true) then break end
+    local perr
+    if ok and db then
+      db:autocommit(true)
+      _, perr = pragma(db, "SELECT count(*) FROM sqlite_master")
+      if not perr then return db end
+      db:close()
+    else
+      perr = clean(ok and err or db)
+    end
+    first = first or perr
   end
-  return nil, last
+  return nil, first
 end
 
 local TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name"
