@@ -103,6 +103,19 @@ describe("alipay with bad input (child processes)", function()
       .. "userid: 1000000 characters, at most 64", 1, true), out)
   end)
 
+  it("template import: a 1 MB id or kind is echoed short", function()
+    local path = dir .. "/big_templates.json"
+    helpers.write(path, cjson.encode { { id = ("i"):rep(MB), keywords = { "a" } },
+                                       { id = "T2", kind = ("k"):rep(MB), keywords = { "a" } } })
+    local code, out, err = alipay("template import --channel life " .. q(path))
+    assert.are.equal(1, code)
+    short(out .. err, "template import")
+    assert.truthy(out:find("#1 failed   " .. ("i"):rep(256) .. "…(256 of 1000000 bytes): id: at most 64 characters",
+      1, true), out)
+    assert.truthy(out:find("#2 failed   T2: kind " .. ("k"):rep(40) .. "…(40 of 1000000 bytes) does not match", 1, true),
+      out)
+  end)
+
   it("send: a control character is refused naming the field, kind invalid, before any call", function()
     local data = cjson.decode(DATA)
     data.url, data.keyword1.value = "https://shop.example/orders/1", "HU\0" .. "101"

@@ -172,7 +172,8 @@ function Registry:import(source, opts)
     if t then
       good[#good + 1] = t
     else
-      local id = type(item) == "table" and type(item.id) == "string" and item.id or nil
+      -- The id of a refused item is echoed: cut short (it may be the problem).
+      local id = type(item) == "table" and type(item.id) == "string" and excerpt(item.id, 256) or nil
       failed[#failed + 1] = { index = index, id = id, error = why }
     end
   end
