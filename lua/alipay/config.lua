@@ -4,6 +4,7 @@
 local core = require "alipay.core"
 local errors = require "alipay.errors"
 local fs = require "alipay.util.fs"
+local keyfiles = require "alipay.keyfiles"
 local runtime = require "alipay.runtime"
 local contract = require "alipay.transport.contract"
 
@@ -161,6 +162,28 @@ local function check_alipay_key(cfg, out)
   out.alipay_public_key = key
 end
 
+-- RSA2 keys under keyfiles.MIN_RSA2_BITS are refused here, at alipay.new,
+-- by the rule `alipay channel add` and `alipay doctor` apply to the files
+-- (alipay.keyfiles): a short key is a mistake to report before any call is
+-- signed with it. The field names the key: the app private key, Alipay's
+-- public key or, in certificate mode, alipay_cert (app_cert holds the app
+-- key, checked as private_key).
+local function check_key_bits(cfg, out)
+  if out.sign_type ~= "RSA2" then return end
+  local min = keyfiles.MIN_RSA2_BITS
+  local alipay_field = out.cert_mode and (cfg.alipay_cert_file and "alipay_cert_file" or "alipay_cert")
+    or (cfg.alipay_public_key_file and "alipay_public_key_file" or "alipay_public_key")
+  for _, k in ipairs {
+    { cfg.private_key_file and "private_key_file" or "private_key", out.private_key, "the app private key" },
+    { alipay_field, out.alipay_public_key, "Alipay's public key" },
+  } do
+    local bits = k[2]:bits()
+    if bits < min then
+      return fail(k[1], ("%s is a %d-bit RSA key: RSA2 needs %d bits or more"):format(k[3], bits, min))
+    end
+  end
+end
+
 local function check_encrypt_key(cfg, out)
   local key, err = material(cfg, "encrypt_key")
   if err then return err end
@@ -243,7 +266,8 @@ function config.validate(cfg)
     err = fail("ca_file", "cannot read the file")
   end
   err = err or check_endpoints(cfg, out) or check_app_key(cfg, out) or check_cert_mode(cfg, out)
-        or check_alipay_key(cfg, out) or check_encrypt_key(cfg, out) or check_transport(cfg, out)
+        or check_alipay_key(cfg, out) or check_key_bits(cfg, out) or check_encrypt_key(cfg, out)
+        or check_transport(cfg, out)
         or check_insecure(cfg, out)
   if err then return errors.failure(err) end
   return out

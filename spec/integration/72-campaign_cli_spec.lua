@@ -240,7 +240,7 @@ describe("alipay campaign (child processes against the sandbox)", function()
     helpers.write(dir .. "/alipay_public_key.pem", sb.alipay_public_key)
     -- A key the sandbox does not know: every request is refused as
     -- isv.invalid-signature, a configuration error that stops a campaign.
-    assert(helpers.run(("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 -out %s 2>/dev/null")
+    assert(helpers.run(("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out %s 2>/dev/null")
       :format(shell_quote(dir .. "/wrong_key.pem"))))
     local p = io.popen("pwd")
     local cwd = p:read("*l")

@@ -20,9 +20,18 @@
 --
 -- `line` is the physical line of a file (so an operator can find it), or the
 -- 1-based position in a list or in the follower listing.
+--
+-- An entry is malformed ({line=, error=}, the importer skips it) when a
+-- field that names the recipient (user_id, open_id, alipay_id, id_type,
+-- userid) holds a control character (alipay.util.control_chars; the error
+-- names the field), or when a JSONL line repeats a key: cjson would keep the
+-- last value, and which one was meant is unknown.
 local cjson = require("cjson.safe").new()
 local csv_source = require "alipay.campaign.csv_source"
+local control_chars = require "alipay.util.control_chars"
 local errors = require "alipay.errors"
+local excerpt = require "alipay.util.excerpt"
+local json_keys = require "alipay.util.json_keys"
 
 local M = {}
 
@@ -59,6 +68,12 @@ function Jsonl:next()
       end
       if next(value) ~= nil and value[1] ~= nil then
         return { line = self.line, error = "a JSON array, not an object" }
+      end
+      -- cjson keeps the last of a repeated key: which one was meant is unknown.
+      local repeated = json_keys.repeated(text, value)
+      if repeated then
+        return { line = self.line, error = ("the key %q appears twice: ambiguous, the line is skipped")
+          :format(excerpt(repeated)) }
       end
       local fields, raw = {}, {}
       for k, v in pairs(value) do
@@ -249,10 +264,36 @@ local function open_source(kind, a, opts)
   return open_followers(opts.life, opts.sleep_ms)
 end
 
+-- The fields that name a recipient (alipay.campaign.importer reads them):
+-- a control character in one makes the line malformed, naming the field,
+-- whatever the source. The columns that fill placeholders are checked as
+-- the template's content (alipay.campaign.message).
+local ID_FIELDS = { "user_id", "open_id", "alipay_id", "id_type", "userid" }
+
+local function clean_ids(entry)
+  if not (entry and entry.fields) then return entry end
+  for _, name in ipairs(ID_FIELDS) do
+    local v = entry.fields[name]
+    if type(v) == "string" and control_chars.find(v) then
+      local _, msg = control_chars.check(name, v)
+      return { line = entry.line, error = msg }
+    end
+  end
+  return entry
+end
+
 function M.open(a, opts)
   local kind, err = M.kind(a)
   if not kind then return errors.fail("input", err) end
-  return open_source(kind, a, opts or {})
+  local source, serr, sdetail = open_source(kind, a, opts or {})
+  if not source then return nil, serr, sdetail end
+  local next_entry = source.next
+  source.next = function(self)
+    local entry, e, d = next_entry(self)
+    if not entry then return nil, e, d end
+    return clean_ids(entry)
+  end
+  return source
 end
 
 function M.nonempty(source, a)

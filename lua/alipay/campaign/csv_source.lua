@@ -109,7 +109,8 @@ function Source:close()
 end
 
 -- open(path) -> source | nil, err, detail (unreadable file: kind "io"; no header, a repeated
--- column: kind "input")
+-- column, a column name over 128 bytes or with a control character (alipay.util.csv's
+-- header_problem): kind "input")
 function M.open(path)
   local fh, oerr = io.open(path, "rb")
   if not fh then return errors.fail("io", "cannot read the audience: " .. tostring(oerr)) end
@@ -121,17 +122,17 @@ function M.open(path)
     if hline then return errors.fail("input", ("%s line %d: %s"):format(path, hline, herr)) end
     return errors.fail("input", ("the audience %s has no recipients (the file is empty)"):format(path))
   end
+  local function refuse(problem)
+    fh:close()
+    return errors.fail("input", ("%s line %d: %s"):format(path, hline, problem))
+  end
+  local bad = csv.header_problem(header)
+  if bad then return refuse(bad) end
   self.names, self.columns, self.width = {}, {}, #header
   for i, raw in ipairs(header) do
     local name = trim(raw)
-    if name == "" then
-      fh:close()
-      return errors.fail("input", ("%s line %d: column %d of the header has no name"):format(path, hline, i))
-    end
-    if self.columns[name] then
-      fh:close()
-      return errors.fail("input", ("%s line %d: the column %s appears twice in the header"):format(path, hline, name))
-    end
+    if name == "" then return refuse(("column %d of the header has no name"):format(i)) end
+    if self.columns[name] then return refuse(("the column %s appears twice in the header"):format(name)) end
     self.names[i], self.columns[name] = name, true
   end
   return self

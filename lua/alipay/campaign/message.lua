@@ -28,6 +28,8 @@ local kinds = require "alipay.messaging.kinds"
 local mini = require "alipay.messaging.mini"
 local data_mod = require "alipay.campaign.data"
 local errors = require "alipay.errors"
+local control_chars = require "alipay.util.control_chars"
+local excerpt = require "alipay.util.excerpt"
 local sorted = require("alipay.util.table").sorted_keys
 
 local M = {}
@@ -66,12 +68,25 @@ function Message:check(data, page, template)
     return errors.fail("state", ("template %s is a %s template, but channel %s is %s"):format(self.template_id,
       template.kind, self.channel.code, self.kind))
   end
+  -- Control characters first: the row is skipped naming the field, as a
+  -- direct send refuses it (alipay.messaging.send's clean). A row rendered
+  -- from values without any (see render) needs no second look.
+  local known_clean = self.preflighted and data ~= nil and data == self.clean_render
   if self.kind == "alipaylife" then
     if page ~= nil then return refuse("page: only mini-program messages have a page") end
+    if not known_clean then
+      local clean, cerr = control_chars.check("context", data)
+      if not clean then return refuse(cerr) end
+    end
     return self.registry:check_life_context(template, data)
   end
   local normalized, nerr = mini.normalize_data(data)
   if not normalized then return refuse(nerr) end
+  if not known_clean then
+    local clean, why = control_chars.check("data", normalized)
+    if clean and page ~= nil then clean, why = control_chars.check("page", page) end
+    if not clean then return refuse(why) end
+  end
   local ok, cerr, cdetail = self.registry:check_mini_data(template, normalized)
   if not ok then return nil, cerr, cdetail end
   if page ~= nil then
@@ -91,12 +106,25 @@ function Message:check_row(data, page)
   return self:check(data, page, self.row_template)
 end
 
+-- The columns of an audience for a message: a few, each cut short (a
+-- header can be anything; the message must stay a line).
+local SHOWN_COLUMNS = 10
+
+local function column_list(columns)
+  local names, shown = sorted(columns), {}
+  for i = 1, math.min(#names, SHOWN_COLUMNS) do shown[i] = excerpt(names[i]) end
+  if #names > SHOWN_COLUMNS then shown[#shown + 1] = ("and %d more"):format(#names - SHOWN_COLUMNS) end
+  return table.concat(shown, ", ")
+end
+
 function Message:preflight(columns)
+  local clean, cerr = control_chars.check("template", self.template_id)
+  if not clean then return refuse(cerr) end
   if columns then
     for _, name in ipairs(sorted(self.names)) do
       if not columns[name] then
         return refuse(("the placeholder {%s} names no column of the audience (columns: %s)")
-          :format(name, table.concat(sorted(columns), ", ")))
+          :format(name, column_list(columns)))
       end
     end
   end
@@ -106,6 +134,20 @@ function Message:preflight(columns)
   if not ok then
     return errors.fail(detail and detail.kind or "input",
       ("the data does not fit template %s: %s"):format(self.template_id, err))
+  end
+  -- The written parts of data and page hold no control character now: a
+  -- row's can only come from its values (render).
+  self.preflighted = true
+  return true
+end
+
+-- True when no value a placeholder takes holds a control character (not
+-- even a tab or a line feed): one find per value, instead of walking the
+-- whole rendered content of every row of an import.
+local function values_clean(names, vars)
+  for name in pairs(names) do
+    local v = vars[name]
+    if v ~= nil and control_chars.find(tostring(v)) then return false end
   end
   return true
 end
@@ -117,6 +159,7 @@ function Message:render(vars)
   local page
   page, err = data_mod.render(self.page, vars)
   if err then return nil, err end
+  self.clean_render = values_clean(self.names, vars or {}) and data or nil
   return data, page
 end
 

@@ -223,9 +223,15 @@ Context.__index = Context
 
 local SOURCE_NAMES = { option = "--config" }
 
+-- The commands that only read the store open it read-only, so that they
+-- still serve a store on a read-only mount or owned by another user.
+common.READ_ONLY = { ["alipay campaign status"] = true, ["alipay campaign list"] = true,
+                     ["alipay campaign export"] = true, ["alipay template list"] = true }
+
 function common.context(args)
   local ws = workspace.open { config = args.config, store = args.store, default_store = "./" .. common.DEFAULT_STORE,
-    lazy = true, missing_hint = "give --config FILE or set ALIPAY_CONFIG" }
+    lazy = true, missing_hint = "give --config FILE or set ALIPAY_CONFIG",
+    readonly = common.READ_ONLY[command_name(args)] }
   return setmetatable({ args = args, ws = ws }, Context)
 end
 

@@ -3,6 +3,7 @@
 -- claimed, so a claim is imported into the registry as it happens, and
 -- templates claimed in the console are imported from a file.
 local common = require "alipay.cli.common"
+local excerpt = require "alipay.util.excerpt"
 local lifeaccount = require "alipay.messaging.lifeaccount"
 
 local M = { summary = "Claim Life Account templates, import templates from a file, list the registry." }
@@ -124,9 +125,9 @@ local function prepare(items, set, default_channel)
       local code = item.channel or default_channel
       local channel = type(code) == "string" and (set:get(code))
       if code ~= nil and type(code) == "string" and not channel then
-        problem = ("channel %s is not configured"):format(code)
+        problem = ("channel %s is not configured"):format(excerpt(code))
       elseif channel and item.kind ~= nil and item.kind ~= channel.kind then
-        problem = ("kind %s does not match channel %s (%s)"):format(tostring(item.kind), code, channel.kind)
+        problem = ("kind %s does not match channel %s (%s)"):format(excerpt(item.kind), code, channel.kind)
       else
         local copy = {}
         for k, v in pairs(item) do copy[k] = v end

@@ -144,6 +144,8 @@ function Life:prepare_send(recipient, template, context, opts)
     return invalid(method, "data", "context", "context must be a table (head_color, url, action_name, "
       .. "keyword1..N with value and color)", { template_id = tpl.id })
   end
+  local clean, cerr, cdetail = sender.clean_send(method, id_type, id, tpl.id, "context", context)
+  if not clean then return nil, cerr, cdetail end
   local usable, uerr, udetail = sender.usable(self, method, tpl)
   if not usable then return nil, uerr, udetail end
   if self.registry then
@@ -269,6 +271,8 @@ function Life:is_following(recipient, opts)
   local method = M.METHODS.follow_query
   local id_type, id = channels.recipient(recipient)
   if not id_type then return invalid(method, "recipient", "recipient", id) end
+  local clean, cerr, cdetail = sender.clean(method, "recipient", "recipient." .. id_type, id)
+  if not clean then return nil, cerr, cdetail end
   local res, err, detail = self.client:execute(method, { [id_type] = id }, call_opts(opts))
   if not res then return nil, err, detail end
   if res.is_follow == "T" then return true end

@@ -143,6 +143,9 @@ local function query_args(method, recipient, template_ids)
   if not id_type then return invalid(method, "recipient", "recipient", id) end
   local ids, err, detail = template_ids_of(method, template_ids)
   if not ids then return nil, err, detail end
+  local ok, cerr, cdetail = sender.clean(method, "recipient", "recipient." .. id_type, id)
+  if ok then ok, cerr, cdetail = sender.clean(method, "request", "template_ids", ids) end
+  if not ok then return nil, cerr, cdetail end
   return id_type, id, ids
 end
 
@@ -313,6 +316,14 @@ function Mini:prepare_send(recipient, template, data, opts)
   end
   local normalized, derr = normalize_data(data)
   if not normalized then return invalid(method, "data", "data", derr, extra) end
+  local clean, cerr, cdetail = sender.clean_send(method, id_type, id, tpl.id, "data", normalized)
+  if clean and opts.page ~= nil then
+    clean, cerr, cdetail = sender.clean(method, "request", "page", opts.page, extra)
+  end
+  if clean and opts.form_id ~= nil then
+    clean, cerr, cdetail = sender.clean(method, "request", "form_id", opts.form_id, extra)
+  end
+  if not clean then return nil, cerr, cdetail end
   local usable, uerr, udetail = sender.usable(self, method, tpl)
   if not usable then return nil, uerr, udetail end
   if self.registry then

@@ -4,6 +4,7 @@
 -- on the template, and learning from Alipay's answer that a template is
 -- gone. The API-specific parts (the biz content) stay in those modules.
 local errors = require "alipay.errors"
+local control_chars = require "alipay.util.control_chars"
 
 local sender = {}
 
@@ -18,6 +19,26 @@ function sender.invalid(method, reason, field, msg, extra)
                    unknown = false }
   for k, v in pairs(extra or {}) do fields[k] = v end
   return errors.fail("invalid", fields)
+end
+
+-- Control characters (alipay.util.control_chars) in what a call carries are
+-- refused, naming the field: -> true | nil, err, detail (kind "invalid").
+function sender.clean(method, reason, field, value, extra)
+  local ok, msg, where = control_chars.check(field, value)
+  if ok then return true end
+  return sender.invalid(method, reason, where, msg, extra)
+end
+
+-- A send's recipient id, template id and content (a Life Account context,
+-- mini-program data), free of control characters -> true | nil, err, detail.
+function sender.clean_send(method, id_type, id, template_id, field, content)
+  local ok, err, detail = sender.clean(method, "recipient", "recipient." .. id_type, id)
+  if ok then ok, err, detail = sender.clean(method, "request", "template", template_id) end
+  if ok and content ~= nil then
+    ok, err, detail = sender.clean(method, "data", field, content, { template_id = template_id })
+  end
+  if not ok then return nil, err, detail end
+  return true
 end
 
 -- Only the options client:execute understands travel with a call.

@@ -61,6 +61,7 @@ local is_list = require("alipay.util.table").is_list
 local json_source = require "alipay.util.json_source"
 local mini_limits = require "alipay.messaging.mini_limits"
 local utf8_text = require "alipay.util.utf8"
+local excerpt = require "alipay.util.excerpt"
 
 local templates = {}
 
@@ -141,7 +142,7 @@ local function normalize(item, opts, now)
       return nil, ("keywords: item %d must be a non-empty string"):format(i)
     end
     if seen[k] then
-      return nil, ("keywords: duplicate keyword %q (items %d and %d)"):format(k, seen[k], i)
+      return nil, ("keywords: duplicate keyword %q (items %d and %d)"):format(excerpt(k), seen[k], i)
     end
     seen[k] = i
     copy[i] = k
@@ -171,7 +172,8 @@ function Registry:import(source, opts)
     if t then
       good[#good + 1] = t
     else
-      local id = type(item) == "table" and type(item.id) == "string" and item.id or nil
+      -- The id of a refused item is echoed: cut short (it may be the problem).
+      local id = type(item) == "table" and type(item.id) == "string" and excerpt(item.id, 256) or nil
       failed[#failed + 1] = { index = index, id = id, error = why }
     end
   end
@@ -190,7 +192,7 @@ end
 
 local function not_imported(channel, id)
   return errors.fail("state", { channel = channel, template = id,
-    msg = ("template %s of channel %s is not imported"):format(tostring(id), tostring(channel)) })
+    msg = ("template %s of channel %s is not imported"):format(excerpt(id, 256), excerpt(channel)) })
 end
 
 function Registry:get(channel, id)
@@ -270,7 +272,7 @@ local function check_life_item(problems, name, item)
   end
   for k in pairs(item) do
     if k ~= "value" and k ~= "color" then
-      problems[#problems + 1] = ("%s: unknown field %s"):format(name, tostring(k))
+      problems[#problems + 1] = ("%s: unknown field %s"):format(name, excerpt(k))
     end
   end
 end
@@ -284,7 +286,7 @@ end
 local function unknown_fields(problems, t, known, what)
   local extra = {}
   for k in pairs(t) do
-    if not known[k] and not keyword_index(k) then extra[#extra + 1] = tostring(k) end
+    if not known[k] and not keyword_index(k) then extra[#extra + 1] = excerpt(k) end
   end
   table.sort(extra)
   for _, k in ipairs(extra) do problems[#problems + 1] = ("%s: unknown field %s"):format(what, k) end
@@ -390,7 +392,7 @@ function Registry:check_mini_data(template, data) -- luacheck: no unused args
       bad = check_text(name .. ".value", item.value, LIMITS.mini_value)
       if bad then problems[#problems + 1] = bad end
       for k in pairs(item) do
-        if k ~= "value" then problems[#problems + 1] = ("%s: unknown field %s"):format(name, tostring(k)) end
+        if k ~= "value" then problems[#problems + 1] = ("%s: unknown field %s"):format(name, excerpt(k)) end
       end
     end
   end

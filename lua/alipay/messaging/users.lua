@@ -63,6 +63,7 @@ local is_list, sorted_keys = tables.is_list, tables.sorted_keys
 local json_source = require "alipay.util.json_source"
 local chars = require("alipay.util.utf8").chars
 local kinds = require "alipay.messaging.kinds"
+local excerpt = require "alipay.util.excerpt"
 
 local users = {}
 
@@ -100,7 +101,8 @@ end
 
 local function check_userid(userid)
   if type(userid) ~= "string" or userid == "" then return "userid: missing or not a string" end
-  if chars(userid) > MAX_USERID then return ("userid: over %d characters"):format(MAX_USERID) end
+  local n = chars(userid)
+  if n > MAX_USERID then return ("userid: %d characters, at most %d"):format(n, MAX_USERID) end
   if userid:find("%c") then return "userid: contains control characters" end
 end
 
@@ -126,7 +128,7 @@ local function parse_id(where, value, channel_type)
       return nil, where .. ": give the id as a string, {user_id=} or {open_id=}"
     end
     for k in pairs(value) do
-      if k ~= "user_id" and k ~= "open_id" then return nil, ("%s: unknown field %s"):format(where, tostring(k)) end
+      if k ~= "user_id" and k ~= "open_id" then return nil, ("%s: unknown field %s"):format(where, excerpt(k)) end
     end
   end
   if type(id) ~= "string" then
@@ -147,7 +149,7 @@ function Users:plan(row)
   for k in pairs(row) do
     if not ROW_FIELDS[k] then
       return nil, fail("INVALID_OPERATION", ("unknown field %s (a row has userid and one of set, add, del)")
-        :format(tostring(k)))
+        :format(excerpt(k)))
     end
   end
   local found = {}
@@ -168,7 +170,7 @@ function Users:plan(row)
   for kind, entries in pairs(body) do
     if not KINDS[kind] then
       return nil, fail("INVALID_OPERATION", ("%s: unknown channel kind %s (alipaylife, alipaymini)")
-        :format(op, tostring(kind)))
+        :format(op, excerpt(kind)))
     end
     if type(entries) ~= "table" then
       return nil, fail("INVALID_OPERATION", ("%s.%s: must be an object of channel codes"):format(op, kind))
@@ -181,10 +183,10 @@ function Users:plan(row)
     end
     local targets = {}
     for code, value in pairs(codes) do
-      local where = ("%s.%s.%s"):format(op, kind, tostring(code))
+      local where = ("%s.%s.%s"):format(op, kind, excerpt(code))
       local channel = type(code) == "string" and self.channels[code]
       if not channel then
-        return nil, fail("UNKNOWN_CHANNEL", ("%s: no channel %s is configured"):format(where, tostring(code)))
+        return nil, fail("UNKNOWN_CHANNEL", ("%s: no channel %s is configured"):format(where, excerpt(code)))
       end
       if channel.kind ~= kind then
         return nil, fail("UNKNOWN_CHANNEL", ("%s: channel %s is an %s channel, not %s")
@@ -243,6 +245,9 @@ local function new_session(self)
 
   function session.failed(row, userid, f)
     local list = session.result.fail
+    -- An invalid userid (over 64 characters, control characters) comes back
+    -- cut short and printable: it is echoed, and it names no user anyway.
+    if type(userid) == "string" and check_userid(userid) then userid = excerpt(userid) end
     list[#list + 1] = { userid = type(userid) == "string" and userid or nil, errcode = f.errcode,
                         errmsg = f.errmsg, row = row }
   end
@@ -311,6 +316,8 @@ local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
 
 -- header fields, kind -> {userid=i, userid_col=i?, openid_col=i?} | nil, err
 local function read_header(fields, kind)
+  local bad = csv.header_problem(fields)
+  if bad then return nil, bad end
   local cols = {}
   for i, name in ipairs(fields) do
     name = trim(name):lower()
@@ -409,7 +416,7 @@ function Users:resolve(userid, channel)
   local b, err, detail = self.store:binding_get(userid, channel)
   if err then return nil, err, detail end
   if not b then
-    return false, ("user %s has no binding for channel %s"):format(tostring(userid), tostring(channel))
+    return false, ("user %s has no binding for channel %s"):format(excerpt(userid, 256), excerpt(channel))
   end
   return b.alipay_id, b.id_type
 end

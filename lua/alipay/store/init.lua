@@ -7,6 +7,19 @@
 --   local store = require "alipay.store"
 --   local st, err, detail = store.open("/var/lib/alipay/state.db")  -- a string is a SQLite file
 --   local st, err = store.open{ path = "state.db", driver = "sqlite", busy_timeout_ms = 5000 }
+--   local st, err = store.open{ path = "state.db", readonly = true }   -- reading only
+--   local st, err = store.open{ path = "shared.db", adopt = true }     -- add our tables to another's file
+--
+-- Options every backend honours:
+--   readonly  the store is only read: an existing store is opened without
+--             any write (not created, not migrated: its schema must be this
+--             version's, else kind "state"), so it serves a file on a
+--             read-only mount or one this user may not write. Every method
+--             that writes then fails (kind "store") naming the file.
+--   adopt     a file that holds another application's tables and no
+--             lua-alipay schema is refused (kind "state", naming the file and
+--             one of its tables) rather than silently given our tables;
+--             adopt = true shares the file on purpose.
 --
 -- Conventions of every method: a failure returns nil, err, detail
 -- (docs/errors.md): err is a one-line string that names the operation

@@ -29,7 +29,16 @@
 -- longer than opts.max_record_bytes (default 1 MiB; usually the same
 -- unterminated quote), or a read error of the file handle.
 -- A generic `for` stops at the first nil, so check records.error after it.
+--
+--   csv.header_problem(fields) -> nil | "column 2 of the header is a name of 1000000 bytes
+--     (at most 128): cccc…(40 of 1000000 bytes)"
+--   A header names columns: a name longer than csv.MAX_COLUMN_NAME bytes
+--   is not a header (a data line, a file that is not CSV), and one with a
+--   control character is refused (alipay.util.control_chars). The message
+--   names the column and its size and echoes only a short prefix.
 local errors = require "alipay.errors"
+local control_chars = require "alipay.util.control_chars"
+local excerpt = require "alipay.util.excerpt"
 
 local csv = {}
 
@@ -157,6 +166,19 @@ function csv.reader(fh, opts)
   end
 
   return setmetatable(records, { __call = function() return read_record() end })
+end
+
+csv.MAX_COLUMN_NAME = 128
+
+function csv.header_problem(fields)
+  for i, name in ipairs(fields) do
+    if #name > csv.MAX_COLUMN_NAME then
+      return ("column %d of the header is a name of %d bytes (at most %d): %s"):format(i, #name,
+        csv.MAX_COLUMN_NAME, excerpt(name))
+    end
+    local ok, cerr = control_chars.check(("column %d of the header"):format(i), name)
+    if not ok then return cerr end
+  end
 end
 
 return csv

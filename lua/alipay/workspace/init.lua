@@ -13,6 +13,8 @@
 --     transport = t, getenv = fn,          -- for channels.load (tests); getenv also reads ALIPAY_CONFIG
 --     lazy = true,                         -- build nothing now: each part on first use
 --     missing_hint = "give --config FILE or set ALIPAY_CONFIG",  -- when the default file is absent
+--     readonly = true,                     -- open the store read-only (store.open's readonly):
+--                                          -- for callers that only read it
 --   }
 --   ws.channels, ws.store, ws.registry, ws.users   the parts (alipay.messaging.channels set,
 --                               alipay.store, alipay.messaging.templates, alipay.messaging.users)
@@ -89,7 +91,7 @@ end
 function build.store(ws)
   local path, err, detail = ws:store_path()
   if not path then return nil, err, detail end
-  local st, serr, sdetail = store.open(path)
+  local st, serr, sdetail = store.open { path = path, readonly = ws.opts.readonly or nil }
   if not st then
     return errors.fail(sdetail and sdetail.kind or "store", ("store %s: %s"):format(path, tostring(serr)))
   end

@@ -131,13 +131,22 @@ local function reset(stmt)
   pcall(stmt.handle.execute, stmt.handle, table.unpack(TOO_MANY, 1, stmt.params + 1))
 end
 
+-- A failed operation -> nil, err, detail (kind "store"). On a store opened
+-- read-only, a write says so and names the file.
+function Store:fail_op(op, msg)
+  if self.readonly and msg:find("readonly", 1, true) then
+    msg = ("%s: %s was opened read-only"):format(msg, self.path)
+  end
+  return fail("store", op .. ": " .. msg)
+end
+
 -- The cached prepared statement for a constant SQL text.
 function Store:statement(op, sql)
   local stmt = self.statements[sql]
   if stmt then return stmt end
   if not self.db then return fail("state", op .. ": the store is closed") end
   local ok, handle, err = pcall(self.db.prepare, self.db, sql)
-  if not ok or not handle then return fail("store", op .. ": " .. clean(err or handle)) end
+  if not ok or not handle then return self:fail_op(op, clean(err or handle)) end
   local _, params = sql:gsub("%?", "")
   stmt = { handle = handle, params = params }
   self.statements[sql] = stmt
@@ -151,7 +160,7 @@ function Store:exec(op, sql, ...)
   local ok, done, eerr = pcall(stmt.handle.execute, stmt.handle, ...)
   if not ok or not done then
     reset(stmt)
-    return fail("store", op .. ": " .. clean(ok and eerr or done))
+    return self:fail_op(op, clean(ok and eerr or done))
   end
   local changed = stmt.handle:affected()
   reset(stmt)
@@ -166,7 +175,7 @@ function Store:query(op, sql, ...)
   local ok, done, eerr = pcall(handle.execute, handle, ...)
   if not ok or not done then
     reset(stmt)
-    return fail("store", op .. ": " .. clean(ok and eerr or done))
+    return self:fail_op(op, clean(ok and eerr or done))
   end
   local rows = {}
   local fetched, ferr = pcall(function()
@@ -252,9 +261,75 @@ function Store:migrate(list)
   return true
 end
 
--- sqlite.open{path=, busy_timeout_ms=?, migrations=?} -> store | nil, err, detail.
+-- ---- read-only and foreign files ----
+
+-- A path as an SQLite URI (file:...): the characters a URI gives a meaning
+-- to are escaped, so that any path names the same file.
+local function uri_of(path)
+  return "file:" .. path:gsub("[%%?#]", function(c) return ("%%%02X"):format(c:byte()) end)
+end
+
+-- A read-only connection -> db | nil, err. mode=ro first: it sees other
+-- processes' writes (a campaign running). A WAL file whose -shm cannot be
+-- opened for writing (a read-only directory, a file we may not write, and
+-- no writer has it open: "attempt to write a readonly database"; a
+-- read-only mount: "unable to open database file") cannot be read that
+-- way; then immutable=1 reads the file as it is, without locks: right for
+-- a file no one can be writing, and the only way to read it. The first
+-- error is the one reported.
+local function connect_readonly(path)
+  local first
+  for _, query in ipairs { "?mode=ro", "?mode=ro&immutable=1" } do
+    local ok, db, err = pcall(DBI.Connect, "SQLite3", uri_of(path) .. query)
+    local perr
+    if ok and db then
+      db:autocommit(true)
+      _, perr = pragma(db, "SELECT count(*) FROM sqlite_master")
+      if not perr then return db end
+      db:close()
+    else
+      perr = clean(ok and err or db)
+    end
+    first = first or perr
+  end
+  return nil, first
+end
+
+local TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' ORDER BY name"
+-- The tables migration 001 creates: every lua-alipay file has them.
+local OURS = { "bindings", "meta", "templates" }
+
+-- A file that holds another application's tables -> the problem | nil.
+-- Version 0 with tables is someone else's file (ours start empty and get
+-- version 1 with our tables at once); a version without our tables is
+-- another program's user_version. `adopt` lets us add our tables to the
+-- first kind, never to the second (our migrations would be skipped).
+function Store:foreign(adopt)
+  local version, err = self:user_version()
+  if not version then return err end
+  local rows, qerr = self:query("schema", TABLES)
+  if not rows then return qerr end
+  if #rows == 0 then return nil end
+  local have = {}
+  for _, row in ipairs(rows) do have[row.name] = true end
+  if version == 0 then
+    if adopt then return nil end
+    return ("the file holds another application's tables (%s, %d in all) and no lua-alipay schema: "
+      .. "refusing to add ours (open it with adopt = true to share the file)"):format(rows[1].name, #rows)
+  end
+  for _, name in ipairs(OURS) do
+    if not have[name] then
+      return ("the file's schema version is %d but it has no %s table: another application's file (tables: %s)")
+        :format(version, name, rows[1].name)
+    end
+  end
+end
+
+-- sqlite.open{path=, busy_timeout_ms=?, migrations=?, readonly=?, adopt=?} -> store | nil, err, detail.
 -- migrations: the list to bring the file to (default migrations.lua), for
 -- the spec that proves a failing migration leaves the file as it was.
+-- readonly: open an existing file for reading only (store/init.lua).
+-- adopt: add our tables to a file that holds another application's.
 function sqlite.open(opts)
   local path = opts.path
   if type(path) ~= "string" or path == "" then
@@ -278,6 +353,20 @@ function sqlite.open(opts)
       return fail("io", ("store.open: cannot open %s: the directory %s %s"):format(path, dir == "" and "/" or dir, why))
     end
   end
+  if opts.readonly then return sqlite.open_readonly(path, busy) end
+  -- SQLite opens a file it may not write read-only without a word, and the
+  -- first write fails far from here: find out now, without writing (r+
+  -- neither creates nor truncates).
+  if path ~= ":memory:" and fs.exists(path) then
+    local fh, werr = io.open(path, "r+b")
+    if not fh then
+      werr = tostring(werr)
+      if werr:sub(1, #path + 2) == path .. ": " then werr = werr:sub(#path + 3) end
+      return fail("store", ("store.open: %s: cannot write the file (%s): this command writes to the store"
+        .. " (campaign status, list, export and template list only read it)"):format(path, werr))
+    end
+    fh:close()
+  end
   local ok, db, err = pcall(DBI.Connect, "SQLite3", path)
   if not ok or not db then
     return fail("store", ("store.open: cannot open %s: %s"):format(path, clean(ok and err or db)))
@@ -285,6 +374,10 @@ function sqlite.open(opts)
   db:autocommit(true) -- returns false when there was nothing to roll back; that is fine
   local function fail_open(msg)
     db:close()
+    if msg:find("readonly", 1, true) then
+      msg = msg .. ": the file or its directory is read-only; this command writes to the store"
+        .. " (campaign status, list, export and template list only read it)"
+    end
     return fail("store", ("store.open: %s: %s"):format(path, msg))
   end
   -- The busy timeout first: switching to WAL may itself wait for a lock.
@@ -299,10 +392,48 @@ function sqlite.open(opts)
   local self = setmetatable({
     db = db, path = path, journal_mode = mode, statements = {}, depth = 0,
   }, Store)
+  local foreign = self:foreign(opts.adopt)
+  if foreign then
+    self:close()
+    return fail("state", ("store.open: %s: %s"):format(path, foreign))
+  end
   local mok, merr, mdetail = self:migrate(opts.migrations)
   if not mok then
     self:close()
     return fail(mdetail and mdetail.kind or "store", ("store.open: %s: %s"):format(path, merr))
+  end
+  return self
+end
+
+-- A file opened for reading only: never created, never migrated (that
+-- writes), so its schema must be this version's already.
+function sqlite.open_readonly(path, busy)
+  if path == ":memory:" then return fail("input", "store.open: a read-only store needs a file, not :memory:") end
+  if not fs.exists(path) then
+    return fail("io", ("store.open: %s does not exist (a store opened read-only is never created)"):format(path))
+  end
+  local db, err = connect_readonly(path)
+  if not db then return fail("store", ("store.open: cannot open %s read-only: %s"):format(path, err)) end
+  local _, perr = pragma(db, ("PRAGMA busy_timeout = %d"):format(busy))
+  local mode
+  if not perr then mode, perr = pragma(db, "PRAGMA journal_mode") end
+  if perr then
+    db:close()
+    return fail("store", ("store.open: %s: %s"):format(path, perr))
+  end
+  local self = setmetatable({
+    db = db, path = path, journal_mode = mode, statements = {}, depth = 0, readonly = true,
+  }, Store)
+  local problem = self:foreign(false)
+  local version = not problem and self:user_version()
+  if not problem and version ~= sqlite.schema_version then
+    problem = ("the database schema is version %d, this lua-alipay's is %d: a read-only open cannot %s")
+      :format(version or 0, sqlite.schema_version, (version or 0) > sqlite.schema_version
+        and "read a newer file (upgrade lua-alipay)" or "migrate it (run a writing command once)")
+  end
+  if problem then
+    self:close()
+    return fail("state", ("store.open: %s: %s"):format(path, problem))
   end
   return self
 end
