@@ -58,14 +58,14 @@ describe("alipay campaign run, interrupted by a signal", function()
     return code, helpers.read(out), helpers.read(err)
   end
 
-  -- Starts bin/alipay in the background -> {pid=, rc=, out=, err=}. A shell
+  -- Starts a command in the background -> {pid=, rc=, out=, err=}. A shell
   -- in between waits for it and writes its exit status (128 + the signal
-  -- when a signal ended it) to rc; signals go to the pid of lua5.4 itself.
-  local function spawn(name, args)
+  -- when a signal ended it) to rc; signals go to the pid of the command itself.
+  local function spawn(name, command)
     local child = { pid_file = dir .. "/" .. name .. ".pid", rc = dir .. "/" .. name .. ".rc",
                     out = dir .. "/" .. name .. ".out", err = dir .. "/" .. name .. ".err" }
     local tmp = child.pid_file .. ".tmp"
-    local script = ("lua5.4 bin/alipay %s >%s 2>%s & echo $! >%s; mv %s %s; wait $!; echo $? >%s"):format(args,
+    local script = ("%s >%s 2>%s & echo $! >%s; mv %s %s; wait $!; echo $? >%s"):format(command,
       shell_quote(child.out), shell_quote(child.err), shell_quote(tmp), shell_quote(tmp),
       shell_quote(child.pid_file), shell_quote(child.rc))
     assert(os.execute(("sh -c %s >/dev/null 2>&1 &"):format(shell_quote(script))))
@@ -241,7 +241,7 @@ describe("alipay campaign run, interrupted by a signal", function()
       local id = "sigint-" .. trial
       local path, ids = audience(id, PER_CAMPAIGN)
       assert(sb:faults { latency_ms = 300 })
-      local child = spawn(id, run_args(id, path, "--drain 5"))
+      local child = spawn(id, "lua5.4 bin/alipay " .. run_args(id, path, "--drain 5"))
       -- Some sends delivered, then a moment that falls anywhere in a round.
       wait_deliveries(child, ids, 8 + trial, 20)
       sleep(math.random() * 0.3)
@@ -252,16 +252,104 @@ describe("alipay campaign run, interrupted by a signal", function()
       assert.truthy(err:find("alipay campaign resume " .. id, 1, true), err)
       assert.is_nil(err:find("interrupted!", 1, true), err)
       assert(sb:faults {})
-      check_store(id, ids, false)
+      local counts = check_store(id, ids, false)
+      print(("\n    [signal] trial %d: exit %d %.2f s after SIGINT; %d sent, %d pending, %d unknown")
+        :format(trial, rc, elapsed_s, counts.sent, counts.pending, counts.unknown))
       check_resume(id, ids, PER_CAMPAIGN)
     end)
   end
+
+  -- ---- the library: c:run{signals =, drain_s =} ----
+
+  local function library_campaign(id)
+    local path, ids = audience(id, PER_CAMPAIGN)
+    local ws = assert(require("alipay.workspace").open { config = config })
+    local c = assert(require("alipay.campaign").create(assert(ws:campaign_ctx()), {
+      id = id, channel = CHANNEL, template = TEMPLATE, audience = { file = path }, data = cjson.decode(DATA),
+      policy = { in_flight = 8, qps = 50 } }))
+    return c, ids, ws
+  end
+
+  local function own_pid()
+    local f = assert(io.open("/proc/self/stat", "rb"))
+    local pid = tonumber(f:read("l"):match("^(%d+)"))
+    f:close()
+    return pid
+  end
+
+  it("c:run{signals = true} stops on a signal: status stopped, the signal named, handlers given back", function()
+    local c, ids, ws = library_campaign("library-term")
+    assert(sb:faults { latency_ms = 300 })
+    local sent = false
+    local summary = assert(c:run { signals = true, drain_s = 3, on_progress = function(stats)
+      if not sent and stats.counts.sent >= 8 then
+        sent = true
+        assert(os.execute(("kill -TERM %d"):format(own_pid()))) -- this process: the run catches it
+      end
+    end })
+    assert.is_true(sent)
+    assert.equal("stopped", summary.status)
+    assert.equal("TERM", summary.signal)
+    assert.truthy(summary.stop_reason:find("interrupted by SIGTERM", 1, true), summary.stop_reason)
+    assert.equal(0, summary.counts.inflight)
+    assert.is_true(summary.counts.pending > 0)
+    assert.is_nil(core.signal_caught()) -- the record went with the handlers
+    assert.equal("stopped", c:status().status)
+    assert(sb:faults {})
+    check_store("library-term", ids, false)
+    -- Resumed by the library, without signals: it completes.
+    summary = assert(c:run {})
+    assert.equal("completed", summary.status)
+    assert.is_nil(summary.signal)
+    ws:close()
+  end)
+
+  it("c:run{} installs no handler: a library leaves the signals to the application", function()
+    local c, ids, ws = library_campaign("library-default")
+    local script = dir .. "/library_child.lua"
+    helpers.write(script, ([[
+package.path = "spec/?.lua;" .. package.path
+require "helpers"
+local ws = assert(require("alipay.workspace").open { config = %q })
+local c = assert(require("alipay.campaign").open(assert(ws:campaign_ctx()), %q))
+local summary = c:run {}
+print("the run returned", summary and summary.status)
+]]):format(config, c.id))
+    ws:close()
+    assert(sb:faults { latency_ms = 300 })
+    local child = spawn("library-default", "lua5.4 " .. shell_quote(script))
+    wait_deliveries(child, ids, 8, 20)
+    local at = signal(child, "TERM")
+    local rc, elapsed_s, err = finished(child, at, 20)
+    -- Ended by the signal's default action, at once, the run never returning;
+    -- the requests it had in flight are left inflight, as after a kill.
+    assert.equal(143, rc, err)
+    assert.is_true(elapsed_s < 2, ("exited %.1f s after the signal"):format(elapsed_s))
+    assert.is_nil((helpers.read(child.out) or ""):find("the run returned", 1, true))
+    local inflight = 0
+    for _, row in pairs(rows_of(c.id)) do
+      if row.status == "inflight" then inflight = inflight + 1 end
+    end
+    assert.is_true(inflight > 0)
+  end)
+
+  it("c:run refuses bad signals and drain_s before touching the campaign", function()
+    local c, _, ws = library_campaign("library-misuse")
+    assert.has_error(function() c:run { signals = "yes" } end)
+    assert.has_error(function() c:run { signals = {} } end)
+    assert.has_error(function() c:run { signals = { "KILL" } } end)
+    assert.has_error(function() c:run { drain_s = -1 } end)
+    assert.has_error(function() c:run { drain_s = "5" } end)
+    assert.equal("created", c:status().status)
+    assert.is_nil(core.signal_caught())
+    ws:close()
+  end)
 
   it("SIGTERM (systemd's stop) does the same, with exit 143", function()
     local id = "sigterm"
     local path, ids = audience(id, PER_CAMPAIGN)
     assert(sb:faults { latency_ms = 300 })
-    local child = spawn(id, run_args(id, path))
+    local child = spawn(id, "lua5.4 bin/alipay " .. run_args(id, path))
     wait_deliveries(child, ids, 10, 20)
     local at = signal(child, "TERM")
     local rc, elapsed_s, err = finished(child, at, 20)
@@ -280,7 +368,7 @@ describe("alipay campaign run, interrupted by a signal", function()
     -- Answers slower than the drain: the first round is delivered, the
     -- second is in flight when the signal comes and still when the drain ends.
     assert(sb:faults { latency_ms = 2500 })
-    local child = spawn(id, run_args(id, path, "--drain 1"))
+    local child = spawn(id, "lua5.4 bin/alipay " .. run_args(id, path, "--drain 1"))
     wait_deliveries(child, ids, 8, 20)
     sleep(0.3)
     local at = signal(child, "INT")
@@ -297,7 +385,7 @@ describe("alipay campaign run, interrupted by a signal", function()
     local id = "twice"
     local path, ids = audience(id, PER_CAMPAIGN)
     assert(sb:faults { latency_ms = 2500 })
-    local child = spawn(id, run_args(id, path, "--drain 5"))
+    local child = spawn(id, "lua5.4 bin/alipay " .. run_args(id, path, "--drain 5"))
     wait_deliveries(child, ids, 8, 20)
     sleep(0.3)
     signal(child, "INT")

@@ -18,7 +18,9 @@ M.POLICY = {
   max_backoff_ms = 30000,
   retry_unknown = false,  -- re-send when a previous attempt's outcome is unknown
   max_throttled_s = 900,  -- stop (resumable) after this long with nothing but throttled answers
+  drain_s = 5,            -- after Ctrl-C/SIGTERM, wait this long at most for the requests in flight
 }
+M.MAX_DRAIN_S = 3600
 
 local POLICY_RULES = {
   in_flight = { integer = true, min = 1, max = 256 },
@@ -27,6 +29,7 @@ local POLICY_RULES = {
   backoff_ms = { min = 0, max = 3600000 },
   max_backoff_ms = { min = 0, max = 86400000 },
   max_throttled_s = { min = 1, max = 604800 },
+  drain_s = { min = 0, max = M.MAX_DRAIN_S },
 }
 
 local FIELDS = { id = true, channel = true, template = true, audience = true, data = true, page = true,
