@@ -19,7 +19,7 @@ local core = require "alipay.core"
 local APP_ID = "2021000122671080"
 local CHANNEL = "alipaylife_signal"
 local TEMPLATE = "0spec0order0template000000000001"
-local FOLLOWERS = 500
+local FOLLOWERS = 1000
 local TRIALS = 6
 local PER_CAMPAIGN = 40
 
@@ -379,6 +379,24 @@ print("the run returned", summary and summary.status)
     assert(sb:faults {})
     local counts = check_store(id, ids, true)
     assert.is_true(counts.unknown > 0, "nothing was in flight at the end of the drain")
+  end)
+
+  it("--drain 0 waits for nothing: the requests in flight are unknown at once", function()
+    local id = "no-drain"
+    local path, ids = audience(id, PER_CAMPAIGN)
+    assert(sb:faults { latency_ms = 1500 })
+    local child = spawn(id, "lua5.4 bin/alipay " .. run_args(id, path, "--drain 0"))
+    wait_deliveries(child, ids, 8, 20)
+    sleep(0.3)
+    local at = signal(child, "INT")
+    local rc, elapsed_s, err = finished(child, at, 20)
+    assert.equal(130, rc, err)
+    assert.is_true(elapsed_s <= 1, ("exited %.1f s after the signal (drain 0 s)"):format(elapsed_s))
+    assert.truthy(err:find("still in flight", 1, true), err)
+    sleep(1.5)
+    assert(sb:faults {})
+    local counts = check_store(id, ids, true)
+    assert.is_true(counts.unknown > 0)
   end)
 
   it("a second signal ends the drain at once, the store consistent", function()

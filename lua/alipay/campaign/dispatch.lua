@@ -438,6 +438,10 @@ function Sender:run()
   while true do
     local now = clock.now_ms()
     if self:signalled(now) then
+      -- What has come already is recorded, not abandoned: a last look
+      -- that does not wait.
+      local done = self.in_flight > 0 and self.client:wait(0) or {}
+      if #done > 0 then self:handle(done) end
       self:abandon()
       break
     end
