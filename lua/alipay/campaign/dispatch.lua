@@ -390,8 +390,10 @@ end
 -- so their recipients become unknown (like those an earlier run left
 -- inflight: code INTERRUPTED, uncertain), in one transaction. The engine's
 -- transfers are forgotten; an answer that comes later is ignored.
--- TODO(lead): with the store's unknown_reason column (helper `fence`), write
--- the reason `interrupted` here.
+-- TODO(lead): with the store's unknown_reason column (helper `fence`), these
+-- rows carry the reason `interrupted` (set below; this branch's store
+-- ignores the field) and are written like handle's answers, fenced by the
+-- run's token (store:recipients_finish(self.id, self.token, rows)).
 function Sender:abandon()
   local rows, now_s = {}, self.now_s()
   for id, job in pairs(self.jobs) do
@@ -402,6 +404,7 @@ function Sender:abandon()
       row.msg = ("in flight when the run was interrupted by SIG%s and no answer came within the drain: it may "
         .. "have been delivered"):format(tostring(self.signal))
       row.next_attempt_at, row.updated_at = 0, now_s
+      row.unknown_reason = "interrupted"
       rows[#rows + 1] = row
     else
       self.busy[job.row.line] = nil
