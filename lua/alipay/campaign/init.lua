@@ -382,24 +382,6 @@ local function drain_ms_of(opt, policy)
   return s * 1000
 end
 
--- Runs the sender to its end; records it.
-local function run_sender(self, row, s, drain_ms, on_progress)
-  local ctx, store = self.ctx, self.ctx.store
-  local ran, stop_reason = pcall(s.run, s)
-  if not ran then
-    -- Record what answers still come; rows left in flight stay inflight and
-    -- the next run makes them unknown.
-    pcall(s.drain, s, drain_ms)
-    local reason = "the run failed: " .. tostring(stop_reason)
-    pcall(state.release, store, row, "stopped", reason, now_s(ctx))
-    log(ctx, "error", ("campaign %s: %s"):format(self.id, reason))
-    -- What raises inside a run is the store (every write is asserted) or
-    -- the caller's on_progress: the run stopped, resumable.
-    return errors.fail("state", { campaign = self.id, msg = "campaign: " .. reason })
-  end
-  return finish_run(self, row, s, stop_reason, on_progress)
-end
-
 local function run_campaign(self, opts, watched)
   local ctx, store = self.ctx, self.ctx.store
   local row, runner, detail = state.claim(store, self.id, now_s(ctx))
@@ -437,7 +419,19 @@ local function run_campaign(self, opts, watched)
     log = function(level, text) log(ctx, level, text) end,
     signal_caught = watched and core.signal_caught or nil, drain_ms = drain_ms,
   }
-  return run_sender(self, row, s, drain_ms, opts.on_progress)
+  local ran, stop_reason = pcall(s.run, s)
+  if not ran then
+    -- Record what answers still come; rows left in flight stay inflight and
+    -- the next run makes them unknown.
+    pcall(s.drain, s, drain_ms)
+    local reason = "the run failed: " .. tostring(stop_reason)
+    pcall(state.release, store, row, "stopped", reason, now_s(ctx))
+    log(ctx, "error", ("campaign %s: %s"):format(self.id, reason))
+    -- What raises inside a run is the store (every write is asserted) or
+    -- the caller's on_progress: the run stopped, resumable.
+    return errors.fail("state", { campaign = self.id, msg = "campaign: " .. reason })
+  end
+  return finish_run(self, row, s, stop_reason, opts.on_progress)
 end
 
 function Campaign:run(opts)
@@ -455,7 +449,6 @@ function Campaign:run(opts)
   if not results[1] then error(results[2], 0) end
   return table.unpack(results, 2, results.n)
 end
-
 
 M.POLICY = definition.POLICY
 
