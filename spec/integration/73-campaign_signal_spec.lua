@@ -235,6 +235,20 @@ describe("alipay campaign run, interrupted by a signal", function()
 
   after_each(function() assert(sb:faults {}) end)
 
+  it("--help names --drain and the exit statuses after a signal; --drain refuses what is not seconds", function()
+    for _, action in ipairs { "run", "resume" } do
+      local code, out = alipay("campaign " .. action .. " --help")
+      assert.equal(0, code)
+      for _, word in ipairs { "--drain", "SIGTERM", "130", "143" } do
+        assert.truthy(out:find(word, 1, true), word .. " missing from campaign " .. action .. " --help")
+      end
+      code = alipay("campaign " .. action .. (action == "resume" and " x" or "") .. " --drain -1")
+      assert.equal(2, code)
+      code = alipay("campaign " .. action .. (action == "resume" and " x" or "") .. " --drain soon")
+      assert.equal(2, code)
+    end
+  end)
+
   for trial = 1, TRIALS do
     it(("SIGINT (trial %d of %d): answers recorded, exit 130 within the drain, resume sends the rest once")
       :format(trial, TRIALS), function()
