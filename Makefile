@@ -33,7 +33,7 @@ BUSTED_FLAGS ?=
 # The specs of the C core (spec/unit/0*, core.http in spec/integration/10,
 # core.iconv in spec/unit/32): run under
 # LuaJIT, sanitizers and valgrind as well.
-CORE_SPECS := $(wildcard spec/unit/0*_spec.lua) spec/integration/10-http_spec.lua spec/unit/32-charset_spec.lua
+CORE_SPECS := $(wildcard spec/unit/0*_spec.lua) spec/integration/10-http_spec.lua spec/integration/11-http_signal_spec.lua spec/unit/32-charset_spec.lua
 
 # Debian packages: build (compiler, headers), run (interpreters, cjson,
 # argparse for the CLI, expat for the app gateway's XML, SQLite through

@@ -49,7 +49,7 @@ build = {
   build_command = [[$(CC) $(CFLAGS) -std=gnu99 -fvisibility=hidden -Isrc -I"$(LUA_INCDIR)" ]]
     .. [[-I"$(OPENSSL_INCDIR)" -I"$(CURL_INCDIR)" $(LIBFLAG) -o core.so ]]
     .. [[src/core.c src/error.c src/keys.c src/sign.c src/extract.c src/cert.c src/aes.c src/codec.c ]]
-    .. [[src/http.c src/charset.c src/clock.c src/class.c ]]
+    .. [[src/http.c src/charset.c src/clock.c src/class.c src/signal.c ]]
     .. [[-L"$(OPENSSL_LIBDIR)" -L"$(CURL_LIBDIR)" -lssl -lcrypto -lcurl]],
   install = {
     lib = { ["alipay.core"] = "core.so" },

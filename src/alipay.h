@@ -22,6 +22,18 @@ void ap_register_codec(lua_State *L);
 void ap_register_http(lua_State *L);
 void ap_register_charset(lua_State *L);
 void ap_register_clock(lua_State *L);
+void ap_register_signal(lua_State *L);
+
+/* Defined in signal.c: the record of the signals core.signals_catch
+ * catches, for the waits that must end when one comes (http.c).
+ * ap_signal_count: signals caught since the handlers were installed (0 when
+ * none, or none is installed). ap_signal_wake_fd: a descriptor that becomes
+ * readable when a signal is caught (poll it with the sockets), -1 before the
+ * first signals_catch; ap_signal_drain_wake empties it, so that it wakes a
+ * poll again only at the next signal. */
+int ap_signal_count(void);
+int ap_signal_wake_fd(void);
+void ap_signal_drain_wake(void);
 
 /* ap_push_error, ap_push_ssl_error: defined in error.c. */
 #include "error.h"

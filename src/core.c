@@ -17,6 +17,7 @@ __attribute__((visibility("default"))) int luaopen_alipay_core(lua_State *L) {
   ap_register_http(L);
   ap_register_charset(L);
   ap_register_clock(L);
+  ap_register_signal(L);
   lua_pushliteral(L, AP_VERSION);
   lua_setfield(L, -2, "_VERSION");
   return 1;

@@ -1042,24 +1042,37 @@ static int push_done(lua_State *L, engine *e) {
   return 1;
 }
 
+/* poll_once that a signal caught by core.signals_catch also wakes: the
+ * handler writes to a pipe polled with the sockets (signal.c says why a
+ * pipe, not EINTR alone nor curl_multi_wakeup). */
+static CURLMcode poll_or_signal(engine *e, long slice_ms) {
+  struct curl_waitfd wake = {ap_signal_wake_fd(), CURL_WAIT_POLLIN, 0};
+  CURLMcode mc = curl_multi_poll(e->multi, &wake, wake.fd >= 0 ? 1 : 0, (int)slice_ms, NULL);
+  if (wake.revents) ap_signal_drain_wake();
+  return mc == CURLM_OK ? drive(e) : mc;
+}
+
 /* engine:wait([timeout_ms]) -> list of {id=, res=, err=, code=}; returns
  * as soon as one transfer has finished, at the timeout (possibly empty),
- * or at once when nothing is in flight. No timeout: until one finishes. */
+ * or at once when nothing is in flight. No timeout: until one finishes.
+ * A signal caught by core.signals_catch during the wait ends it early
+ * (possibly empty), so that the caller sees it at once. */
 static int l_wait(lua_State *L) {
   engine *e = check_engine(L, 1);
   lua_Number timeout = luaL_optnumber(L, 2, -1);
   if (!lua_isnoneornil(L, 2) && !(timeout >= 0 && timeout <= MAX_TIMEOUT_MS))
     return luaL_argerror(L, 2, "timeout_ms must be a number of milliseconds >= 0");
   long long deadline = now_ms() + (long long)timeout;
+  int signals = ap_signal_count(); /* those caught before the wait do not end it */
   CURLMcode mc = drive(e);
-  while (mc == CURLM_OK && !e->done.head && e->running.head) {
+  while (mc == CURLM_OK && !e->done.head && e->running.head && ap_signal_count() == signals) {
     long slice = POLL_SLICE_MS;
     if (timeout >= 0) {
       long long left = deadline - now_ms();
       if (left <= 0) break;
       if (left < slice) slice = (long)left;
     }
-    mc = poll_once(e, slice);
+    mc = poll_or_signal(e, slice);
   }
   ERR_clear_error();
   if (mc != CURLM_OK) return push_engine_failure(L, curl_multi_strerror(mc));

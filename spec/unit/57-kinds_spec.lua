@@ -26,7 +26,8 @@ end)
 describe("alipay.cli.exit_status", function()
   it("is the one set of numbers the dispatcher and the commands return", function()
     local exit_status = require "alipay.cli.exit_status"
-    assert.are.same({ OK = 0, FAILED = 1, USAGE = 2 }, exit_status)
+    -- SIGNALLED: 128 + the signal's number, after Ctrl-C or SIGTERM (alipay campaign)
+    assert.are.same({ OK = 0, FAILED = 1, USAGE = 2, SIGNALLED = { INT = 130, TERM = 143 } }, exit_status)
     for _, mod in ipairs { require "alipay.cli", require "alipay.cli.common" } do
       assert.are.same({ 0, 1, 2 }, { mod.OK, mod.FAILED, mod.USAGE })
     end

@@ -19,7 +19,9 @@ M.POLICY = {
   retry_unknown = false,  -- re-send when a previous attempt's outcome is unknown
   max_throttled_s = 900,  -- stop (resumable) after this long with nothing but throttled answers
   stale_after_s = 60,     -- a runner without a heartbeat for this long has lost its lease (fencing)
+  drain_s = 5,            -- after Ctrl-C/SIGTERM, wait this long at most for the requests in flight
 }
+M.MAX_DRAIN_S = 3600
 
 local POLICY_RULES = {
   in_flight = { integer = true, min = 1, max = 256 },
@@ -29,6 +31,7 @@ local POLICY_RULES = {
   max_backoff_ms = { min = 0, max = 86400000 },
   max_throttled_s = { min = 1, max = 604800 },
   stale_after_s = { min = 1, max = 3600 },
+  drain_s = { min = 0, max = M.MAX_DRAIN_S },
 }
 
 local FIELDS = { id = true, channel = true, template = true, audience = true, data = true, page = true,

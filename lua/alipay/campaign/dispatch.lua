@@ -5,10 +5,11 @@
 --   local sender = require "alipay.campaign.dispatch"
 --   local s = sender.new{ store =, campaign = c (store row; c.lease_token: the run's token), runner =,
 --     message = msg, policy =, retry_unknown =, counts = {status = n}, now_s = fn, on_progress = fn,
---     progress_every_ms =, log = fn }
+--     progress_every_ms =, log = fn, signal_caught = fn, drain_ms = n }
 --   local stop_reason = s:run()          -- nil when every recipient was handled
 --   s.superseded                         -- true when another run took the campaign over: this one stopped
 --   s.refused                            -- answers the store refused (superseded) or abandoned in flight
+--   s.signal                             -- "INT", "TERM", ... when a signal stopped the run
 --   s:drain(max_ms) -> requests still in flight   after run() raised
 --   s:stats(status) -> the progress table of campaign.run
 --
@@ -20,6 +21,15 @@
 -- request leaves) and no answer is written; the run stops and says so. A
 -- process killed at any point leaves each recipient either pending (never
 -- sent), inflight (maybe sent: the next run makes it unknown), or final.
+--
+-- Signals (signal_caught: core.signal_caught, when the caller catches them
+-- with core.signals_catch): the first stops new sends; answers go on being
+-- recorded while requests are in flight, for at most drain_ms; then those
+-- still in flight are marked unknown (they may have been delivered) and run()
+-- returns. A second signal ends the drain at once, after recording what has
+-- come. The loop looks at the signal only between its steps, so no answer
+-- that has been received is ever dropped (lua5.4's own SIGINT error could
+-- strike anywhere, e.g. just after the engine returned finished transfers).
 --
 -- Memory is bounded by in_flight: pending rows are read from the store in
 -- line order, as many as can be sent at once, never the whole audience.
@@ -46,6 +56,8 @@ local M = {}
 
 local MAX_WAIT_MS = 200        -- the loop wakes at least this often (progress, heartbeat)
 local MAX_IDLE_SLEEP_MS = 1000 -- nothing in flight: sleep at most this long before looking again
+local SIGNAL_SLEEP_MS = 50     -- while signals are watched, idle sleeps look at them this often
+local DRAIN_MS = 5000          -- after a signal, wait this long at most for the answers in flight
 local HEARTBEAT_MS = 2000      -- at most; a quarter of the staleness window when that is shorter
 local RATE_WINDOW_MS = 5000
 local BUCKET_MS = 100
@@ -70,6 +82,8 @@ function M.new(opts)
     buckets = {}, stop_reason = nil,
     streak = 0, streak_limit = math.max(10, 3 * policy.in_flight),
     throttled_since_ms = nil, -- the first throttle after the last answer that was not one
+    signal_caught = opts.signal_caught, drain_ms = opts.drain_ms or DRAIN_MS,
+    signal = nil, drain_deadline_ms = nil, -- set by the first signal
   }, Sender)
   return self
 end
@@ -368,8 +382,18 @@ end
 
 -- How long to wait for answers before looking for more work.
 function Sender:wait_ms(now)
+  if self.drain_deadline_ms then return math.max(1, math.min(MAX_WAIT_MS, self.drain_deadline_ms - now)) end
   if self.stop_reason or self.in_flight >= self.policy.in_flight then return MAX_WAIT_MS end
   return math.max(1, math.min(MAX_WAIT_MS, self.limiter:next_token_ms(now)))
+end
+
+-- Sleeps ms, in slices while signals are watched, so that one is seen soon.
+function Sender:sleep(ms)
+  if not self.signal_caught then return clock.sleep_ms(ms) end
+  while ms > 0 and not self.signal_caught() do
+    clock.sleep_ms(math.min(ms, SIGNAL_SLEEP_MS))
+    ms = ms - SIGNAL_SLEEP_MS
+  end
 end
 
 -- Nothing in flight: sleeps until the next pending row is due (or a token
@@ -379,18 +403,83 @@ function Sender:idle(now)
   local due = assert(self.store:recipients_next_due(self.id))
   if not due then return false end
   local ms = math.max(due - now, self.limiter:next_token_ms(now), 1)
-  clock.sleep_ms(math.min(ms, MAX_IDLE_SLEEP_MS))
+  self:sleep(math.min(ms, MAX_IDLE_SLEEP_MS))
   return true
+end
+
+-- -> true when a signal ends the run now: a second one, or the drain that
+-- the first one started is over. The first stops new sends.
+function Sender:signalled(now)
+  if not self.signal_caught then return false end
+  local name, count = self.signal_caught()
+  if not name then return false end
+  if not self.signal then
+    self.signal, self.drain_deadline_ms = name, now + self.drain_ms
+    self:stop(("interrupted by SIG%s%s; run it again to resume"):format(name, name == "INT" and " (Ctrl-C)" or ""))
+  end
+  return count >= 2 or now >= self.drain_deadline_ms
+end
+
+function Sender:signalled_twice()
+  if not self.signal_caught then return false end
+  local _, count = self.signal_caught()
+  return (count or 0) >= 2
+end
+
+-- The end of a drain: the requests still in flight may have been delivered,
+-- so their recipients become unknown (reason `interrupted`, code INTERRUPTED,
+-- uncertain); a subscription check in flight sent nothing, so its recipient
+-- goes back to pending. Written like handle's answers, fenced by the run's
+-- token. The engine's transfers are forgotten; an answer that comes later is
+-- ignored.
+function Sender:abandon()
+  local rows, now_s = {}, self.now_s()
+  for id, job in pairs(self.jobs) do
+    local row
+    if job.kind == "send" then
+      row = {}
+      for k, v in pairs(job.row) do row[k] = v end
+      row.status, row.code, row.sub_code, row.uncertain = "unknown", "INTERRUPTED", nil, true
+      row.msg = ("in flight when the run was interrupted by SIG%s and no answer came within the drain: it may "
+        .. "have been delivered"):format(tostring(self.signal))
+      row.next_attempt_at = 0
+      row.unknown_reason = "interrupted"
+    else
+      row = put_back(job.row)
+    end
+    row.updated_at = now_s
+    rows[#rows + 1] = row
+    self.jobs[id] = nil
+    self.in_flight = self.in_flight - 1
+  end
+  if #rows == 0 then return end
+  local written, refused_n = self.store:recipients_finish(self.id, self.token, rows)
+  if not written then error(refused_n, 0) end
+  if refused_n > 0 then
+    -- Superseded meanwhile: the new run marks these rows itself.
+    self.refused = self.refused + refused_n
+    self:supersede()
+    return
+  end
+  local unknown = 0
+  for _, row in ipairs(rows) do
+    self:move("inflight", row.status)
+    if row.status == "unknown" then unknown = unknown + 1 end
+  end
+  self.log("warn", ("campaign %s: %d requests still in flight after the %.1f s drain are unknown (they may have "
+    .. "been delivered)"):format(self.id, unknown, self.drain_ms / 1000))
 end
 
 -- After the loop raised (a store error, an error in on_progress, an
 -- interrupt): records the answers of the requests still in flight, for at
 -- most max_ms, so that fewer of them end unknown. Raises if the store does.
+-- The engine having nothing pending ends it too: the answers of the jobs
+-- left were lost with the error (nothing more can come for them).
 function Sender:drain(max_ms)
   self:stop("the run was interrupted")
   local deadline = clock.now_ms() + max_ms
-  while self.in_flight > 0 and clock.now_ms() < deadline do
-    local done = self.client:wait(MAX_WAIT_MS)
+  while self.in_flight > 0 and clock.now_ms() < deadline and self.client:pending() > 0 and not self:signalled_twice() do
+    local done = self.client:wait(math.max(1, math.min(MAX_WAIT_MS, deadline - clock.now_ms())))
     if #done > 0 then self:handle(done) end
   end
   return self.in_flight
@@ -405,6 +494,14 @@ function Sender:run()
       break
     end
     local now = clock.now_ms()
+    if self:signalled(now) then
+      -- What has come already is recorded, not abandoned: a last look
+      -- that does not wait.
+      local done = self.in_flight > 0 and self.client:wait(0) or {}
+      if #done > 0 then self:handle(done) end
+      self:abandon()
+      break
+    end
     self.limiter:tick(now)
     self:fill(now)
     if self.in_flight > 0 then

@@ -8,7 +8,7 @@
 --                 log = function(level, msg) end }            -- optional; never gets keys or bodies
 --   local c, err, detail = campaign.create(ctx, spec)  -- validates, stores, imports the audience (streaming)
 --   local summary, err, detail = c:run{ on_progress = fn, progress_every_ms = 250, retry_unknown = false,
---                                       stale_after_s = 60 }
+--                                       stale_after_s = 60, signals = false, drain_s = nil }
 --                                 -- on_progress(stats) returning false stops the run (resumable);
 --                                 -- retry_unknown: true (every reason) or a list of reasons
 --                                 -- ({"http_5xx", ...}: alipay.campaign.outcome.UNKNOWN_REASONS);
@@ -30,7 +30,7 @@
 -- spec = { id = "spring-sale" (optional: generated), channel = "<channel code>",
 --          template = "<template id>", audience = {file=} | {userids=} | {recipients=} | {followers=true},
 --          data = {...}, page = "...", policy = {in_flight=, qps=, max_attempts=, backoff_ms=,
---          max_backoff_ms=, retry_unknown=, max_throttled_s=, stale_after_s=} }
+--          max_backoff_ms=, retry_unknown=, max_throttled_s=, stale_after_s=, drain_s=} }
 -- (alipay.campaign.definition checks it; alipay.campaign.audience and
 -- .importer say how audiences are read; .outcome says what every answer does.)
 --
@@ -44,6 +44,21 @@
 -- every pending row is sent once. A run that finds its token superseded
 -- stops at once and fails with detail.reason "superseded".
 --
+-- Signals. A library does not take SIGINT or SIGTERM from the application
+-- unless asked: by default (signals = false) run installs no handler, and a
+-- signal does whatever the application (or the interpreter: lua5.4 raises
+-- "interrupted!" at any instruction, and the run then stops as after any
+-- error) makes it do. With signals = true (what `alipay campaign` passes) or
+-- a list of names ({"INT", "TERM", "HUP"}), run catches them for its duration
+-- (core.signals_catch; the previous handlers come back when it returns): the
+-- first stops new sends, every answer that came is recorded, those in flight
+-- are waited for at most drain_s seconds (opts.drain_s, else the policy's,
+-- default 5), then they become unknown (they may have been delivered). A
+-- second signal ends the wait at once. The summary then has status
+-- "stopped", stop_reason naming the signal, and signal = "INT" | "TERM" | ...;
+-- the campaign is resumable. (A third signal ends the process by the
+-- signal's default action: the way out of a process that is stuck.)
+--
 -- Deleting refuses a campaign that a live process runs or imports, and,
 -- without force, one whose recipients hold results (sent, failed, unknown
 -- or inflight): the store is the only record of who got the message.
@@ -56,6 +71,7 @@ local outcome = require "alipay.campaign.outcome"
 local state = require "alipay.campaign.lease"
 local export = require "alipay.campaign.export"
 local clock = require "alipay.campaign.clock"
+local core = require "alipay.core"
 local store_interface = require "alipay.store"
 local errors = require "alipay.errors"
 local cjson = require("cjson").new()
@@ -306,7 +322,7 @@ end
 
 -- ---- run ----
 
-local DRAIN_MS = 15000 -- after a failed run, wait this long for the answers in flight
+local DEFAULT_SIGNALS = { "INT", "TERM" }
 
 local INTERRUPTED_MSG = {
   runner_died = "in flight when an earlier run ended: it may have been delivered",
@@ -378,6 +394,7 @@ local function end_run(self, row, s, stop_reason, on_progress)
       :format(state.superseded(store, row), status), 0)
   end
   local summary = summary_of(self, s, status, stop_reason, counts)
+  summary.signal = s and s.signal or nil
   log(ctx, status == "completed" and "info" or "warn", ("campaign %s %s: %d sent, %d failed, %d skipped, %d unknown%s")
     :format(self.id, status, counts.sent, counts.failed, counts.skipped, counts.unknown,
       stop_reason and (" (" .. stop_reason .. ")") or ""))
@@ -391,8 +408,26 @@ local function finish_run(self, row, s, stop_reason, on_progress)
   return summary
 end
 
-function Campaign:run(opts)
-  opts = opts or {}
+-- opts.signals -> the names to catch, or nil. Misuse raises.
+local function signals_of(opt)
+  if opt == nil or opt == false then return nil end
+  if opt == true then return DEFAULT_SIGNALS end
+  if type(opt) ~= "table" or opt[1] == nil then
+    error("campaign run: signals must be true, false or a list of signal names such as {\"INT\", \"TERM\"}", 3)
+  end
+  return opt
+end
+
+local function drain_ms_of(opt, policy)
+  local s = opt
+  if s == nil then s = policy.drain_s end
+  if type(s) ~= "number" or s ~= s or s < 0 or s > definition.MAX_DRAIN_S then
+    error(("campaign run: drain_s must be a number of seconds from 0 to %d"):format(definition.MAX_DRAIN_S), 3)
+  end
+  return s * 1000
+end
+
+local function run_campaign(self, opts, watched)
   local ctx, store = self.ctx, self.ctx.store
   local retry_given = opts.retry_unknown
   local retry_unknown, rerr = retry_set(retry_given)
@@ -440,11 +475,13 @@ function Campaign:run(opts)
     pcall(state.release, store, row, "stopped", cerr, now_s(ctx))
     return errors.fail(cdetail and cdetail.kind or "store", "campaign: " .. tostring(cerr))
   end
+  local drain_ms = drain_ms_of(opts.drain_s, policy)
   local s = sender.new {
     store = store, campaign = row, runner = runner, message = msg, policy = policy, retry_unknown = retry_unknown,
     counts = counts, now_s = function() return now_s(ctx) end,
     on_progress = opts.on_progress, progress_every_ms = opts.progress_every_ms,
     log = function(level, text) log(ctx, level, text) end,
+    signal_caught = watched and core.signal_caught or nil, drain_ms = drain_ms,
   }
   local ran, stop_reason = pcall(s.run, s)
   if ran and s.superseded then
@@ -459,7 +496,7 @@ function Campaign:run(opts)
   if not ran then
     -- Record what answers still come; rows left in flight stay inflight and
     -- the next run makes them unknown.
-    pcall(s.drain, s, DRAIN_MS)
+    pcall(s.drain, s, drain_ms)
     local reason = "the run failed: " .. tostring(stop_reason)
     pcall(state.release, store, row, "stopped", reason, now_s(ctx))
     log(ctx, "error", ("campaign %s: %s"):format(self.id, reason))
@@ -468,6 +505,22 @@ function Campaign:run(opts)
     return errors.fail("state", { campaign = self.id, msg = "campaign: " .. reason })
   end
   return finish_run(self, row, s, stop_reason, opts.on_progress)
+end
+
+function Campaign:run(opts)
+  opts = opts or {}
+  local watched = signals_of(opts.signals)
+  if opts.drain_s ~= nil then drain_ms_of(opts.drain_s, definition.POLICY) end -- misuse raises before any work
+  if not watched then return run_campaign(self, opts, nil) end
+  -- Caught from before the claim until the end is recorded: a signal at any
+  -- point is only counted (the loop stops at once if it came before), and
+  -- it cannot cut the store's writes short. A bad name raises here.
+  local caught, err = core.signals_catch(watched)
+  if not caught then return errors.fail("state", { campaign = self.id, msg = "campaign: " .. tostring(err) }) end
+  local results = table.pack(pcall(run_campaign, self, opts, watched))
+  core.signals_restore()
+  if not results[1] then error(results[2], 0) end
+  return table.unpack(results, 2, results.n)
 end
 
 M.POLICY = definition.POLICY

@@ -6,19 +6,22 @@
 --   0  the campaign completed (every recipient reached a final state)
 --   1  it stopped (template deleted, configuration refused, ...) or failed
 --   2  the command line was wrong
+--   130, 143  Ctrl-C (SIGINT) or SIGTERM (systemd's stop) stopped it, resumable
 --
--- Ctrl-C: lua5.4 turns the first SIGINT into an error ("interrupted!") at
--- the next Lua instruction, which the engine catches: it marks the campaign
--- stopped and exits, leaving the requests then in flight `inflight`. A
--- second Ctrl-C, a kill or a crash ends the process at once. Either way
+-- Ctrl-C and SIGTERM: run and resume ask the engine to catch them
+-- (c:run{signals = true}; a library user's run does not). The first stops
+-- new sends, records every answer that came and waits for the requests in
+-- flight at most --drain seconds (default 5); those still in flight then
+-- become `unknown` (they may have been delivered). A second signal ends the
+-- wait at once; a third, or a kill, ends the process as it is. Either way
 -- nothing is lost and nothing is sent twice, by design: each recipient's
 -- state is written to the store before and after its request, so
--- `alipay campaign resume ID` picks up where the run stopped, and recipients
--- that were in flight (they may have been delivered) become `unknown`; they
--- are only sent again with --retry-unknown.
+-- `alipay campaign resume ID` picks up where the run stopped; `unknown`
+-- recipients are only sent again with --retry-unknown.
 local common = require "alipay.cli.common"
 local progress = require "alipay.cli.progress"
 local outcome_reasons = require "alipay.campaign.outcome"
+local exit_status = require "alipay.cli.exit_status"
 
 local M = { summary = "Send a template message to an audience, resumably; status, export, list, delete." }
 
@@ -26,13 +29,15 @@ local PROGRESS_EVERY_MS = 250 -- bar redraws
 local LOG_EVERY_S = 5         -- plain log lines when stderr is not a terminal
 
 local EPILOG = [[
-Ctrl-C stops a run (a second one, or a kill, ends it at once). Nothing is lost: every recipient's
-state is in the store, and `alipay campaign resume ID` continues where it stopped. Recipients
-that were in flight may have been delivered: they become `unknown` (with a reason: `campaign status`
-shows them), and are sent again only with --retry-unknown[=REASON,...].
+Ctrl-C (or SIGTERM) stops a run: no new sends, every answer that came is recorded, and the
+requests in flight are waited for at most --drain seconds (a second Ctrl-C stops waiting).
+Nothing is lost: every recipient's state is in the store, and `alipay campaign resume ID`
+continues where it stopped. Recipients still in flight at the end may have been delivered:
+they become `unknown` (with a reason: `campaign status` shows them), and are sent again only
+with --retry-unknown[=REASON,...].
 A runner without a heartbeat for --stale-after seconds (default 60) loses its lease: another
 `resume` may take over, and the old runner, if it wakes up, stops before sending more (exit 1).
-Exit status: 0 completed, 1 stopped or failed, 2 usage error.]]
+Exit status: 0 completed, 1 stopped or failed, 2 usage error, 130 Ctrl-C, 143 SIGTERM.]]
 
 -- The engine's context over the command's shared one (alipay.cli.common):
 -- channels from the configuration file, the store, the template registry
@@ -152,14 +157,23 @@ local function json_status(status)
   return status
 end
 
--- Exit status and message of a finished (or stopped) run.
-local function outcome(out, status, already_said)
+-- Exit status and message of a finished (or stopped) run; signal: the
+-- one that stopped it ("INT", "TERM"), unknown: how many this run left unknown.
+local function outcome(out, status, already_said, signal, unknown)
   if status.status == "completed" then return true end
   local reason = status.stop_reason and tostring(status.stop_reason)
   if reason and not already_said(reason) then
     out.err("alipay campaign: campaign %s %s: %s", tostring(status.id), tostring(status.status), reason)
   else
     out.err("alipay campaign: campaign %s %s", tostring(status.id), tostring(status.status))
+  end
+  if signal then
+    if unknown > 0 then
+      out.err("%d recipients were still in flight: they are unknown (they may have been delivered; "
+        .. "--retry-unknown sends them again).", unknown)
+    end
+    out.err("Continue with `alipay campaign resume %s`.", tostring(status.id))
+    return exit_status.SIGNALLED[signal] or exit_status.FAILED
   end
   if status.status == "stopped" then
     out.err("Fix the cause, then continue with `alipay campaign resume %s`.", tostring(status.id))
@@ -232,7 +246,7 @@ local function spec_of(args, channel)
   local policy = {
     in_flight = args.in_flight, qps = args.qps, max_attempts = args.max_attempts,
     max_throttled_s = args.max_throttled, retry_unknown = args.retry_unknown or nil,
-    stale_after_s = args.stale_after,
+    stale_after_s = args.stale_after, drain_s = args.drain,
   }
   return {
     id = args.id, channel = channel.code, template = args.template, data = data, page = args.page,
@@ -250,7 +264,10 @@ local function drive(c, rep, already_said, args, out)
     progress_every_ms = PROGRESS_EVERY_MS,
     -- nil: the campaign's own policy decides (set when it was created).
     retry_unknown = args.retry_unknown or nil,
-    stale_after_s = args.stale_after,
+    stale_after_s = args.stale_after, drain_s = args.drain,
+    -- A command line owns its process: Ctrl-C and SIGTERM stop the run
+    -- cleanly (see the header).
+    signals = true,
     on_progress = function(stats) rep:update(stats) end,
   }
   rep:finish(result)
@@ -263,11 +280,13 @@ local function drive(c, rep, already_said, args, out)
   if args.json then
     status.elapsed_s = this_run.elapsed_s
     status.rate = this_run.elapsed_s > 0 and this_run.settled / this_run.elapsed_s or 0
+    status.signal = result.signal
     common.json(out, json_status(status))
   else
     print_summary(out, status, this_run)
   end
-  return outcome(out, status, already_said)
+  return outcome(out, status, already_said, result.signal,
+    (tonumber(status.counts.unknown) or 0) - (tonumber(before.counts.unknown) or 0))
 end
 
 local run = common.runner(function(ctx, args, out)
@@ -450,6 +469,21 @@ local function stale_option(cmd)
     end)
 end
 
+local function seconds(name)
+  return function(text)
+    local n = tonumber(text)
+    if not n or n ~= n or n < 0 or n > 3600 then return nil, name .. ": expected seconds from 0 to 3600" end
+    return n
+  end
+end
+
+-- --drain, for run (stored in the campaign's policy) and resume (this run).
+local function drain_option(cmd, what)
+  cmd:option("--drain", "After Ctrl-C or SIGTERM, wait at most this many seconds for the requests in flight "
+    .. "(" .. what .. ").")
+    :argname("<s>"):convert(seconds("--drain"))
+end
+
 local function progress_options(cmd)
   cmd:flag("-v --verbose", "Also print the engine's informational log lines.")
   cmd:option("--progress", "Progress display on stderr: a bar redrawn in place (default on a "
@@ -485,6 +519,7 @@ function M.configure(cmd, cli)
     :convert(positive("--max-throttled", false))
   run_cmd:flag("--retry-unknown", "Also send to recipients whose earlier attempt has an unknown outcome.")
   stale_option(run_cmd)
+  drain_option(run_cmd, "default 5; kept for resume")
   progress_options(run_cmd)
   common.options(run_cmd, cli, { channel = true })
 
@@ -495,6 +530,7 @@ function M.configure(cmd, cli)
     .. "only those (" .. table.concat(outcome_reasons.UNKNOWN_REASONS, ", ") .. "; `campaign status` counts "
     .. "them). Each may have been delivered already."):args("?"):argname("<reasons>")
   stale_option(resume_cmd)
+  drain_option(resume_cmd, "default: what the campaign was run with")
   progress_options(resume_cmd)
   common.options(resume_cmd, cli)
 
