@@ -109,12 +109,11 @@ end
 -- Tier 2 needs a transport that has it (config checked: all or nothing).
 local function concurrent(self, what)
   check_open(self, 4)
-  local t = self.transport
-  if type(t.submit) ~= "function" then
+  if not self:concurrent() then
     error("client:" .. what .. ": this client's transport has no submit/wait/pending (request only, "
       .. "see alipay.transport.contract); use client:request, or a transport with all three", 3)
   end
-  return t
+  return self.transport
 end
 
 -- client:concurrent() -> whether this client's transport has the second

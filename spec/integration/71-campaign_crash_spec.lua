@@ -9,41 +9,22 @@
 -- requests in flight, some already executed by the gateway (delivered, but
 -- the answer never read) and some not.
 local helpers = require "helpers"
+local world = require "support.campaign_world"
 local cjson = require "cjson"
-local sandbox = require "alipay.sandbox"
 local campaign = require "alipay.campaign"
-local workspace = require "alipay.workspace"
 
-local APP_ID = "2021000122671080"
-local LIFE = "alipaylife123"
-local TEMPLATE = "14330d60f0ab4516853a0900827cee35"
-local SEND = "alipay.open.public.message.single.send"
+local APP_ID, LIFE, TEMPLATE, SEND, FIXED = world.APP_ID, world.LIFE, world.TEMPLATE, world.SEND, world.FIXED
+local generated, sleep, process_gone = world.generated, world.sleep, world.process_gone
 local RECIPIENTS = 2500        -- generated followers; every 125th line adds a stranger (failed),
                                -- every 250th a duplicate (skipped)
 local KILLS = 12
 local LATENCY_MS = 30
 local POLICY = { in_flight = 8, qps = 150, backoff_ms = 50 }
 
-local function generated(n) return ("20880000%08d"):format(n) end
 local function stranger(n) return ("20889999%08d"):format(n) end
 
-local FIXED = {
-  head_color = "#85be53", url = "https://example.com/sale", action_name = "查看详情",
-  keyword1 = { value = "SALE", color = "#85be53" }, keyword2 = { value = "open", color = "#85be53" },
-  keyword3 = { value = "2024-06-07 18:41", color = "#85be53" },
-}
 
-local function process_gone(pid)
-  local f = io.open("/proc/" .. pid .. "/stat", "rb")
-  if not f then return true end
-  local stat = f:read("a")
-  f:close()
-  return stat:match("^%d+ %b() (%a)") == "Z"
-end
 
-local function sleep(seconds)
-  os.execute(("sleep %.3f"):format(seconds))
-end
 
 -- Starts the child in the background -> pid
 local function spawn(config_path, log_path)
@@ -66,18 +47,8 @@ describe("campaign crash safety", function()
   local sb, dir, ctx, store
 
   setup(function()
-    dir = helpers.tmpdir()
-    sb = assert(sandbox.start { app_id = APP_ID, app_public_key = helpers.key_text("app_public.pem"),
-                                seed = "spec/fixtures/sandbox_seed.json" })
-    helpers.write(dir .. "/alipay_public.pem", sb.alipay_public_key)
-    local ws = assert(workspace.open { store = dir .. "/state.db", config = { channels = { [LIFE] = {
-      kind = "alipaylife", app_id = APP_ID, gateway = sb.gateway, timeout_ms = 10000,
-      private_key_file = "spec/fixtures/keys/app_private_pkcs8.pem",
-      alipay_public_key_file = dir .. "/alipay_public.pem" } } } })
-    assert(ws.registry:import { { channel = LIFE, kind = "alipaylife", id = TEMPLATE,
-                                  keywords = { "订单号", "订单状态", "更新时间" } } })
-    ctx = assert(ws:campaign_ctx())
-    store = ctx.store
+    local w = world.start(10000)
+    sb, dir, ctx, store = w.sb, w.dir, w.ctx, w.store
   end)
 
   teardown(function()

@@ -10,38 +10,21 @@
 -- one that takes over is spec/support/campaign_child.lua with the same
 -- window (policy stale_after_s), so this takes seconds.
 local helpers = require "helpers"
+local world = require "support.campaign_world"
 local cjson = require "cjson"
-local sandbox = require "alipay.sandbox"
 local campaign = require "alipay.campaign"
-local workspace = require "alipay.workspace"
 local store_mod = require "alipay.store"
 
-local APP_ID = "2021000122671080"
-local LIFE = "alipaylife123"
-local TEMPLATE = "14330d60f0ab4516853a0900827cee35"
-local SEND = "alipay.open.public.message.single.send"
+local APP_ID, LIFE, TEMPLATE, SEND, FIXED = world.APP_ID, world.LIFE, world.TEMPLATE, world.SEND, world.FIXED
+local generated, sleep, process_gone = world.generated, world.sleep, world.process_gone
 local RECIPIENTS = 400
 local STALE_S = 2
 local LATENCY_MS = 40
 local POLICY = { in_flight = 4, qps = 60, backoff_ms = 50, stale_after_s = STALE_S }
 
-local FIXED = {
-  head_color = "#85be53", url = "https://example.com/sale", action_name = "查看详情",
-  keyword1 = { value = "SALE", color = "#85be53" }, keyword2 = { value = "open", color = "#85be53" },
-  keyword3 = { value = "2024-06-07 18:41", color = "#85be53" },
-}
 
-local function generated(n) return ("20880000%08d"):format(n) end
 
-local function sleep(seconds) os.execute(("sleep %.3f"):format(seconds)) end
 
-local function process_gone(pid)
-  local f = io.open("/proc/" .. pid .. "/stat", "rb")
-  if not f then return true end
-  local stat = f:read("a")
-  f:close()
-  return stat:match("^%d+ %b() (%a)") == "Z"
-end
 
 local function read_number(path)
   local f = io.open(path, "rb")
@@ -79,18 +62,8 @@ describe("fenced campaign runners", function()
   local sb, dir, ctx, store
 
   setup(function()
-    dir = helpers.tmpdir()
-    sb = assert(sandbox.start { app_id = APP_ID, app_public_key = helpers.key_text("app_public.pem"),
-                                seed = "spec/fixtures/sandbox_seed.json" })
-    helpers.write(dir .. "/alipay_public.pem", sb.alipay_public_key)
-    local ws = assert(workspace.open { store = dir .. "/state.db", config = { channels = { [LIFE] = {
-      kind = "alipaylife", app_id = APP_ID, gateway = sb.gateway, timeout_ms = 10000,
-      private_key_file = "spec/fixtures/keys/app_private_pkcs8.pem",
-      alipay_public_key_file = dir .. "/alipay_public.pem" } } } })
-    assert(ws.registry:import { { channel = LIFE, kind = "alipaylife", id = TEMPLATE,
-                                  keywords = { "订单号", "订单状态", "更新时间" } } })
-    ctx = assert(ws:campaign_ctx())
-    store = ctx.store
+    local w = world.start(10000)
+    sb, dir, ctx, store = w.sb, w.dir, w.ctx, w.store
   end)
 
   teardown(function()

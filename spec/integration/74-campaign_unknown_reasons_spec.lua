@@ -8,55 +8,30 @@
 -- CLI retries the http_5xx ones only, and the delivery log shows everyone
 -- delivered exactly once (the 502s never executed; the truncated answers had).
 local helpers = require "helpers"
+local world = require "support.campaign_world"
 local cjson = require "cjson"
-local sandbox = require "alipay.sandbox"
 local campaign = require "alipay.campaign"
-local workspace = require "alipay.workspace"
 
-local APP_ID = "2021000122671080"
-local LIFE = "alipaylife123"
-local TEMPLATE = "14330d60f0ab4516853a0900827cee35"
-local SEND = "alipay.open.public.message.single.send"
+local APP_ID, LIFE, TEMPLATE, SEND, FIXED = world.APP_ID, world.LIFE, world.TEMPLATE, world.SEND, world.FIXED
+local generated, sleep, process_gone = world.generated, world.sleep, world.process_gone
 local RECIPIENTS = 20
 local TIMEOUT_MS = 1500
 local POLICY = { in_flight = 1, qps = 100, backoff_ms = 10 }
 
-local FIXED = {
-  head_color = "#85be53", url = "https://example.com/sale", action_name = "查看详情",
-  keyword1 = { value = "SALE", color = "#85be53" }, keyword2 = { value = "open", color = "#85be53" },
-  keyword3 = { value = "2024-06-07 18:41", color = "#85be53" },
-}
 
-local function generated(n) return ("20880000%08d"):format(n) end
-local function sleep(seconds) os.execute(("sleep %.3f"):format(seconds)) end
 
 local function shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
-local function process_gone(pid)
-  local f = io.open("/proc/" .. pid .. "/stat", "rb")
-  if not f then return true end
-  local stat = f:read("a")
-  f:close()
-  return stat:match("^%d+ %b() (%a)") == "Z"
-end
 
 describe("unknown recipients by reason", function()
   local sb, dir, ctx, cli_config
 
   setup(function()
-    dir = helpers.tmpdir()
-    sb = assert(sandbox.start { app_id = APP_ID, app_public_key = helpers.key_text("app_public.pem"),
-                                seed = "spec/fixtures/sandbox_seed.json" })
-    helpers.write(dir .. "/alipay_public.pem", sb.alipay_public_key)
-    local channel = { kind = "alipaylife", app_id = APP_ID, gateway = sb.gateway, timeout_ms = TIMEOUT_MS,
-      private_key_file = "spec/fixtures/keys/app_private_pkcs8.pem",
-      alipay_public_key_file = dir .. "/alipay_public.pem" }
-    local ws = assert(workspace.open { store = dir .. "/state.db", config = { channels = { [LIFE] = channel } } })
-    assert(ws.registry:import { { channel = LIFE, kind = "alipaylife", id = TEMPLATE,
-                                  keywords = { "订单号", "订单状态", "更新时间" } } })
-    ctx = assert(ws:campaign_ctx())
+    local w = world.start(TIMEOUT_MS)
+    sb, dir, ctx = w.sb, w.dir, w.ctx
+    local channel = w.channel
     cli_config = dir .. "/alipay.json"
     local p = io.popen("pwd")
     local cwd = p:read("l")

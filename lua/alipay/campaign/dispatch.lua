@@ -45,6 +45,7 @@
 -- day) would keep a campaign retrying at its lowest rate forever. When every
 -- answer for policy.max_throttled_s has been a throttle, the run stops,
 -- resumable, and says so.
+local definition = require "alipay.campaign.definition"
 local clock = require "alipay.campaign.clock"
 local limiter_mod = require "alipay.campaign.limiter"
 local outcome = require "alipay.campaign.outcome"
@@ -57,7 +58,6 @@ local M = {}
 local MAX_WAIT_MS = 200        -- the loop wakes at least this often (progress, heartbeat)
 local MAX_IDLE_SLEEP_MS = 1000 -- nothing in flight: sleep at most this long before looking again
 local SIGNAL_SLEEP_MS = 50     -- while signals are watched, idle sleeps look at them this often
-local DRAIN_MS = 5000          -- after a signal, wait this long at most for the answers in flight
 local HEARTBEAT_MS = 2000      -- at most; a quarter of the staleness window when that is shorter
 local RATE_WINDOW_MS = 5000
 local BUCKET_MS = 100
@@ -82,7 +82,7 @@ function M.new(opts)
     buckets = {}, stop_reason = nil,
     streak = 0, streak_limit = math.max(10, 3 * policy.in_flight),
     throttled_since_ms = nil, -- the first throttle after the last answer that was not one
-    signal_caught = opts.signal_caught, drain_ms = opts.drain_ms or DRAIN_MS,
+    signal_caught = opts.signal_caught, drain_ms = opts.drain_ms or definition.POLICY.drain_s * 1000,
     signal = nil, drain_deadline_ms = nil, -- set by the first signal
   }, Sender)
   return self
