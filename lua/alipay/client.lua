@@ -15,19 +15,15 @@ local cjson = require("cjson").new()
 local core = require "alipay.core"
 local errors = require "alipay.errors"
 local config = require "alipay.config"
+local beijing_time = require "alipay.util.beijing_time"
 
 cjson.decode_invalid_numbers(false)
 
 local Client = {}
 Client.__index = Client
 
-local BEIJING_OFFSET = 8 * 3600 -- UTC+8, no DST (docs/protocol.md §1.1)
-
--- "yyyy-MM-dd HH:mm:ss" in Beijing time whatever the host's time zone:
--- os.time() counts UTC seconds and "!" formats without the local zone.
-local function beijing_timestamp(now)
-  return os.date("!%Y-%m-%d %H:%M:%S", (now or os.time()) + BEIJING_OFFSET)
-end
+-- "yyyy-MM-dd HH:mm:ss" in Beijing time whatever the host's time zone.
+local beijing_timestamp = beijing_time.format
 Client.beijing_timestamp = beijing_timestamp
 
 local function decode_json(text)

@@ -6,6 +6,7 @@ local helpers = require "helpers"
 local alipay = require "alipay"
 local notify = require "alipay.inbound.notify"
 local gateway = require "alipay.inbound.app_gateway"
+local beijing_time = require "alipay.util.beijing_time"
 local core = alipay.core
 
 local APP_ID = "2021000122671080"
@@ -50,18 +51,36 @@ end
 local function message(service, biz_content, extra)
   local p = { app_id = APP_ID, service = service, charset = "UTF-8", sign_type = "RSA2",
               biz_content = biz_content }
-  for k, v in pairs(extra or {}) do p[k] = v end
+  for k, v in pairs(extra or {}) do p[k] = v or nil end
   p.sign = alipay_key:sign(core.sign_content(p), p.sign_type)
   return p
 end
 
 local function form(p) return core.form_encode(p) end
 
-local function check_body(extra)
+-- The fixtures are dated CreateTime 1715593765123 (ms): these specs
+-- handle them a minute later. Freshness itself is spec/unit/33.
+local FIXTURE_NOW = 1715593765 + 60
+local function at(now, opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.clock = o.clock or function() return now end
+  return o
+end
+local function handle(client, body, handlers, opts)
+  return gateway.handle(client, body, handlers, at(FIXTURE_NOW, opts))
+end
+
+-- Alipay's gateway check signs only biz_content, charset, service and
+-- sign_type: it carries no app_id field (its XML names the app).
+local function check_body(extra, xml_app_id)
+  local extra_params = { app_id = false }
+  for k, v in pairs(extra or {}) do extra_params[k] = v end
   return form(message("alipay.service.check", biz_xml {
-    { "AppId", APP_ID }, { "CreateTime", "1715593765123" }, { "MsgType", "event" }, { "EventType", "verifygw" },
-    { "ActionParam", "" }, { "AgreementId", "" }, { "AccountNo", "" }, { "FromUserId", "2088102122485786" },
-  }, extra))
+    { "AppId", xml_app_id or APP_ID }, { "CreateTime", "1715593765123" }, { "MsgType", "event" },
+    { "EventType", "verifygw" }, { "ActionParam", "" }, { "AgreementId", "" }, { "AccountNo", "" },
+    { "FromUserId", "2088102122485786" },
+  }, extra_params))
 end
 
 local function event_body(event_type, extra_fields, extra_params)
@@ -90,7 +109,7 @@ describe("gateway: alipay.service.check", function()
   it("answers with the signed envelope of the protocol vector", function()
     local v = helpers.vectors().gateway_verify_reply
     assert.are.equal("app_private_pkcs1.pem", v.key)
-    local reply, info = gateway.handle(client, check_body(), {}, { log = function() end })
+    local reply, info = handle(client, check_body(), {}, { log = function() end })
     assert.are.equal('<?xml version="1.0" encoding="UTF-8"?><alipay><response>' .. v.response_inner ..
                      "</response><sign>" .. v.sign .. "</sign><sign_type>RSA2</sign_type></alipay>", reply)
     local inner, _, sign_type, ok = open_envelope(reply)
@@ -106,14 +125,14 @@ describe("gateway: alipay.service.check", function()
 
   it("builds the same reply through gateway.check_reply", function()
     local reply = gateway.check_reply(client, true)
-    assert.are.equal(gateway.handle(client, check_body(), {}, { log = function() end }), reply)
+    assert.are.equal(handle(client, check_body(), {}, { log = function() end }), reply)
   end)
 
   it("answers a forged check with the signed VERIFY_FAILED envelope", function()
     local p = core.form_decode(check_body())
     p.biz_content = p.biz_content:gsub("1715593765123", "1715593765124")
     local lines, log = log_capture()
-    local reply, info = gateway.handle(client, form(p), {}, { log = log })
+    local reply, info = handle(client, form(p), {}, { log = log })
     local inner, _, _, ok = open_envelope(reply)
     assert.is_true(ok)
     assert.are.equal("<success>false</success><error_code>VERIFY_FAILED</error_code><biz_content>" ..
@@ -122,7 +141,7 @@ describe("gateway: alipay.service.check", function()
     assert.are.equal("forged", info.detail.reason)
     assert.matches("^text/xml", info.content_type)
     assert.are.equal(1, #lines)
-    assert.matches("reason=forged service=alipay.service.check app_id=" .. APP_ID, lines[1].msg)
+    assert.matches("reason=forged service=alipay.service.check app_id=%?", lines[1].msg)
   end)
 
   it("answers VERIFY_FAILED to an unsigned check, a foreign one, and one that is not verifygw", function()
@@ -131,22 +150,23 @@ describe("gateway: alipay.service.check", function()
     local bodies = {
       unsigned = form(unsigned),
       foreign_app = check_body { app_id = "2021000000000001" },
+      foreign_xml = check_body(nil, "2021000000000001"),
       malformed = form(message("alipay.service.check", event_xml("follow"))),
     }
     for reason, body in pairs(bodies) do
-      local reply, info = gateway.handle(client, body, {}, { log = function() end })
+      local reply, info = handle(client, body, {}, { log = function() end })
       local inner, _, _, ok = open_envelope(reply)
       assert.is_true(ok)
       assert.matches("<error_code>VERIFY_FAILED</error_code>", inner)
-      assert.are.equal(reason, info.detail.reason)
+      assert.are.equal(reason == "foreign_xml" and "foreign_app" or reason, info.detail.reason)
     end
   end)
 
   it("is answered every time (no replay store involved)", function()
     local seen = notify.memory_store(10)
     local body = check_body()
-    local first = gateway.handle(client, body, {}, { seen = seen })
-    local second, info = gateway.handle(client, body, {}, { seen = seen })
+    local first = handle(client, body, {}, { seen = seen })
+    local second, info = handle(client, body, {}, { seen = seen })
     assert.are.equal(first, second)
     assert.is_false(info["repeat"])
   end)
@@ -166,7 +186,7 @@ describe("gateway: Life Account events", function()
       local calls, handlers = recorder()
       local extra = event_type == "click" and { { "ActionParam", '{"scene":"menu_1"}' } }
         or event_type == "enter" and { { "ActionParam", '{"scene":{"sceneId":"1234"}}' } } or nil
-      local reply, info = gateway.handle(client, event_body(event_type, extra), handlers, { log = function() end })
+      local reply, info = handle(client, event_body(event_type, extra), handlers, { log = function() end })
       assert.are.equal("success", reply)
       assert.are.equal(1, #calls)
       local event = calls[1].event
@@ -190,12 +210,12 @@ describe("gateway: Life Account events", function()
 
   it("falls back to handlers.default, and acknowledges events nobody handles", function()
     local got
-    local reply = gateway.handle(client, event_body("unfollow"), { default = function(e) got = e end },
+    local reply = handle(client, event_body("unfollow"), { default = function(e) got = e end },
                                  { log = function() end })
     assert.are.equal("success", reply)
     assert.are.equal("unfollow", got.EventType)
     local lines, log = log_capture()
-    assert.are.equal("success", gateway.handle(client, event_body("follow"), {}, { log = log }))
+    assert.are.equal("success", handle(client, event_body("follow"), {}, { log = log }))
     assert.matches("no handler for follow", lines[1].msg)
   end)
 
@@ -204,7 +224,7 @@ describe("gateway: Life Account events", function()
     local xml = biz_xml { { "AppId", APP_ID }, { "FromUserId", "2088102122485786" },
                           { "CreateTime", "1715593765999" }, { "MsgType", "text" }, { "Text", "你好 <&>" } }
     local body = form(message("alipay.mobile.public.message.notify", xml))
-    assert.are.equal("success", gateway.handle(client, body, { text = function(e) got = e end }))
+    assert.are.equal("success", handle(client, body, { text = function(e) got = e end }))
     assert.are.equal("你好 <&>", got.Text)
   end)
 
@@ -215,7 +235,7 @@ describe("gateway: Life Account events", function()
       "  <ActionParam>a &amp; b &lt;c&gt;</ActionParam>\n" ..
       "  <UserInfo><Name><![CDATA[ 张三 ]]></Name><Level>3</Level></UserInfo>\n</XML>\n"
     local got
-    local reply = gateway.handle(client, form(message("alipay.mobile.public.message.notify", xml)),
+    local reply = handle(client, form(message("alipay.mobile.public.message.notify", xml)),
                                  { click = function(e) got = e end })
     assert.are.equal("success", reply)
     assert.are.equal(APP_ID, got.AppId)
@@ -232,7 +252,7 @@ describe("gateway: Life Account events", function()
                 sign_type = "RSA2", biz_content = xml }
     p.sign = alipay_key:sign(core.sign_content(p))
     local got
-    local reply, info = gateway.handle(client, form(p), { click = function(e) got = e end })
+    local reply, info = handle(client, form(p), { click = function(e) got = e end })
     assert.are.equal("success", reply, info.error and tostring(info.error))
     assert.are.equal('{"name":"菜单一"}', got.ActionParam)
   end)
@@ -240,7 +260,7 @@ describe("gateway: Life Account events", function()
   it("refuses an event whose biz_content names another AppId", function()
     local lines, log = log_capture()
     local called = false
-    local reply, info = gateway.handle(client, event_body("follow", { { "AppId", "2021000000000001" } }),
+    local reply, info = handle(client, event_body("follow", { { "AppId", "2021000000000001" } }),
                                        { follow = function() called = true end }, { log = log })
     assert.are.equal("fail", reply)
     assert.are.equal("foreign_app", info.detail.reason)
@@ -257,24 +277,25 @@ describe("gateway: retries and repeats", function()
     local n = 0
     local handlers = { follow = function() n = n + 1 end }
     local body = event_body("follow")
-    local reply, info = gateway.handle(client, body, handlers, { seen = seen, log = function() end })
+    local reply, info = handle(client, body, handlers, { seen = seen, log = function() end })
     assert.are.equal("success", reply)
     assert.is_false(info["repeat"])
-    reply, info = gateway.handle(client, body, handlers, { seen = seen, log = function() end })
+    reply, info = handle(client, body, handlers, { seen = seen, log = function() end })
     assert.are.equal("success", reply)
     assert.is_true(info["repeat"])
     assert.are.equal(1, n)
     -- another event of the same user at another time is new
-    gateway.handle(client, event_body("follow", { { "CreateTime", "1715593765999" } }), handlers, { seen = seen })
+    handle(client, event_body("follow", { { "CreateTime", "1715593765999" } }), handlers, { seen = seen })
     assert.are.equal(2, n)
   end)
 
-  it("keys messages by notify_id when they carry one", function()
+  it("keys Life Account events by user, time and event, in the gateway's own namespace", function()
     local keys = {}
     local store = { add = function(_, key) keys[#keys + 1] = key return true end, delete = function() end }
-    gateway.handle(client, event_body("follow", nil, { notify_id = "n-1" }), {}, { seen = store, log = function() end })
-    gateway.handle(client, event_body("follow"), {}, { seen = store, log = function() end })
-    assert.are.same({ "notify:n-1", "gateway:2088102122485786:1715593765123:follow" }, keys)
+    handle(client, event_body("follow", nil, { notify_id = "n-1" }), {}, { seen = store, log = function() end })
+    handle(client, event_body("click"), {}, { seen = store, log = function() end })
+    assert.are.same({ "gateway:life_account:2088102122485786:1715593765123:follow",
+                      "gateway:life_account:2088102122485786:1715593765123:click" }, keys)
   end)
 
   it("answers fail when a handler raises, forgets the message, and dispatches Alipay's retry", function()
@@ -288,18 +309,18 @@ describe("gateway: retries and repeats", function()
       end,
     }
     local body = event_body("follow")
-    local reply, info = gateway.handle(client, body, handlers, { seen = seen, log = log })
+    local reply, info = handle(client, body, handlers, { seen = seen, log = log })
     assert.are.equal("fail", reply)
     assert.are.equal("handler", info.detail.reason)
     assert.is_true(info.detail.retryable)
     assert.are.equal("error", lines[1].level)
     assert.matches("follow handler failed: .*database unavailable", lines[1].msg)
     assert.is_nil(lines[1].msg:find("\n", 1, true))
-    reply, info = gateway.handle(client, body, handlers, { seen = seen, log = log })
+    reply, info = handle(client, body, handlers, { seen = seen, log = log })
     assert.are.equal("success", reply)
     assert.is_false(info["repeat"])
     assert.are.equal(2, attempts)
-    reply, info = gateway.handle(client, body, handlers, { seen = seen, log = log })
+    reply, info = handle(client, body, handlers, { seen = seen, log = log })
     assert.are.equal("success", reply)
     assert.is_true(info["repeat"])
     assert.are.equal(2, attempts)
@@ -307,17 +328,17 @@ describe("gateway: retries and repeats", function()
 
   it("treats a handler returning false as a failure", function()
     local seen = notify.memory_store(100)
-    local reply, info = gateway.handle(client, event_body("click"), { click = function() return false, "busy" end },
+    local reply, info = handle(client, event_body("click"), { click = function() return false, "busy" end },
                                        { seen = seen, log = function() end })
     assert.are.equal("fail", reply)
     assert.matches("busy", info.detail.msg)
-    assert.is_true(seen:add("gateway:2088102122485786:1715593765123:click", 60))
+    assert.is_true(seen:add("gateway:life_account:2088102122485786:1715593765123:click", 60))
   end)
 
   it("answers fail when the replay store fails", function()
     local store = { add = function() return nil, "no memory" end, delete = function() end }
     local called = false
-    local reply, info = gateway.handle(client, event_body("follow"), { follow = function() called = true end },
+    local reply, info = handle(client, event_body("follow"), { follow = function() called = true end },
                                        { seen = store, log = function() end })
     assert.are.equal("fail", reply)
     assert.are.equal("store", info.detail.reason)
@@ -326,7 +347,7 @@ describe("gateway: retries and repeats", function()
 
   it("requires a store that can forget (misuse raises)", function()
     assert.has_error(function()
-      gateway.handle(client, event_body("follow"), {}, { seen = { add = function() return true end } })
+      handle(client, event_body("follow"), {}, { seen = { add = function() return true end } })
     end)
   end)
 
@@ -334,7 +355,7 @@ describe("gateway: retries and repeats", function()
     local seen = notify.memory_store(100)
     local p = core.form_decode(event_body("follow"))
     p.sign = alipay_key:sign("something else")
-    local reply = gateway.handle(client, form(p), {}, { seen = seen, log = function() end })
+    local reply = handle(client, form(p), {}, { seen = seen, log = function() end })
     assert.are.equal("fail", reply)
     assert.are.equal(0, seen.count)
   end)
@@ -349,7 +370,7 @@ describe("gateway: refusals", function()
     local lines, log = log_capture()
     local called = false
     local handlers = { default = function() called = true end }
-    local reply, info = gateway.handle(client, body, handlers, { log = log })
+    local reply, info = handle(client, body, handlers, { log = log })
     assert.are.equal("fail", reply)
     assert.are.equal(reason, info.detail.reason, tostring(info.error))
     assert.is_false(called)
@@ -425,26 +446,45 @@ describe("gateway: other gateway messages", function()
     local client = new_client(v.params.app_id, helpers.key_text(v.alipay_public_key))
     local got
     local handlers = { ["alipay.open.servicemarket.order.notify"] = function(e) got = e end }
-    local reply, info = gateway.handle(client, form(v.params), handlers, { log = function() end })
+    local sent = beijing_time.parse(v.params.notify_time)
+    local reply, info = handle(client, form(v.params), handlers, { log = function() end,
+                                                                  clock = function() return sent + 1 end })
     assert.are.equal("success", reply, info.error and tostring(info.error))
     assert.are.equal("麦禾商城模版", got.title)
     assert.are.equal("alipay.open.servicemarket.order.notify", info.event)
   end)
 
-  it("dispatches message-service pushes on msg_method, with a JSON biz_content decoded", function()
-    local client = new_client()
+  -- A message-service push is signed as notifications are (rule V1):
+  -- app_id, biz_content, charset, msg_method, notify_id, utc_timestamp
+  -- and version are signed, sign_type is sent but not signed.
+  local function push(rule)
     local p = { app_id = APP_ID, msg_method = "alipay.open.mini.messagetemplate.subscribe.changed",
                 notify_id = "m-1", charset = "UTF-8", sign_type = "RSA2", version = "1.1",
+                utc_timestamp = "1715593765123",
                 biz_content = '{"user_id":"2088102122485786","status":"unsubscribe"}' }
-    p.sign = alipay_key:sign(core.sign_content(p))
+    p.sign = alipay_key:sign(core.sign_content(p, rule == "V1" and { exclude = { "sign_type" } } or nil))
+    return p
+  end
+
+  it("refuses a message-service push signed under rule V2", function()
+    local reply, info = handle(new_client(), form(push("V2")), {}, { log = function() end })
+    assert.are.equal("fail", reply)
+    assert.are.equal("forged", info.detail.reason)
+  end)
+
+  it("dispatches message-service pushes (rule V1) on msg_method, with a JSON biz_content decoded", function()
+    local client = new_client()
+    local p = push("V1")
     local got
     local handlers = { [p.msg_method] = function(e) got = e end }
     local seen = notify.memory_store(10)
-    assert.are.equal("success", gateway.handle(client, form(p), handlers, { seen = seen, log = function() end }))
+    assert.are.equal("success", handle(client, form(p), handlers, { seen = seen, log = function() end }))
     assert.are.equal("unsubscribe", got.biz.status)
     assert.are.equal(p.biz_content, got.biz_content)
-    local _, info = gateway.handle(client, form(p), handlers, { seen = seen, log = function() end })
+    local _, info = handle(client, form(p), handlers, { seen = seen, log = function() end })
     assert.is_true(info["repeat"])
+    assert.are.equal("message_service", info.kind)
+    assert.is_false(seen:add("gateway:message_service:m-1", 60))
   end)
 end)
 
@@ -470,7 +510,7 @@ describe("gateway.serve_ngx", function()
 
   it("sends the check envelope as XML with status 200", function()
     local ngx = fake_ngx { data = check_body() }
-    local info = gateway.serve_ngx(client, {}, { ngx = ngx })
+    local info = gateway.serve_ngx(client, {}, at(FIXTURE_NOW, { ngx = ngx }))
     assert.are.equal(200, ngx.status)
     assert.matches("^text/xml", ngx.header["Content-Type"])
     assert.are.equal(gateway.check_reply(client, true), table.concat(ngx.printed))
@@ -479,7 +519,7 @@ describe("gateway.serve_ngx", function()
 
   it("sends success as text/plain", function()
     local ngx = fake_ngx { data = event_body("follow") }
-    gateway.serve_ngx(client, { follow = function() end }, { ngx = ngx })
+    gateway.serve_ngx(client, { follow = function() end }, at(FIXTURE_NOW, { ngx = ngx }))
     assert.are.equal(200, ngx.status)
     assert.matches("^text/plain", ngx.header["Content-Type"])
     assert.are.equal("success", table.concat(ngx.printed))

@@ -11,6 +11,16 @@ function fs.read(path)
   return data
 end
 
+-- The size of a file in bytes without reading it, or nil, err.
+function fs.size(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local size, seek_err = f:seek("end")
+  f:close()
+  if not size then return nil, seek_err end
+  return size
+end
+
 function fs.write(path, data)
   local f, err = io.open(path, "wb")
   if not f then return nil, err end

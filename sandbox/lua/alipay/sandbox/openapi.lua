@@ -49,6 +49,7 @@ local cjson = require "cjson"
 local cjson_safe = require "cjson.safe"
 local apis = require "alipay.sandbox.apis"
 local state_mod = require "alipay.sandbox.world"
+local beijing_time = require "alipay.util.beijing_time"
 
 local M = {}
 
@@ -56,7 +57,6 @@ local Gateway = {}
 Gateway.__index = Gateway
 
 local CLOCK_SKEW_S = 600 -- both APIs accept timestamps within 10 minutes
-local BEIJING_OFFSET_S = 8 * 3600
 local JSON_TYPE = "application/json;charset=utf-8"
 
 local CODE_MSG = {
@@ -209,26 +209,7 @@ local function node_of(method)
 end
 
 -- Unix seconds of a "yyyy-MM-dd HH:mm:ss" Beijing time, or nil.
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local doy = math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
-  return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
-end
-
-local MONTH_DAYS = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
-local function beijing_epoch(text)
-  local y, mo, d, h, mi, s = text:match("^(%d%d%d%d)%-(%d%d)%-(%d%d) (%d%d):(%d%d):(%d%d)$")
-  if not y then return nil end
-  y, mo, d, h, mi, s = tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi), tonumber(s)
-  local leap = (y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0
-  if mo < 1 or mo > 12 or d < 1 or d > MONTH_DAYS[mo] or (mo == 2 and d == 29 and not leap)
-    or h > 23 or mi > 59 or s > 59 then
-    return nil
-  end
-  return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - BEIJING_OFFSET_S
-end
+local beijing_epoch = beijing_time.parse
 
 -- cjson decodes {} and [] alike: look at the text too.
 local function json_object(text)
