@@ -7,6 +7,7 @@ local helpers = require "helpers"
 local alipay = require "alipay"
 local core = alipay.core
 local cjson = require "cjson"
+local beijing_time = require "alipay.util.beijing_time"
 local sandbox = require "alipay.sandbox"
 local runner = require "alipay.sandbox.nginx"
 
@@ -277,7 +278,8 @@ local function start_app(settings, opts)
         "  lua_package_path " .. nginx_string(lua_path) .. ";",
         "  lua_package_cpath " .. nginx_string(cpath) .. ";",
         "  lua_shared_dict t40 1m;",
-        "  lua_shared_dict alipay_notify 1m;",
+        "  lua_shared_dict alipay_notify_seen 1m;",
+        "  lua_shared_dict alipay_gateway_seen 1m;",
         "  lua_shared_dict alipay_followers 1m;",
         "  lua_ssl_trusted_certificate " .. nginx_string(opts.ca) .. ";",
         "  lua_ssl_verify_depth 2;",
@@ -795,7 +797,7 @@ describe("OpenResty (nginx + cosockets)", function()
 
     local function notification(fields)
       local params = { notify_id = core.random_hex(16), app_id = APP_ID, charset = "utf-8",
-        notify_type = "trade_status_sync", notify_time = "2024-05-13 17:49:20", out_trade_no = "SO-1001",
+        notify_type = "trade_status_sync", notify_time = beijing_time.format(os.time() - 5), out_trade_no = "SO-1001",
         trade_status = "TRADE_SUCCESS", total_amount = "88.00", sign_type = "RSA2", version = "1.0" }
       for k, v in pairs(fields or {}) do params[k] = v end
       return params
@@ -848,6 +850,15 @@ describe("OpenResty (nginx + cosockets)", function()
       assert.are.same({ 400, "fail" }, { res.status, res.body })
       -- A V2-signed body is not a valid V1 notification either.
       assert.are.same({ 400, "fail" }, { notify_post(sign_v2(notification())) })
+      -- Nor is a genuine one sent long ago (beyond the replay window), or signed with RSA.
+      assert.are.same({ 400, "fail" }, { notify_post(sign_v1(notification { notify_time = "2001-01-01 00:00:00" })) })
+      local rsa = notification { sign_type = "RSA" }
+      rsa.sign = alipay_key:sign(core.sign_content(rsa, { exclude = { "sign_type" } }), "RSA")
+      assert.are.same({ 400, "fail" }, { notify_post(core.form_encode(rsa)) })
+      -- A body over client_max_body_size never reaches Lua; one under it with too many fields
+      -- is refused before it is parsed.
+      assert.are.equal(413, notify_post(("a=1&"):rep(20000) .. "b=2"))
+      assert.are.same({ 413, "fail" }, { notify_post(("a=1&"):rep(300) .. "b=2") })
       assert.are.equal(0, count(notify_app:error_log(), "alipay notify: trade_status_sync order SO%-1001 "))
     end))
 
@@ -858,7 +869,7 @@ describe("OpenResty (nginx + cosockets)", function()
 
     local function gateway_message(fields)
       local params = { app_id = APP_ID, charset = "utf-8", sign_type = "RSA2" }
-      for k, v in pairs(fields) do params[k] = v end
+      for k, v in pairs(fields) do params[k] = v or nil end
       return params
     end
 
@@ -869,8 +880,22 @@ describe("OpenResty (nginx + cosockets)", function()
       return assert(inner, body), assert(sig, body)
     end
 
+    it("refuses a notification stripped of sign_type at the gateway; the real one is still processed",
+       guarded(function()
+      local genuine = notification { out_trade_no = "SO-7002" }
+      local body = sign_v1(genuine)
+      local stripped = {}
+      for k, v in pairs(genuine) do stripped[k] = v end
+      stripped.sign_type = nil -- V1 never signs it: the signature still holds
+      assert.are.same({ 200, "fail" }, { gateway_post(core.form_encode(stripped)) })
+      assert.are.same({ 200, "success" }, { notify_post(body) })
+      assert.are.equal(1, count(notify_app:error_log(), "alipay notify: trade_status_sync order SO%-7002 "))
+      assert.matches("reason=misdirected", notify_app:error_log())
+    end))
+
     it("answers the gateway check with an envelope signed by the app key", guarded(function()
       local res = post_form(url(notify_app, "/alipay/gateway"), sign_v2(gateway_message {
+        app_id = false, -- Alipay's check carries none
         service = "alipay.service.check",
         biz_content = "<XML><AppId>" .. APP_ID .. "</AppId><EventType>verifygw</EventType></XML>" }))
       assert.are.equal(200, res.status)
@@ -904,10 +929,11 @@ describe("OpenResty (nginx + cosockets)", function()
         return assert(http:request { url = url(notify_app, "/followers?user=" .. user) }).body
       end
       assert.are.equal("none", state())
-      local follow = event("follow", "1715593760000")
+      local now_ms = os.time() * 1000
+      local follow = event("follow", tostring(now_ms - 3000))
       assert.are.same({ 200, "success" }, { gateway_post(follow) })
       assert.are.equal("follow", state())
-      assert.are.same({ 200, "success" }, { gateway_post(event("unfollow", "1715593761000")) })
+      assert.are.same({ 200, "success" }, { gateway_post(event("unfollow", tostring(now_ms - 2000))) })
       assert.are.equal("unfollow", state())
       -- Alipay's retry of the follow: acknowledged, not applied again.
       assert.are.same({ 200, "success" }, { gateway_post(follow) })
@@ -915,7 +941,7 @@ describe("OpenResty (nginx + cosockets)", function()
       assert.are.equal(1, count(notify_app:error_log(), "life account: " .. user .. " follow"))
       -- A forged event changes nothing.
       local other_sign = "sign=" .. core.form_encode(alipay_key:sign("something else"))
-      local forged = event("follow", "1715593762000"):gsub("sign=[^&]+", function() return other_sign end)
+      local forged = event("follow", tostring(now_ms - 1000)):gsub("sign=[^&]+", function() return other_sign end)
       assert.are.same({ 200, "fail" }, { gateway_post(forged) })
       assert.are.equal("unfollow", state())
     end))

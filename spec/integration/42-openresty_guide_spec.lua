@@ -15,6 +15,7 @@
 -- user, the privilege checks are pending.
 local helpers = require "helpers"
 local cjson = require "cjson"
+local beijing_time = require "alipay.util.beijing_time"
 local alipay = require "alipay"
 local core = alipay.core
 local sandbox = require "alipay.sandbox"
@@ -242,7 +243,7 @@ describe("the OpenResty guide (examples/openresty/nginx.conf as shipped)", funct
 
   it("answers success to a notification, and again to its replay, processing it once", guarded(function()
     local params = { notify_id = core.random_hex(16), app_id = APP_ID, charset = "utf-8",
-      notify_type = "trade_status_sync", notify_time = "2024-05-13 17:49:20", out_trade_no = "SO-4202",
+      notify_type = "trade_status_sync", notify_time = beijing_time.format(os.time() - 5), out_trade_no = "SO-4202",
       trade_status = "TRADE_SUCCESS", total_amount = "88.00", sign_type = "RSA2", version = "1.0" }
     params.sign = alipay_key():sign(core.sign_content(params, { exclude = { "sign_type" } }))
     local body = core.form_encode(params)
@@ -257,7 +258,8 @@ describe("the OpenResty guide (examples/openresty/nginx.conf as shipped)", funct
   end))
 
   it("answers the gateway check with the envelope the app key signed", guarded(function()
-    local params = { app_id = APP_ID, charset = "utf-8", sign_type = "RSA2", service = "alipay.service.check",
+    -- As Alipay sends it: no app_id field; the XML names the app.
+    local params = { charset = "utf-8", sign_type = "RSA2", service = "alipay.service.check",
       biz_content = "<XML><AppId>" .. APP_ID .. "</AppId><EventType>verifygw</EventType></XML>" }
     params.sign = alipay_key():sign(core.sign_content(params))
     local status, body = post("/alipay/gateway", core.form_encode(params), "application/x-www-form-urlencoded")

@@ -433,11 +433,16 @@ describe("notification and gateway refusals never log the body", function()
                 out_trade_no = "SECRET-ORDER-7d1f", total_amount = "0.10", trade_status = "TRADE_SUCCESS",
                 subject = "body marker 8c2e", buyer_logon_id = "buyer-marker@example.com",
                 version = "1.0", sign_type = "RSA2" }
-    for k, v in pairs(extra or {}) do p[k] = v end
+    for k, v in pairs(extra or {}) do p[k] = v or nil end
     return p
   end
 
   local function gbk(s) return assert(core.iconv("UTF-8", "GBK", s)) end
+
+  -- The fixtures' own dates, a minute later: notify_time 2024-05-13
+  -- 17:49:25 Beijing, CreateTime 1715593765000 ms.
+  local function notify_now() return 1715593765 + 60 end
+  local gateway_now = notify_now
 
   local function event(extra, xml_extra)
     local xml = "<XML><AppId>" .. APP_ID .. "</AppId><FromUserId>" .. USER .. "</FromUserId>" ..
@@ -492,14 +497,20 @@ describe("notification and gateway refusals never log the body", function()
       { "sign is a private key",
         (body_of(good):gsub("sign=[^&]*", function() return "sign=" .. core.form_encode(gen.other) end)) },
       { "not a form", gen.other },
+      { "a gateway message at notify_url", body_of(sign(payment { service = "alipay.service.check" }, "V2")) },
+      { "signed long ago", body_of(sign(payment { notify_time = "2001-01-01 00:00:00" }, "V1")) },
+      { "a downgrade to RSA", body_of(sign(payment { sign_type = "RSA" }, "V1")) },
+      { "a value that hides a sign_type", body_of(sign(payment { subject = "x&sign_type=RSA2" }, "V1")) },
+      { "too many fields", body_of(good) .. ("&" .. core.form_encode(gen.aes) .. "=1"):rep(250) },
+      { "no notify_id", body_of(sign(payment { notify_id = false }, "V1")) },
     }
     for _, case in ipairs(cases) do
-      local params, _, err = notify.verify(app_client, case[2], { seen = seen })
+      local params, _, err = notify.verify(app_client, case[2], { seen = seen, clock = notify_now })
       assert(params == nil, "notify " .. case[1] .. ": accepted")
       check("notify " .. case[1], err)
     end
-    assert(notify.verify(app_client, body_of(good), { seen = seen }))
-    local params, _, err = notify.verify(app_client, body_of(good), { seen = seen })
+    assert(notify.verify(app_client, body_of(good), { seen = seen, clock = notify_now }))
+    local params, _, err = notify.verify(app_client, body_of(good), { seen = seen, clock = notify_now })
     assert(params == nil, "notify replay: accepted")
     check("notify replayed", err)
   end)
@@ -527,9 +538,13 @@ describe("notification and gateway refusals never log the body", function()
       { "forged gateway check", body_of(check_forged) },
       { "malformed form", body_of(good) .. "&%zz" },
       { "a private key as the body", gen.other },
+      { "a payment notification stripped of sign_type", body_of((function()
+          local p = sign(payment(), "V1"); p.sign_type = nil; return p end)()) },
+      { "an event from long ago", body_of(sign(event { biz_content = (event().biz_content:gsub(
+          "1715593765000", "1000000000000")) }, "V2")) },
     }
     for _, case in ipairs(cases) do
-      local reply, info = gateway.handle(app_client, case[2], {}, { seen = seen, log = log })
+      local reply, info = gateway.handle(app_client, case[2], {}, { seen = seen, log = log, clock = gateway_now })
       assert(reply ~= "success", "gateway " .. case[1] .. ": answered success")
       -- the check envelope carries the app's public key by design (docs/protocol.md §3.4)
       assert_clean("gateway " .. case[1], "the reply", reply, { public_ok = true })
@@ -538,7 +553,7 @@ describe("notification and gateway refusals never log the body", function()
     -- a handler failing with a message that holds the body and a key
     local reply = gateway.handle(app_client, body_of(good), {
       follow = function() error("handler saw " .. body_of(good) .. " and " .. gen.other) end,
-    }, { seen = seen, log = log })
+    }, { seen = seen, log = log, clock = gateway_now })
     local info
     assert.are_not.equal("success", reply)
     -- the handler's own text is the application's: only our part is checked
@@ -548,15 +563,15 @@ describe("notification and gateway refusals never log the body", function()
     logged = {}
     -- accepted once, then a replay
     assert.are.equal("success", (gateway.handle(app_client, body_of(good), { follow = function() end },
-                                                { seen = seen, log = log })))
-    reply, info = gateway.handle(app_client, body_of(good), { follow = function() end }, { seen = seen, log = log })
+                                                { seen = seen, log = log, clock = gateway_now })))
+    reply, info = gateway.handle(app_client, body_of(good), { follow = function() end }, { seen = seen, log = log, clock = gateway_now })
     assert.are.equal("success", reply)
     assert.is_true(info["repeat"])
     check("gateway replayed event", info.detail, info)
     -- a GBK event, accepted, then replayed
-    gateway.handle(app_client, body_of(gbk_event), { follow = function() end }, { seen = seen, log = log })
+    gateway.handle(app_client, body_of(gbk_event), { follow = function() end }, { seen = seen, log = log, clock = gateway_now })
     reply, info = gateway.handle(app_client, body_of(gbk_event), { follow = function() end },
-                                 { seen = seen, log = log })
+                                 { seen = seen, log = log, clock = gateway_now })
     assert.are.equal("success", reply)
     check("gateway replayed GBK event", info.detail, info)
   end)
