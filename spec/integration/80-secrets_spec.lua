@@ -564,12 +564,14 @@ describe("notification and gateway refusals never log the body", function()
     -- accepted once, then a replay
     assert.are.equal("success", (gateway.handle(app_client, body_of(good), { follow = function() end },
                                                 { seen = seen, log = log, clock = gateway_now })))
-    reply, info = gateway.handle(app_client, body_of(good), { follow = function() end }, { seen = seen, log = log, clock = gateway_now })
+    reply, info = gateway.handle(app_client, body_of(good), { follow = function() end },
+                                 { seen = seen, log = log, clock = gateway_now })
     assert.are.equal("success", reply)
     assert.is_true(info["repeat"])
     check("gateway replayed event", info.detail, info)
     -- a GBK event, accepted, then replayed
-    gateway.handle(app_client, body_of(gbk_event), { follow = function() end }, { seen = seen, log = log, clock = gateway_now })
+    gateway.handle(app_client, body_of(gbk_event), { follow = function() end },
+                   { seen = seen, log = log, clock = gateway_now })
     reply, info = gateway.handle(app_client, body_of(gbk_event), { follow = function() end },
                                  { seen = seen, log = log, clock = gateway_now })
     assert.are.equal("success", reply)
