@@ -123,9 +123,8 @@ local function throughput()
   local sb = assert(sandbox.start {
     app_id = APP_ID, app_public_key = read("spec/fixtures/keys/app_public.pem"),
     seed = {
-      industries = { { primary_industry_code = "10001", primary_industry_name = "IT科技",
-        secondary_industry_code = "20102", secondary_industry_name = "IT软件与服务" } },
-      industry = { primary_industry_code = "10001", secondary_industry_code = "20102" },
+      industries = { { code = "10001/20102", name = "IT科技/IT软件与服务" } },
+      industry = { primary = "10001/20102" },
       library = { { template_id = "TM000000223", name = "订单状态提醒", industry = "10001/20102",
         keywords = { "订单号", "订单状态", "更新时间" } } },
       -- Claimed in the seed, so that a reset (between runs) keeps it.

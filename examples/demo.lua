@@ -157,10 +157,9 @@ end
 local SEED = {
   id_type = "user_id",
   industries = {
-    { primary_industry_code = "10001", primary_industry_name = "IT科技",
-      secondary_industry_code = "20102", secondary_industry_name = "IT软件与服务" },
+    { code = "10001/20102", name = "IT科技/IT软件与服务" },
   },
-  industry = { primary_industry_code = "10001", secondary_industry_code = "20102" },
+  industry = { primary = "10001/20102" },
   library = {
     { template_id = LIBRARY_TEMPLATE, name = "订单状态提醒", industry = "10001/20102",
       keywords = { "订单号", "订单状态", "更新时间" } },

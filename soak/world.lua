@@ -56,9 +56,8 @@ function M.start()
   local sb, err = sandbox.start {
     app_id = APP_ID, app_public_key = fs.read(KEYS .. "app_public.pem"),
     seed = {
-      industries = { { primary_industry_code = "10001", primary_industry_name = "IT科技",
-        secondary_industry_code = "20102", secondary_industry_name = "IT软件与服务" } },
-      industry = { primary_industry_code = "10001", secondary_industry_code = "20102" },
+      industries = { { code = "10001/20102", name = "IT科技/IT软件与服务" } },
+      industry = { primary = "10001/20102" },
       library = { { template_id = "TM000000223", name = "订单状态提醒", industry = "10001/20102",
         keywords = { "订单号", "订单状态", "更新时间" } } },
       claimed = { { template_id = "TM000000223", msg_template_id = M.TEMPLATE } },

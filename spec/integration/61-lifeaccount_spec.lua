@@ -145,8 +145,9 @@ describe("lifeaccount", function()
 
     it("EXCEED_MAX_TEMPLATE_NUM past 20 claimed templates", function()
       local life = life_on(variant)
-      assert(life:set_industry { primary_industry_code = "10001", primary_industry_name = "IT科技",
-        secondary_industry_code = "20102", secondary_industry_name = "IT软件与服务" })
+      -- exactly what alipay-easysdk's testSetIndustry sends
+      assert(life:set_industry { primary_industry_code = "10001/20102", primary_industry_name = "IT科技/IT软件与服务",
+        secondary_industry_code = "10001/20102", secondary_industry_name = "IT科技/IT软件与服务" })
       for i = 1, 20 do
         assert(life:claim_template(("TM00000900%02d"):format(i)))
       end
@@ -171,18 +172,33 @@ describe("lifeaccount", function()
   end)
 
   describe("industry", function()
-    local AVIATION = { primary_industry_code = "10003", primary_industry_name = "交通运输",
-                       secondary_industry_code = "20301", secondary_industry_name = "航空" }
+    -- The main industry and the deputy one, each a level-1/level-2 pair
+    -- (the official model's field docs; alipay-easysdk's testSetIndustry
+    -- sends exactly IT科技/IT软件与服务 for both).
+    local AVIATION = { primary_industry_code = "10003/20301", primary_industry_name = "交通运输/航空",
+                       secondary_industry_code = "10001/20102", secondary_industry_name = "IT科技/IT软件与服务" }
 
-    it("reads the current industry, changes it once, then 3002", function()
+    it("reads the current industry (main and deputy, as name pairs), changes it once, then 3002", function()
       local life = life_on(sb)
-      assert.are.same({ primary_category = "IT科技", secondary_category = "IT软件与服务" }, assert(life:industry()))
+      assert.are.same({ primary_category = "IT科技/IT软件与服务", secondary_category = "IT科技/IT软件与服务" },
+                      assert(life:industry()))
       assert(life:set_industry(AVIATION))
-      assert.are.same({ primary_category = "交通运输", secondary_category = "航空" }, assert(life:industry()))
+      assert.are.same({ primary_category = "交通运输/航空", secondary_category = "IT科技/IT软件与服务" },
+                      assert(life:industry()))
       local res, _, err = life:set_industry(AVIATION)
       assert.is_nil(res)
       assert.are.equal("business", err.kind)
       assert.are.equal("3002", err.sub_code)
+    end)
+
+    it("refuses a single level where Alipay expects the pair, without a call", function()
+      local before = arrivals(sb)
+      local _, _, err = life_on(sb):set_industry { primary_industry_code = "10001", primary_industry_name = "IT科技",
+        secondary_industry_code = "20102", secondary_industry_name = "IT软件与服务" }
+      assert.are.equal("invalid", err.kind)
+      assert.are.equal("primary_industry_code", err.field)
+      assert.matches("10001/20102", err.msg)
+      assert.are.equal(before, arrivals(sb))
     end)
 
     it("has no categories before the first choice", function()
@@ -191,7 +207,7 @@ describe("lifeaccount", function()
 
     it("refuses an incomplete industry without a call", function()
       local before = arrivals(sb)
-      local _, _, err = life_on(sb):set_industry { primary_industry_code = "10003" }
+      local _, _, err = life_on(sb):set_industry { primary_industry_code = "10003/20301" }
       assert.are.equal("invalid", err.kind)
       assert.are.equal("primary_industry_name", err.field)
       assert.are.equal(before, arrivals(sb))

@@ -204,9 +204,8 @@ describe("alipay campaign run, interrupted by a signal", function()
     sb = assert(sandbox.start {
       app_id = APP_ID, app_public_key = helpers.key_text("app_public.pem"),
       seed = {
-        industries = { { primary_industry_code = "10001", primary_industry_name = "IT科技",
-          secondary_industry_code = "20102", secondary_industry_name = "IT软件与服务" } },
-        industry = { primary_industry_code = "10001", secondary_industry_code = "20102" },
+        industries = { { code = "10001/20102", name = "IT科技/IT软件与服务" } },
+        industry = { primary = "10001/20102" },
         library = { { template_id = "TM000000223", name = "订单状态提醒", industry = "10001/20102",
                       keywords = { "订单号", "订单状态", "更新时间" } } },
         claimed = { { template_id = "TM000000223", msg_template_id = TEMPLATE } },

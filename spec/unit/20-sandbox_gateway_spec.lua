@@ -309,7 +309,7 @@ describe("sandbox gateway", function()
       { "seed", { seed = "/nonexistent/seed.json" } },
       { "seed.library%[1%].template_id", { seed = seed_table(function(s) s.library[1].template_id = nil end) } },
       { "seed.subscriptions%[1%].type", { seed = seed_table(function(s) s.subscriptions[1].type = "weekly" end) } },
-      { "seed.industry", { seed = seed_table(function(s) s.industry.primary_industry_code = "99999" end) } },
+      { "seed.industry.primary", { seed = seed_table(function(s) s.industry.primary = "99999/1" end) } },
       { "clock", { clock = 42 } },
     }
     for _, case in ipairs(bad) do
@@ -521,7 +521,7 @@ describe("sandbox gateway", function()
       local node = biz_fail(gw, FOLLOW_QUERY, nil, "ILLEGAL_BIZ_PARAMS")
       assert.matches("user_id or open_id", node.sub_msg)
       local cat = ok_v2(gw, CATEGORY, nil)
-      assert.are.equal("IT科技", cat.primary_category)
+      assert.are.equal("IT科技/IT软件与服务", cat.primary_category)
     end)
 
     it("accepts the app_auth_tokens of the seed and refuses others with 20001", function()
@@ -698,21 +698,32 @@ describe("sandbox gateway", function()
 
   describe("industry.modify and setting.category.query", function()
     local gw
-    local AIRLINE = { primary_industry_code = "10003", primary_industry_name = "交通运输",
-      secondary_industry_code = "20301", secondary_industry_name = "航空" }
-    local IT = { primary_industry_code = "10001", primary_industry_name = "IT科技",
-      secondary_industry_code = "20102", secondary_industry_name = "IT软件与服务" }
+    -- A main (primary_*) and a deputy (secondary_*) industry, each a
+    -- level-1/level-2 pair: the official model's field docs and exactly
+    -- what alipay-easysdk's testSetIndustry sends.
+    local AIRLINE = { primary_industry_code = "10003/20301", primary_industry_name = "交通运输/航空",
+      secondary_industry_code = "10005/20501", secondary_industry_name = "商业服务/快递物流" }
+    local IT = { primary_industry_code = "10001/20102", primary_industry_name = "IT科技/IT软件与服务",
+      secondary_industry_code = "10001/20102", secondary_industry_name = "IT科技/IT软件与服务" }
     before_each(function() gw = new_gateway() end)
 
-    it("reads the industry as names", function()
+    it("reads the main and the deputy industry as name pairs (as the easysdk sandbox recording)", function()
       local node = ok_v2(gw, CATEGORY, nil)
-      assert.are.equal("IT科技", node.primary_category)
-      assert.are.equal("IT软件与服务", node.secondary_category)
+      assert.are.equal("IT科技/IT软件与服务", node.primary_category)
+      assert.are.equal("IT科技/IT软件与服务", node.secondary_category)
+    end)
+
+    it("accepts the easysdk test's industry, and refuses one level per field (the old reading)", function()
+      now = T0 + 31 * 86400
+      ok_v2(new_gateway{ seed = seed_table(function(s) s.industry.modified_at = T0 end) }, INDUSTRY_MODIFY, IT)
+      local split = { primary_industry_code = "10001", primary_industry_name = "IT科技",
+        secondary_industry_code = "20102", secondary_industry_name = "IT软件与服务" }
+      assert.matches("primary_industry_code", biz_fail(gw, INDUSTRY_MODIFY, split, "PUB.ILLEGAL_BIZ_PARAMS").sub_msg)
     end)
 
     it("changes the industry once in 30 days (3002 otherwise)", function()
       ok_v2(gw, INDUSTRY_MODIFY, AIRLINE)
-      assert.are.equal("航空", ok_v2(gw, CATEGORY, nil).secondary_category)
+      assert.are.equal("商业服务/快递物流", ok_v2(gw, CATEGORY, nil).secondary_category)
       ok_v2(gw, TEMPLATE_GET, { template_id = "TM000000301" })
       biz_fail(gw, TEMPLATE_GET, { template_id = "TM000000225" }, "TEMPLATE_MESSAGE_ID_INVAILD")
       now = T0 + 29 * 86400
@@ -730,15 +741,16 @@ describe("sandbox gateway", function()
       local missing = {}
       for k, v in pairs(AIRLINE) do missing[k] = v end
       missing.secondary_industry_name = nil
-      assert.matches("secondary_industry_name", biz_fail(gw, INDUSTRY_MODIFY, missing, "ILLEGAL_BIZ_PARAMS").sub_msg)
+      assert.matches("secondary_industry_name",
+        biz_fail(gw, INDUSTRY_MODIFY, missing, "PUB.ILLEGAL_BIZ_PARAMS").sub_msg)
       local mismatched = {}
       for k, v in pairs(AIRLINE) do mismatched[k] = v end
       mismatched.primary_industry_name = "IT科技"
-      biz_fail(gw, INDUSTRY_MODIFY, mismatched, "ILLEGAL_BIZ_PARAMS")
+      biz_fail(gw, INDUSTRY_MODIFY, mismatched, "PUB.ILLEGAL_BIZ_PARAMS")
       local unknown = {}
       for k, v in pairs(AIRLINE) do unknown[k] = v end
-      unknown.secondary_industry_code = "29999"
-      biz_fail(gw, INDUSTRY_MODIFY, unknown, "ILLEGAL_BIZ_PARAMS")
+      unknown.secondary_industry_code = "10009/29999"
+      biz_fail(gw, INDUSTRY_MODIFY, unknown, "PUB.ILLEGAL_BIZ_PARAMS")
     end)
   end)
 
@@ -1080,16 +1092,16 @@ describe("sandbox gateway", function()
     end)
 
     it("reads and changes the industry", function()
-      assert.are.equal("IT科技", ok_v3(gw, "GET", "/v3/alipay/open/public/setting/category/query", {})
+      assert.are.equal("IT科技/IT软件与服务", ok_v3(gw, "GET", "/v3/alipay/open/public/setting/category/query", {})
         .primary_category)
       ok_v3(gw, "POST", "/v3/alipay/open/public/template/message/industry/modify", { json = {
-        primary_industry_code = "10005", primary_industry_name = "商业服务",
-        secondary_industry_code = "20501", secondary_industry_name = "快递物流" } })
+        primary_industry_code = "10005/20501", primary_industry_name = "商业服务/快递物流",
+        secondary_industry_code = "10001/20102", secondary_industry_name = "IT科技/IT软件与服务" } })
       err_v3(gw, "POST", "/v3/alipay/open/public/template/message/industry/modify", 400, "3002", { json = {
-        primary_industry_code = "10001", primary_industry_name = "IT科技",
-        secondary_industry_code = "20102", secondary_industry_name = "IT软件与服务" } })
-      assert.are.equal("快递物流", ok_v3(gw, "GET", "/v3/alipay/open/public/setting/category/query", {})
-        .secondary_category)
+        primary_industry_code = "10001/20102", primary_industry_name = "IT科技/IT软件与服务",
+        secondary_industry_code = "10001/20102", secondary_industry_name = "IT科技/IT软件与服务" } })
+      assert.are.equal("商业服务/快递物流", ok_v3(gw, "GET", "/v3/alipay/open/public/setting/category/query", {})
+        .primary_category)
     end)
 
     it("answers business errors with 400 and the sub_code as code, signed", function()
@@ -1289,7 +1301,7 @@ describe("sandbox gateway", function()
       biz_fail(gw, MINI_SEND, mini_send(F1), "USER_TEMPLATE_ILLEGAL")
       local summary = st:summary()
       assert.are.same({ "user_id", 25001 }, { summary.id_type, summary.followers })
-      assert.are.equal("10001", summary.industry.primary_industry_code)
+      assert.are.equal("10001/20102", summary.industry.primary_industry_code)
       assert.is_string(cjson.encode(summary))
     end)
   end)

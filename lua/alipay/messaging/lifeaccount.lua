@@ -13,6 +13,8 @@
 --                                       when it is not JSON>} | nil, err, detail
 --   life:set_industry{primary_industry_code=, primary_industry_name=,
 --                     secondary_industry_code=, secondary_industry_name=} -> node | nil, err, detail
+--                                       (main and deputy industry, each "level1/level2":
+--                                       "10001/20102", "IT科技/IT软件与服务")
 --   life:industry()                  -> {primary_category=, secondary_category=} | nil, err, detail
 --                                       (both nil when no industry was ever set)
 --   life:send(recipient, template, context, opts) -> node | nil, err, detail
@@ -105,7 +107,15 @@ end
 
 local INDUSTRY_FIELDS = { "primary_industry_code", "primary_industry_name",
                           "secondary_industry_code", "secondary_industry_name" }
+local INDUSTRY_EXAMPLE = {
+  primary_industry_code = "10001/20102", primary_industry_name = "IT科技/IT软件与服务",
+  secondary_industry_code = "10001/20102", secondary_industry_name = "IT科技/IT软件与服务",
+}
 
+-- The main industry (primary_*) and the deputy one (secondary_*), each a
+-- level-1/level-2 pair of codes and of names, e.g. "10001/20102" and
+-- "IT科技/IT软件与服务" (the official model's field docs; docs/conformance.md).
+-- A single level ("10001") is refused here: Alipay expects the pair.
 -- Alipay allows one change a month (sub_code 3002): the error says so.
 function Life:set_industry(industry, opts)
   local method = M.METHODS.industry_modify
@@ -115,8 +125,9 @@ function Life:set_industry(industry, opts)
   local biz = {}
   for _, key in ipairs(INDUSTRY_FIELDS) do
     local v = industry[key]
-    if type(v) ~= "string" or v == "" then
-      return invalid(method, "request", key, key .. " is required (e.g. 10001 / IT科技, 20102 / IT软件与服务)")
+    if type(v) ~= "string" or not v:find("^[^/]+/[^/]+$") then
+      return invalid(method, "request", key, key .. " must be a level-1/level-2 pair, e.g. " ..
+        INDUSTRY_EXAMPLE[key] .. (type(v) == "string" and v ~= "" and " (got a single level)" or ""))
     end
     biz[key] = v
   end

@@ -14,6 +14,7 @@ local cjson = require "cjson"
 local cjson_safe = require "cjson.safe"
 local tables = require "alipay.util.table"
 local utf8_text = require "alipay.util.utf8"
+local world = require "alipay.sandbox.world"
 
 local M = {}
 
@@ -174,32 +175,48 @@ local function template_message_get(state, biz)
   return { msg_template_id = claim.msg_template_id, template = template_text(lib) }
 end
 
-local INDUSTRY_FIELDS = { "primary_industry_code", "primary_industry_name",
-  "secondary_industry_code", "secondary_industry_name" }
+-- industry.modify sets the main industry (primary_*) and the deputy one
+-- (secondary_*), each a level-1/level-2 pair of codes and of names
+-- ("10001/20102", "IT科技/IT软件与服务"; the Java model's field docs and
+-- alipay-easysdk's openlife test). Its error codes carry the PUB. prefix
+-- (the v3 error model of the method); 3002 is what a real sandbox answered
+-- to a second change within a month (alipay-easysdk's testSetIndustry).
+local function industry_illegal(detail)
+  fail("PUB.ILLEGAL_BIZ_PARAMS", "参数有误：" .. detail)
+end
+
+local function industry_of(state, biz, role)
+  local code_key, name_key = role .. "_industry_code", role .. "_industry_name"
+  local code, name = opt_string(biz, code_key), opt_string(biz, name_key)
+  if not code then industry_illegal(code_key .. " is required") end
+  if not name then industry_illegal(name_key .. " is required") end
+  if not world.is_industry_pair(code) then
+    industry_illegal(code_key .. " must be a level-1/level-2 pair such as 10001/20102")
+  end
+  local entry = state:find_industry(code)
+  if not entry then industry_illegal(("%s: unknown industry %s"):format(code_key, code)) end
+  if entry.name ~= name then industry_illegal(name_key .. " does not match " .. code_key) end
+  return entry
+end
 
 local function industry_modify(state, biz, ctx)
-  local given = {}
-  for _, key in ipairs(INDUSTRY_FIELDS) do given[key] = req_string(biz, key) end
-  local entry = state:find_industry(given.primary_industry_code, given.secondary_industry_code)
-  if not entry then
-    illegal(("unknown industry %s/%s"):format(given.primary_industry_code, given.secondary_industry_code))
-  end
-  for _, key in ipairs(INDUSTRY_FIELDS) do
-    if entry[key] ~= given[key] then illegal(key .. " does not match the industry code") end
-  end
+  local primary = industry_of(state, biz, "primary")
+  local secondary = industry_of(state, biz, "secondary")
   local cur = state:industry()
   if cur and cur.modified_at and ctx.now - cur.modified_at < INDUSTRY_CHANGE_S then
-    fail("3002", "模板消息行业一个月只能修改一次")
+    fail("3002", "模板消息行业一月只能修改一次")
   end
-  state:set_industry(entry, ctx.now)
+  state:set_industry(primary, secondary, ctx.now)
   return {}
 end
 
+-- Answered as the easysdk sandbox recording shows it: the name pair of the
+-- main industry and of the deputy one. (The field docs call them the
+-- level-1 and level-2 category names; docs/conformance.md keeps both.)
 local function category_query(state)
   local cur = state:industry()
   if not cur then return {} end
-  return { primary_category = cur.entry.primary_industry_name,
-    secondary_category = cur.entry.secondary_industry_name }
+  return { primary_category = cur.primary.name, secondary_category = cur.secondary.name }
 end
 
 -- ---- Life Account: sending ----

@@ -10,12 +10,14 @@
 --   legacy_follow_shape  true: follow.batchquery nests its lists under "data".
 --   life_account         "online" (default), "offline" (not yet online) or "absent" (the app
 --                        has no Life Account): what template.message.get finds.
---   industries           catalogue accepted by industry.modify: [{primary_industry_code,
---                        primary_industry_name, secondary_industry_code, secondary_industry_name}]
---   industry             the current one: {primary_industry_code, secondary_industry_code,
+--   industries           catalogue accepted by industry.modify: [{code = "10001/20102",
+--                        name = "IT科技/IT软件与服务"}], each a level-1/level-2 pair, as
+--                        Alipay writes an industry (docs/conformance.md, industry)
+--   industry             the current one: {primary = code (the main industry),
+--                        secondary = code (the deputy industry, default: the same),
 --                        modified_at = unix seconds or absent}; absent = never selected.
 --   library              Life Account template library: [{template_id, name,
---                        industry = "primary/secondary codes", keywords = {labels in order}}];
+--                        industry = an industry code "10001/20102", keywords = {labels in order}}];
 --                        a template with N labels takes keyword1..keywordN.
 --   claimed              templates already claimed: [{template_id (library id),
 --                        msg_template_id (optional, derived otherwise), deleted = bool}]
@@ -120,9 +122,11 @@ local function stable_hex(text)
 end
 M.stable_hex = stable_hex
 
-local function industry_key(primary, secondary)
-  return primary .. "/" .. secondary
+-- An industry is a level-1/level-2 pair, "10001/20102" or "IT科技/IT软件与服务".
+local function is_pair(text)
+  return type(text) == "string" and text:find("^[^/]+/[^/]+$") ~= nil
 end
+M.is_industry_pair = is_pair
 
 -- ---- building the state ----
 
@@ -130,26 +134,25 @@ local function build_industries(self, seed)
   self.industry_catalogue = {}
   for i, entry in ipairs(list(seed, "industries", "")) do
     local path = ("industries[%d]"):format(i)
-    local e = {
-      primary_industry_code = req_string(entry, "primary_industry_code", path),
-      primary_industry_name = req_string(entry, "primary_industry_name", path),
-      secondary_industry_code = req_string(entry, "secondary_industry_code", path),
-      secondary_industry_name = req_string(entry, "secondary_industry_name", path),
-    }
-    self.industry_catalogue[industry_key(e.primary_industry_code, e.secondary_industry_code)] = e
+    local e = { code = req_string(entry, "code", path), name = req_string(entry, "name", path) }
+    if not is_pair(e.code) then bad(path .. ".code", "expected a level-1/level-2 pair such as 10001/20102") end
+    if not is_pair(e.name) then bad(path .. ".name", "expected a level-1/level-2 pair such as IT科技/IT软件与服务") end
+    self.industry_catalogue[e.code] = e
   end
   self.current_industry = nil
   local cur = opt_table(seed, "industry", "")
   if cur then
-    local p = req_string(cur, "primary_industry_code", "industry")
-    local s = req_string(cur, "secondary_industry_code", "industry")
-    local e = self.industry_catalogue[industry_key(p, s)]
-      or bad("industry", "not in seed.industries: " .. industry_key(p, s))
+    local function entry_of(key, code)
+      return self.industry_catalogue[code] or bad("industry." .. key, "not in seed.industries: " .. code)
+    end
+    local primary = entry_of("primary", req_string(cur, "primary", "industry"))
+    local secondary = entry_of("secondary", opt_string(cur, "secondary", "industry") or primary.code)
     local at = cur.modified_at
     if at ~= nil and at ~= cjson_safe.null and type(at) ~= "number" then
       bad("industry.modified_at", "expected unix seconds")
     end
-    self.current_industry = { entry = e, modified_at = type(at) == "number" and at or nil }
+    self.current_industry = { primary = primary, secondary = secondary,
+                              modified_at = type(at) == "number" and at or nil }
   end
 end
 
@@ -308,19 +311,19 @@ function State:industry()
   return self.current_industry
 end
 
-function State:find_industry(primary_code, secondary_code)
-  return self.industry_catalogue[industry_key(primary_code, secondary_code)]
+function State:find_industry(code)
+  return self.industry_catalogue[code]
 end
 
-function State:set_industry(entry, at)
-  self.current_industry = { entry = entry, modified_at = at }
+function State:set_industry(primary, secondary, at)
+  self.current_industry = { primary = primary, secondary = secondary, modified_at = at }
 end
 
 -- Whether library template lib belongs to the current industry.
+-- A template of the main or of the deputy industry can be claimed.
 function State:in_current_industry(lib)
   local cur = self.current_industry
-  return cur ~= nil and lib.industry
-    == industry_key(cur.entry.primary_industry_code, cur.entry.secondary_industry_code)
+  return cur ~= nil and (lib.industry == cur.primary.code or lib.industry == cur.secondary.code)
 end
 
 -- ---- Life Account templates ----
@@ -536,10 +539,8 @@ function State:summary()
   return {
     id_type = self.id_type,
     industry = cur and {
-      primary_industry_code = cur.entry.primary_industry_code,
-      primary_industry_name = cur.entry.primary_industry_name,
-      secondary_industry_code = cur.entry.secondary_industry_code,
-      secondary_industry_name = cur.entry.secondary_industry_name,
+      primary_industry_code = cur.primary.code, primary_industry_name = cur.primary.name,
+      secondary_industry_code = cur.secondary.code, secondary_industry_name = cur.secondary.name,
       modified_at = cur.modified_at,
     } or nil,
     followers = self:follower_count(),
