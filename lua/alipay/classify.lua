@@ -13,6 +13,8 @@
 --           "throttled"      lower the send rate, then retry
 --           "template"       mark the template invalid, stop sending with it
 --           "recipient"      record the failure against this recipient, go on
+--           "quota"          a sending quota is spent: stop, leave everyone left
+--                            pending, resume when it resets
 --           "configuration"  stop: every further call would fail the same way
 --   reason  which rule decided, for logs: "sub_code MSG_TEMPLATE_NOT_EXIST", "code 40005",
 --           "kind transport", "kind transport reason too_large", "default"
@@ -45,7 +47,7 @@
 local classify = {}
 
 classify.classes = {
-  transient = true, throttled = true, template = true, recipient = true, configuration = true,
+  transient = true, throttled = true, template = true, recipient = true, quota = true, configuration = true,
 }
 
 -- Where each rule comes from. The official SDKs name codes and show the
@@ -63,6 +65,10 @@ classify.classes = {
 --   [node] alipay/alipay-sdk-nodejs-all src/alipay.ts (40002 "Invalid Arguments" with
 --          isv.invalid-signature) and test/alipay.exec.test.ts (40003 "Insufficient Conditions" with
 --          isv.decryption-error-unknown, after a request the gateway could not decrypt)
+--   [enum] alipay/alipay-sdk-java-all v3/src/main/java/com/alipay/v3/model/<Method>ErrorResponseModel.java:
+--          the official code list of each method we call (names only, no messages);
+--          docs/conformance.md names the file of each method and the class of every code
+--   [faq]  AlipayDocs/open-docs support/支付宝小程序/常见问题/<CODE>（...）.md: the page on the code
 --   [none] no official SDK source found: the rule is kept as this library had it
 --   [local] not Alipay's: a fact of this library (a kind, a transport reason)
 classify.rules = {
@@ -71,7 +77,10 @@ classify.rules = {
     ["isp.unknow-error"] = "transient",      -- [none] v2 spelling of [v3] unknow-error
     ["aop.unknow-error"] = "transient",      -- [none] the same, raised by the gateway itself
     ["unknow-error"] = "transient",          -- [v3]
-    ["BUSINESS_ERROR"] = "transient",        -- [none]
+    ["BUSINESS_ERROR"] = "transient",        -- [enum] template.message.get, user.follow.query
+    ["SYSTEM_ERROR"] = "transient",          -- [enum] every method we call
+    ["MSG_SEND_ERROR"] = "transient",        -- [enum] mini send (ambiguous; retries are bounded)
+    ["QUERY_CONSUMER_REQEUST_ERROR"] = "transient", -- [enum] mini send (sic)
     ["isv.upload-fail"] = "transient",       -- [none] v2 spelling of [v3] upload-fail
     -- [node] meets it after a request the gateway could not decrypt, which
     -- reads as a key mismatch (configuration); kept transient as before
@@ -84,26 +93,69 @@ classify.rules = {
     ["isv.method-call-limited"] = "throttled", -- [none] v2 spelling of [v3] method-call-limited
     ["app-call-limited"] = "throttled",      -- [v3]
     ["method-call-limited"] = "throttled",   -- [v3]
-    -- [life] a batch send over its rate: slowing down is the fix. (alipay.errors
-    -- once called it not retryable; the SDK's message says it is a rate.)
-    ["PUB.MSG_BATCH_SD_OVER"] = "throttled",
-    ["MSG_BATCH_SD_OVER"] = "throttled",     -- [none] the same without its prefix (v3)
 
-    -- template: the template is gone or does not fit
-    ["MSG_TEMPLATE_NOT_EXIST"] = "template", -- [life]
-    ["USER_TEMPLATE_ILLEGAL"] = "template",  -- [mini]
-    ["USER_TEMPLATE_LACK_KEYWORD"] = "template", -- [none]
-    ["TEMPLATE_MESSAGE_ID_INVAILD"] = "template", -- [none] sic: Alipay's spelling
+    -- template: the template is gone, not started, or the payload does not
+    -- fit it: the same for every recipient, so the template is marked invalid
+    ["MSG_TEMPLATE_NOT_EXIST"] = "template", -- [life] [enum] single.send, subscribe.query
+    ["MSG_TEMPLATE_INVALID"] = "template",   -- [enum] single.send, subscribe.query
+    ["MSG_TEMPLATE_ID_INVALID"] = "template", -- [enum] single.send
+    ["MSG_TEMPLATE_ID_VALID"] = "template",  -- [enum] mini send (sic: it means invalid)
+    ["MSG_TEMPLATE_KEY_INVALID"] = "template", -- [enum] single.send
+    ["MSG_TEMPLATE_CONTEXT_LACK_KEY"] = "template", -- [enum] single.send
+    ["MSG_TEMPLATE_NOT_STARTED"] = "template", -- [enum] single.send
+    ["MSG_SEND_ILLEGAL"] = "template",       -- [enum] single.send; content refused (ambiguous: the
+                                             -- same content fails for everyone; stopping is safe)
+    -- [mini] [enum] [faq]: the template id does not match or was deleted, or
+    -- the form_id is of the wrong kind for the template; a send that carried
+    -- a form_id is "recipient" instead (rules.with_form_id)
+    ["USER_TEMPLATE_ILLEGAL"] = "template",
+    ["USER_TEMPLATE_STATUS_ILLEGAL"] = "template", -- [enum] mini send: the applied template's status
+    ["TEMPLATE_ILLEGAL"] = "template",       -- [enum] mini send
+    ["MESSAGE_TEMPLATE_KEYWORD_ILLEGAL"] = "template", -- [enum] mini send
+    ["USER_TEMPLATE_LACK_KEYWORD"] = "template", -- [enum] [faq] keywords differ from the template's
+    ["PAGE_OVER_LIMIT"] = "template",        -- [enum] mini send: the page is the campaign's
+    ["DATA_CONTENT_FORMAT_ERROR"] = "template", -- [enum] mini send
+    ["DATA_IS_EMPTY"] = "template",          -- [enum] mini send
+    ["DATA_SENSITIVE"] = "template",         -- [enum] mini send (ambiguous, as MSG_SEND_ILLEGAL)
+    ["TEMPLATE_MESSAGE_ID_INVAILD"] = "template", -- [enum] template.message.get (sic: Alipay's spelling)
 
     -- recipient: this message to this user
-    ["USER_KEYWORD_LENGTH_ERROR"] = "recipient", -- [none]
-    ["FORM_ID_NOT_MATCH_APPID"] = "recipient",   -- [none]
-    ["FORM_ID_OVER_TIME"] = "recipient",         -- [none]
-    ["TRADE_NO_NOT_MATCH_USERID"] = "recipient", -- [none]
-    ["PUB.MSG_SD_NOFOLLOW"] = "recipient",   -- [none] the user does not follow the Life Account
-    ["MSG_SD_NOFOLLOW"] = "recipient",       -- [none] the same without its prefix (v3)
-    ["USER_NOT_SUBSCRIBED"] = "recipient",   -- [local] the sandbox's code for "not subscribed"
-    ["ILLEGAL_BIZ_PARAMS"] = "recipient",    -- [none] a single send's parameters for this user
+    ["OPENID_INVALID"] = "recipient",        -- [enum] single.send, subscribe.query
+    ["USER_ID_INVALID"] = "recipient",       -- [enum] mini send
+    ["FORM_ID_INVALID"] = "recipient",       -- [enum] mini send
+    ["FORM_ID_NOT_MATCH_APPID"] = "recipient", -- [enum] [faq]
+    ["FORM_ID_OVER_TIME"] = "recipient",     -- [enum] [faq] older than 7 days
+    ["FORM_ID_SEND_LIMIT"] = "recipient",    -- [enum] a form_id serves three sends (form component docs)
+    ["TRADE_NO_NOT_MATCH_USERID"] = "recipient", -- [enum] [faq] a trade_no reaches its payer only
+    ["MSG_SD_NOFOLLOW"] = "recipient",       -- [enum] single.send: the user does not follow the account
+    ["UNFOLLOW_REFUSE_RECOMMONED"] = "recipient", -- [enum] single.send (sic)
+    ["TYPEATEMPLATE_SWITCH_UNSUBSCRIBED"] = "recipient", -- [enum] single.send (sic): the user switched it off
+    -- mini send, the user's answer to the subscription: which one Alipay
+    -- sends for "never subscribed" is not documented; all four are per user
+    ["MSG_UNSUBSCRIBED"] = "recipient",      -- [enum]
+    ["MSG_REJECTED"] = "recipient",          -- [enum]
+    ["MSG_UNAUTHORIZED"] = "recipient",      -- [enum] (ambiguous: it may be the app's; the campaign's
+                                             -- circuit breaker stops a run that meets only failures)
+    ["MSG_CONTENT_NOT_INTERESTED"] = "recipient", -- [enum]
+    ["NO_RECENT_VISIT_RECORD"] = "recipient", -- [enum] mini send
+    ["NO_PLACE_ORDER_RECORD"] = "recipient", -- [enum] mini send
+    ["USER_KEYWORD_LENGTH_ERROR"] = "recipient", -- [enum] [faq] a value over 50 characters: a row's
+                                             -- own data (the client refuses it before the call)
+    -- the arguments of this call: the client checks them first, so what is
+    -- left is about one row (ambiguous; the circuit breaker stops a run that
+    -- meets nothing else)
+    ["ILLEGAL_BIZ_PARAMS"] = "recipient",    -- [enum] template.message.get, user.follow.query
+    ["ILLEGAL_ARGUMENT_PARAMS"] = "recipient", -- [enum] single.send, mini send, subscribe.query
+    ["INVALID_PARAMETER"] = "recipient",     -- [enum] user.follow.query
+
+    -- quota: a count the app may spend per period is spent; sending on
+    -- spends calls on refusals, waiting is the fix
+    ["MSG_SINGLE_SD_OVER"] = "quota",        -- [enum] single.send, mini send (ambiguous: a rate or a
+                                             -- daily count; stopping is safe either way)
+    ["MSG_BATCH_SD_OVER"] = "quota",         -- [life] PUB.MSG_BATCH_SD_OVER 批量发送消息频率超限, recorded
+                                             -- by easysdk as the answer of every further run
+    ["MODIFY_OVER_LIMIT"] = "quota",         -- [enum] industry.modify, as PUB.MODIFY_OVER_LIMIT
+    ["3002"] = "quota",                      -- [life] industry.modify: once a month
 
     -- configuration: the app, its keys or its Life Account need a human
     ["isv.invalid-signature"] = "configuration", -- [node]; [v3] invalid-signature
@@ -115,10 +167,22 @@ classify.rules = {
     ["invalid-signature"] = "configuration",  -- [v3]
     ["missing-signature"] = "configuration",  -- [v3]
     ["invalid-app-auth-token"] = "configuration", -- [v3]
-    ["NEED_SELECT_INDUSTRY"] = "configuration",   -- [none]
-    ["EXCEED_MAX_TEMPLATE_NUM"] = "configuration", -- [none]
-    ["APPINFO_NOT_EXIST"] = "configuration",  -- [none]
-    ["PUBLIC_NOT_ONLINE"] = "configuration",  -- [none]
+    ["NEED_SELECT_INDUSTRY"] = "configuration",   -- [enum] template.message.get
+    ["EXCEED_MAX_TEMPLATE_NUM"] = "configuration", -- [enum] template.message.get: delete templates first
+    ["APPINFO_NOT_EXIST"] = "configuration",  -- [enum] template.message.get, industry.modify
+    ["PUBLIC_NOT_ONLINE"] = "configuration",  -- [enum] template.message.get, industry.modify
+    ["APP_NOT_PUBLICAPP"] = "configuration",  -- [enum] template.message.get
+    ["NEED_DELETE_MSG_TEMPLATES"] = "configuration", -- [enum] industry.modify
+    ["APP_NO_AVAIABLE"] = "configuration",    -- [enum] single.send, mini send (sic)
+    ["BIZ_CONTENT_IS_NULL"] = "configuration", -- [enum] a request without biz_content: a client bug
+    ["BIZ_CONTENT_FORMAT_ERROR"] = "configuration", -- [enum] mini send
+    ["MSG_SEND_FORBIDDEN"] = "configuration", -- [enum] single.send (ambiguous: an account's ban or a
+                                             -- user's block; stopping spends no calls on a ban)
+    ["NO_BIND_PUBLIC_APP"] = "configuration", -- [enum] mini send: no Life Account bound
+    ["MESSAGE_SEND_AUTH_ERROR"] = "configuration", -- [enum] mini send
+    ["APP_TYPE_ERROR"] = "configuration",     -- [enum] [faq] mini send: the wrong app or token
+    ["QUERY_FOLLOWER_FORBIDDEN"] = "configuration", -- [enum] follow.batchquery
+    ["SUBSCRIBE_TEMPLATE_OVER_LIMIT"] = "configuration", -- [enum] subscribe.query (ambiguous)
   },
   code = {
     ["20000"] = "transient",     -- [none] service unavailable
@@ -159,6 +223,12 @@ classify.rules = {
     recipient = "recipient", data = "recipient", request = "recipient",
     template = "template",
   },
+  -- [faq] A sub_code that means something else when the send carried a
+  -- form_id (err.form_id, set by alipay.messaging.mini): USER_TEMPLATE_ILLEGAL
+  -- then may be a form_id of the wrong kind for the template (a trade_no for
+  -- a form template, or the other way round), which must not disable a good
+  -- template for a whole campaign.
+  with_form_id = { ["USER_TEMPLATE_ILLEGAL"] = "recipient" },
   -- Kinds of errors that carry Alipay's answer, where its codes decide.
   answered = { gateway = true, business = true },
   default = "configuration",
@@ -166,7 +236,7 @@ classify.rules = {
 
 local function check_class(class)
   if not classify.classes[class] then
-    error(("classify: unknown class %q (transient, throttled, template, recipient, configuration)")
+    error(("classify: unknown class %q (transient, throttled, template, recipient, quota, configuration)")
       :format(tostring(class)), 3)
   end
 end
@@ -196,6 +266,9 @@ function classify.classify(err)
     if class then return class, "kind " .. tostring(err.kind) end
   end
   local sub_code = err.sub_code
+  if err.form_id and type(sub_code) == "string" and rules.with_form_id[sub_code] then
+    return rules.with_form_id[sub_code], "sub_code " .. sub_code .. " with a form_id"
+  end
   if type(sub_code) == "string" and sub_code ~= "" then
     local class = rules.sub_code[sub_code]
     if class then return class, "sub_code " .. sub_code end

@@ -133,7 +133,7 @@ function errors.new(kind, fields)
 end
 
 -- errors.classify(err) -> "transient" | "throttled" | "template" |
--- "recipient" | "configuration": what a sender does next (docs/messaging.md §4).
+-- "recipient" | "quota" | "configuration": what a sender does next (docs/messaging.md §4).
 -- The rules are data in alipay.classify (it returns the rule too).
 function errors.classify(err)
   return classify.classify(err)

@@ -782,7 +782,7 @@ describe("OpenResty (nginx + cosockets)", function()
     it("says whether a failed send is worth retrying", guarded(function()
       local status, out = shipped { user_id = "2088999999999999", order_id = "SO-1002" }
       assert.are.equal(422, status)
-      assert.are.same({ false, "business", "PUB.MSG_SD_NOFOLLOW", false },
+      assert.are.same({ false, "business", "MSG_SD_NOFOLLOW", false },
         { out.sent, out.error.kind, out.error.sub_code, out.error.retryable })
       sb:faults { http_502 = 1 }
       status, out = shipped { user_id = USER, order_id = "SO-1003" }

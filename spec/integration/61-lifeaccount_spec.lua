@@ -276,13 +276,13 @@ describe("lifeaccount", function()
       assert(life:send({ user_id = F1 }, tpl, context { action_name = ("a"):rep(16) }))
     end)
 
-    it("PUB.MSG_SD_NOFOLLOW for a user who does not follow the account", function()
+    it("MSG_SD_NOFOLLOW for a user who does not follow the account", function()
       local reg = registry()
       local res, _, err = life_on(sb, reg):send({ user_id = STRANGER }, assert(reg:get("alipaylife123", CLAIMED)),
                                                 context())
       assert.is_nil(res)
       assert.are.equal("business", err.kind)
-      assert.are.equal("PUB.MSG_SD_NOFOLLOW", err.sub_code)
+      assert.are.equal("MSG_SD_NOFOLLOW", err.sub_code)
       assert.is_truthy(reg:usable("alipaylife123", CLAIMED)) -- a recipient problem, not the template's
     end)
 

@@ -225,7 +225,7 @@ describe("mini", function()
       assert(a:send({ user_id = F2 }, MINI_A, data))
       local _, _, err = a:send({ user_id = F2 }, MINI_A, data)
       assert.are.equal("business", err.kind)
-      assert.are.equal("USER_NOT_SUBSCRIBED", err.sub_code)
+      assert.are.equal("MSG_UNSUBSCRIBED", err.sub_code)
       local sub = assert(a:subscriptions({ user_id = F2 }, { MINI_A }))[MINI_A]
       assert.is_false(sub.subscribed)
       assert.are.equal("onetime", sub.type)

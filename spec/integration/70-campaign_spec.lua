@@ -453,7 +453,7 @@ describe("campaign", function()
 
     local EXPECTED = {
       [2] = { "sent" }, [3] = { "sent" }, [4] = { "skipped", "DUPLICATE", "duplicate of line 2" },
-      [5] = { "skipped", "INVALID_ID", "16 digits" }, [6] = { "failed", "40004", "PUB.MSG_SD_NOFOLLOW" },
+      [5] = { "skipped", "INVALID_ID", "16 digits" }, [6] = { "failed", "40004", "MSG_SD_NOFOLLOW" },
       [7] = { "sent" }, [8] = { "skipped", "NO_BINDING", "no binding" },
       [9] = { "skipped", "INVALID_ROW", "3 fields, the header has 4" }, [10] = { "sent" },
       [12] = { "skipped", "INVALID_DATA", "129 characters, at most 128" },
@@ -533,7 +533,7 @@ describe("campaign", function()
         codes[b.status .. " " .. tostring(b.code) .. " " .. tostring(b.sub_code)] = b.count
       end
       assert.are.same({
-        ["sent 10000 nil"] = 6, ["failed 40004 PUB.MSG_SD_NOFOLLOW"] = 1, ["skipped DUPLICATE nil"] = 2,
+        ["sent 10000 nil"] = 6, ["failed 40004 MSG_SD_NOFOLLOW"] = 1, ["skipped DUPLICATE nil"] = 2,
         ["skipped INVALID_ID nil"] = 2, ["skipped INVALID_ROW nil"] = 2, ["skipped NO_BINDING nil"] = 1,
         ["skipped INVALID_DATA nil"] = 1,
       }, codes)

@@ -110,7 +110,7 @@ describe("campaign crash safety", function()
     assert.are.equal(0, st.counts.inflight)
     assert.are.equal(total, st.counts.sent + st.counts.failed + st.counts.skipped + st.counts.unknown)
     assert.are.equal(RECIPIENTS // 250, st.counts.skipped)
-    -- strangers fail (PUB.MSG_SD_NOFOLLOW), or are unknown when a kill caught them in flight
+    -- strangers fail (MSG_SD_NOFOLLOW), or are unknown when a kill caught them in flight
     assert.is_true(st.counts.failed <= RECIPIENTS // 125)
 
     -- Against the delivery log.
@@ -134,7 +134,7 @@ describe("campaign crash safety", function()
         assert.is_true((delivered[id] or 0) <= 1, id .. " delivered twice")
         if delivered[id] then unknown_delivered = unknown_delivered + 1 end
       elseif row.status == "failed" then
-        assert.are.equal("PUB.MSG_SD_NOFOLLOW", row.sub_code)
+        assert.are.equal("MSG_SD_NOFOLLOW", row.sub_code)
         assert.is_nil(delivered[id], id .. " failed but was delivered")
       else
         assert.are.equal("DUPLICATE", row.code)

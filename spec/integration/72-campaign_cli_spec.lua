@@ -112,7 +112,7 @@ describe("alipay.cli.progress", function()
       by_code = {
         { status = "failed", code = "40004", sub_code = "MSG_TEMPLATE_NOT_EXIST", count = 1 },
         { status = "sent", count = 8 },
-        { status = "failed", code = "40004", sub_code = "PUB.MSG_SD_NOFOLLOW", count = 2 },
+        { status = "failed", code = "40004", sub_code = "MSG_SD_NOFOLLOW", count = 2 },
         { status = "skipped", sub_code = "DUPLICATE", count = 1 },
       },
     }
@@ -123,7 +123,7 @@ describe("alipay.cli.progress", function()
     assert.matches("\n  total%s+12\n", text)
     assert.is_nil(text:find("unknown", 1, true)) -- zero rows other than sent/failed are left out
     local sent_at = text:find("  sent%s+%-%s+%-%s+8")
-    local nofollow_at = text:find("PUB.MSG_SD_NOFOLLOW", 1, true)
+    local nofollow_at = text:find("MSG_SD_NOFOLLOW", 1, true)
     local deleted_at = text:find("40004%s+MSG_TEMPLATE_NOT_EXIST")
     assert.truthy(sent_at and nofollow_at and deleted_at)
     assert.is_true(sent_at < nofollow_at and nofollow_at < deleted_at)
@@ -327,7 +327,7 @@ describe("alipay campaign (child processes against the sandbox)", function()
     assert.equal(0, status.counts.pending + status.counts.inflight + status.counts.unknown)
     local nofollow = 0
     for _, row in ipairs(status.by_code) do
-      if row.sub_code == "PUB.MSG_SD_NOFOLLOW" then nofollow = nofollow + row.count end
+      if row.sub_code == "MSG_SD_NOFOLLOW" then nofollow = nofollow + row.count end
     end
     assert.equal(3, nofollow)
     -- --progress=lines: plain lines on stderr, never a carriage return.
@@ -351,7 +351,7 @@ describe("alipay campaign (child processes against the sandbox)", function()
     assert.truthy(out:find("campaign readable: completed", 1, true), out)
     assert.matches("\n  sent%s+20\n", out)
     assert.matches("\n  failed%s+1\n", out)
-    assert.matches("failed%s+40004%s+PUB%.MSG_SD_NOFOLLOW%s+1", out)
+    assert.matches("failed%s+40004%s+MSG_SD_NOFOLLOW%s+1", out)
     assert.truthy(out:find("this run: 21 recipients settled in", 1, true), out)
     -- The default when stderr is a file: log lines, no bar.
     assert.truthy(err:find("campaign readable completed", 1, true), err)

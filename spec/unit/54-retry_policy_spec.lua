@@ -10,7 +10,8 @@ local outcome = require "alipay.campaign.outcome"
 
 -- What each class implies for a retry, stated here on its own so that the
 -- mapping in alipay.errors is checked too.
-local IMPLIES = { transient = true, throttled = true, template = false, recipient = false, configuration = false }
+local IMPLIES = { transient = true, throttled = true, template = false, recipient = false, quota = false,
+                  configuration = false }
 
 local function sorted_keys(t)
   local keys = {}
@@ -190,16 +191,16 @@ describe("the retry policy", function()
   end)
 
   it("fails when a rule is duplicated with a different answer", function()
-    -- alipay.errors as it was: its own list of retryable codes, without
-    -- PUB.MSG_BATCH_SD_OVER.
+    -- An alipay.errors with its own list of retryable codes, without
+    -- isv.method-call-limited.
     local function old_errors(kind, fields)
       local e = errors.new(kind, fields)
-      if e.sub_code == "PUB.MSG_BATCH_SD_OVER" then e.retryable = false end
+      if e.sub_code == "isv.method-call-limited" then e.retryable = false end
       return e
     end
     local found = disagreements(cases, old_errors, outcome)
     assert.are.equal(3, #found)   -- its v2 business, v2 gateway and v3 shapes
-    assert.matches("^sub_code PUB%.MSG_BATCH_SD_OVER %(v2%) %-> throttled %(retryable=true%): " ..
+    assert.matches("^sub_code isv%.method%-call%-limited %(v2%) %-> throttled %(retryable=true%): " ..
                    "errors says retryable=false$", found[1])
     -- A campaign engine with its own rule for 40005.
     local engine = {

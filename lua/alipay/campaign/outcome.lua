@@ -194,6 +194,13 @@ function M.send(row, node, err, rules)
     return row, { finished = true, stop = ("template %s can no longer be used: %s; re-import or fix it, then run"
       .. " the campaign again"):format(tostring(rules.template_id), describe(err)) }
   end
+  if class == "quota" then
+    -- Alipay refused it without sending: the row waits for the quota to reset.
+    row.status = "pending"
+    row.uncertain = row.uncertain or not known
+    return row, { finished = false, stop = ("Alipay says a sending quota is spent: %s; everyone left is "
+      .. "pending: resume the campaign when the quota resets"):format(describe(err)) }
+  end
   -- configuration
   if known or retries(rules, reason) then
     row.status = "pending"

@@ -344,7 +344,10 @@ function Mini:prepare_send(recipient, template, data, opts)
   end
   local biz = { ["to_" .. id_type] = id, user_template_id = tpl.id, data = text,
                 page = page ~= "" and page or nil, form_id = opts.form_id }
-  return sender.prepare(self, method, biz, tpl, opts)
+  local req, ctx, pdetail = sender.prepare(self, method, biz, tpl, opts)
+  -- What a refusal means can depend on it (alipay.classify, with_form_id).
+  if req then ctx.form_id = opts.form_id ~= nil end
+  return req, ctx, pdetail
 end
 
 Mini.finish_send = sender.finish_send

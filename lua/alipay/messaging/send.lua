@@ -98,6 +98,8 @@ end
 function sender.finish_send(self, ctx, res, err, detail)
   local node, e, d = self.client:finish_v2(ctx.call, res, err, detail)
   if node then return node end
+  -- The refusal of a send that carried a form_id: alipay.classify reads it.
+  if ctx.form_id and type(d) == "table" then d.form_id = true end
   if self.registry and d and d.kind == "business" and errors.classify(d) == "template" then
     self.registry:mark_invalid(self.code, ctx.template_id, d.sub_code or d.code)
   end

@@ -68,8 +68,11 @@ local function fail(sub_code, sub_msg)
   error(setmetatable({ sub_code = sub_code, sub_msg = sub_msg }, BizError), 0)
 end
 
+-- Bad arguments: each method names them with its own code (M.methods,
+-- invalid_code, from the method's official code list); M.call fills it in.
+local INVALID = "<invalid>"
 local function illegal(detail)
-  fail("ILLEGAL_BIZ_PARAMS", "参数有误：" .. detail)
+  fail(INVALID, "参数有误：" .. detail)
 end
 
 -- ---- field readers ----
@@ -181,21 +184,17 @@ end
 -- alipay-easysdk's openlife test). Its error codes carry the PUB. prefix
 -- (the v3 error model of the method); 3002 is what a real sandbox answered
 -- to a second change within a month (alipay-easysdk's testSetIndustry).
-local function industry_illegal(detail)
-  fail("PUB.ILLEGAL_BIZ_PARAMS", "参数有误：" .. detail)
-end
-
 local function industry_of(state, biz, role)
   local code_key, name_key = role .. "_industry_code", role .. "_industry_name"
   local code, name = opt_string(biz, code_key), opt_string(biz, name_key)
-  if not code then industry_illegal(code_key .. " is required") end
-  if not name then industry_illegal(name_key .. " is required") end
+  if not code then illegal(code_key .. " is required") end
+  if not name then illegal(name_key .. " is required") end
   if not world.is_industry_pair(code) then
-    industry_illegal(code_key .. " must be a level-1/level-2 pair such as 10001/20102")
+    illegal(code_key .. " must be a level-1/level-2 pair such as 10001/20102")
   end
   local entry = state:find_industry(code)
-  if not entry then industry_illegal(("%s: unknown industry %s"):format(code_key, code)) end
-  if entry.name ~= name then industry_illegal(name_key .. " does not match " .. code_key) end
+  if not entry then illegal(("%s: unknown industry %s"):format(code_key, code)) end
+  if entry.name ~= name then illegal(name_key .. " does not match " .. code_key) end
   return entry
 end
 
@@ -267,7 +266,9 @@ local function message_single_send(state, biz, ctx)
     or illegal("template.context is required")
   check_context(context, claim.template)
   -- What the real gateway answers when the user does not follow the account.
-  if not state:follows(id_type, id) then fail("PUB.MSG_SD_NOFOLLOW", "用户未关注该生活号") end
+  -- MSG_SD_NOFOLLOW is in the method's official code list (the client
+  -- also reads it with the PUB. prefix other Life Account codes carry).
+  if not state:follows(id_type, id) then fail("MSG_SD_NOFOLLOW", "用户未关注该生活号") end
   state:record_delivery{ api = ctx.api, method = ctx.method, app_id = ctx.app_id, [key] = id,
     template_id = msg_template_id, payload = biz, at = ctx.now }
   return {}
@@ -376,12 +377,17 @@ local function mini_templatemessage_send(state, biz, ctx)
   end
   mini_data(biz, template)
   local page = opt_string(biz, "page")
-  if page and chars(page) > 128 then illegal("page is longer than 128 characters") end
-  -- The real code for a send without subscription is undocumented;
-  -- USER_NOT_SUBSCRIBED is the sandbox's own. A long-term subscription
-  -- stays; a one-time one is consumed by this send.
-  if not state:use_subscription(id_type, id, template_id) then
-    fail("USER_NOT_SUBSCRIBED", "用户未订阅该消息模板")
+  -- PAGE_OVER_LIMIT is the method's code; 128 is this sandbox's bound (the
+  -- limit Alipay applies is not documented).
+  if page and chars(page) > 128 then fail("PAGE_OVER_LIMIT", "page is longer than 128 characters") end
+  -- The method's official codes include MSG_UNSUBSCRIBED and MSG_REJECTED;
+  -- which one Alipay answers to which situation is not documented
+  -- (docs/conformance.md): the sandbox reads them by their names. A
+  -- long-term subscription stays; a one-time one is consumed by this send.
+  local usable, why = state:use_subscription(id_type, id, template_id)
+  if not usable then
+    if why == "refused" then fail("MSG_REJECTED", "用户拒绝接收该消息模板") end
+    fail("MSG_UNSUBSCRIBED", "用户未订阅该消息模板")
   end
   state:record_delivery{ api = ctx.api, method = ctx.method, app_id = ctx.app_id, [key] = id,
     template_id = template_id, payload = biz, at = ctx.now }
@@ -393,21 +399,28 @@ end
 -- v2 method -> handler and its v3 path with the HTTP methods it accepts
 -- (GET calls carry their fields in the query string).
 M.methods = {
-  ["alipay.open.public.template.message.get"] = { handler = template_message_get,
+  ["alipay.open.public.template.message.get"] = { handler = template_message_get, invalid_code = "ILLEGAL_BIZ_PARAMS",
     path = "/v3/alipay/open/public/template/message/get", verbs = { GET = true } },
   ["alipay.open.public.template.message.industry.modify"] = { handler = industry_modify,
+    invalid_code = "PUB.ILLEGAL_BIZ_PARAMS",
     path = "/v3/alipay/open/public/template/message/industry/modify", verbs = { POST = true } },
-  ["alipay.open.public.setting.category.query"] = { handler = category_query,
+  ["alipay.open.public.setting.category.query"] = { handler = category_query, invalid_code = "SYSTEM_ERROR",
     path = "/v3/alipay/open/public/setting/category/query", verbs = { GET = true, POST = true } },
   ["alipay.open.public.message.single.send"] = { handler = message_single_send,
+    invalid_code = "ILLEGAL_ARGUMENT_PARAMS",
     path = "/v3/alipay/open/public/message/single/send", verbs = { POST = true } },
-  ["alipay.open.public.follow.batchquery"] = { handler = follow_batchquery,
+  -- follow.batchquery's official list has no arguments code; a cursor it
+  -- did not hand out is answered OPENID_INVALID, the one code of the list
+  -- about an id (docs/conformance.md: the situation is not documented).
+  ["alipay.open.public.follow.batchquery"] = { handler = follow_batchquery, invalid_code = "OPENID_INVALID",
     path = "/v3/alipay/open/public/follow/batchquery", verbs = { GET = true, POST = true } },
-  ["alipay.open.public.user.follow.query"] = { handler = user_follow_query,
+  ["alipay.open.public.user.follow.query"] = { handler = user_follow_query, invalid_code = "ILLEGAL_BIZ_PARAMS",
     path = "/v3/alipay/open/public/user/follow/query", verbs = { GET = true, POST = true } },
   ["alipay.open.app.messagetemplate.subscribe.query"] = { handler = subscribe_query,
+    invalid_code = "ILLEGAL_ARGUMENT_PARAMS",
     path = "/v3/alipay/open/app/messagetemplate/subscribe/query", verbs = { POST = true } },
   ["alipay.open.app.mini.templatemessage.send"] = { handler = mini_templatemessage_send,
+    invalid_code = "ILLEGAL_ARGUMENT_PARAMS",
     path = "/v3/alipay/open/app/mini/templatemessage/send", verbs = { POST = true } },
 }
 
@@ -431,7 +444,11 @@ end
 function M.call(method, state, biz, ctx)
   local ok, res = pcall(M.methods[method].handler, state, biz, ctx)
   if ok then return res end
-  if getmetatable(res) == BizError then return nil, { sub_code = res.sub_code, sub_msg = res.sub_msg } end
+  if getmetatable(res) == BizError then
+    local sub_code = res.sub_code
+    if sub_code == INVALID then sub_code = M.methods[method].invalid_code end
+    return nil, { sub_code = sub_code, sub_msg = res.sub_msg }
+  end
   error(res, 0)
 end
 

@@ -487,15 +487,16 @@ end
 
 -- Uses a subscription for one send: long-term ones stay, one-time ones are
 -- consumed. -> true | false when there is none to use.
+-- -> true | false, "refused" (the user said no) | false, "none"
 function State:use_subscription(id_type, id, template_id)
   local rel = self:subscription(id_type, id, template_id)
-  if not rel then return false end
+  if not rel then return false, "none" end
   if rel.longterm == "accepted" then return true end
   if rel.onetime > 0 then
     rel.onetime = rel.onetime - 1
     return true
   end
-  return false
+  return false, rel.longterm == "refused" and "refused" or "none"
 end
 
 -- ---- ISV tokens ----
