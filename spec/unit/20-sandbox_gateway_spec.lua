@@ -882,13 +882,14 @@ describe("sandbox gateway", function()
       assert.is_string(node.next_user_id)
     end)
 
-    it("lists open ids in an open_id app, with an open id cursor", function()
+    it("lists open ids in an open_id app, with an open id cursor in the open_id field", function()
       local gw = new_gateway{ seed = seed_table(function(s) s.id_type = "open_id" end) }
       local node = ok_v2(gw, BATCH, {})
       assert.is_nil(node.user_id_list)
+      assert.is_nil(node.next_user_id)
       assert.are.equal(F1_OPEN, node.open_id_list[1])
-      local second = ok_v2(gw, BATCH, { next_user_id = node.next_user_id })
-      assert.are.equal(node.next_user_id, second.open_id_list[1])
+      local second = ok_v2(gw, BATCH, { open_id = node.open_id })
+      assert.are.equal(node.open_id, second.open_id_list[1])
       assert.are.equal(46, #second.open_id_list[1])
     end)
 

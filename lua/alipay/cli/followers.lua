@@ -201,7 +201,7 @@ local function export(ctx, args, out)
   end
 
   local row = FORMATS[format].row
-  local pages = lifeaccount.new(channel):followers { start = cursor }
+  local pages = lifeaccount.new(channel):followers { start = cursor, start_field = cursor and state.cursor_field }
   local this_run = 0
   while not pages.done do
     if args.max_pages and this_run >= args.max_pages then break end
@@ -219,6 +219,7 @@ local function export(ctx, args, out)
     this_run = this_run + 1
     state.bytes, state.count, state.pages = state.bytes + #chunk, state.count + #page.ids, state.pages + 1
     state.id_type = page.id_type
+    state.cursor_field = page.next_field -- the request field the cursor goes back in
     if pages.done and not pages.err then state.status, state.finished_at = "done", os.time() end
     local saved, serr, sdetail = save(st, code, state, not pages.done and page.next or nil)
     if not saved then

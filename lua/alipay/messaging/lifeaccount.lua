@@ -209,11 +209,21 @@ local function page_ids(res, preferred)
   return {}, order[1]
 end
 
+-- The cursor of the next page, and the request field it goes back in.
+-- follow.batchquery has next_user_id in its request and answer, and a
+-- single open_id in both besides; which of the two an open-id app pages
+-- with is not documented (docs/conformance.md), so the listing follows
+-- whichever the answer carries, next_user_id first, and sends it back in
+-- the field it came in: a page is never dropped for want of a cursor.
+local CURSOR_FIELDS = { "next_user_id", "open_id" }
+
 local function next_cursor(res)
-  local cursor = res.next_user_id
-  if absent(cursor) and type(res.data) == "table" then cursor = res.data.next_user_id end
-  if absent(cursor) then return nil end
-  return tostring(cursor)
+  for _, field in ipairs(CURSOR_FIELDS) do
+    local cursor = res[field]
+    if absent(cursor) and type(res.data) == "table" then cursor = res.data[field] end
+    if not absent(cursor) then return tostring(cursor), field end
+  end
+  return nil
 end
 
 function Pages:fail(err, detail)
@@ -225,7 +235,7 @@ function Pages:__call()
   if self.done then return nil, self.err, self.detail end
   local method = M.METHODS.followers
   local biz = {}
-  if self.cursor then biz.next_user_id = self.cursor end
+  if self.cursor then biz[self.cursor_field] = self.cursor end
   local res, err, detail = self.life.client:execute(method, biz, self.opts)
   if not res then return self:fail(err, detail) end
   local ids, id_type = page_ids(res, self.life.channel.id_type)
@@ -233,9 +243,9 @@ function Pages:__call()
     self.done, self.cursor = true, nil
     return nil
   end
-  local cursor = next_cursor(res)
+  local cursor, field = next_cursor(res)
   if self.cursor then self.seen[self.cursor] = true end
-  local page = { ids = ids, id_type = id_type, next = cursor, count = tonumber(res.count) }
+  local page = { ids = ids, id_type = id_type, next = cursor, next_field = field, count = tonumber(res.count) }
   self.pages = self.pages + 1
   if not cursor then
     self.done, self.cursor = true, nil
@@ -245,10 +255,10 @@ function Pages:__call()
     self.done = true
     self.detail = errors.new("decode", { method = method, reason = "cursor_repeated", cursor = cursor,
       retryable = false, unknown = false,
-      msg = "follow.batchquery returned next_user_id " .. cursor .. " again: stopping instead of looping" })
+      msg = "follow.batchquery returned " .. field .. " " .. cursor .. " again: stopping instead of looping" })
     self.err = tostring(self.detail)
   else
-    self.cursor = cursor
+    self.cursor, self.cursor_field = cursor, field
   end
   return page, cursor
 end
@@ -258,8 +268,14 @@ function Life:followers(opts)
   if opts.start ~= nil and (type(opts.start) ~= "string" or opts.start == "") then
     error("followers: start must be a cursor (a non-empty string) or nil", 2)
   end
-  return setmetatable({ life = self, cursor = opts.start, start = opts.start, seen = {}, pages = 0,
-                        done = false, opts = call_opts(opts) }, Pages)
+  -- A start cursor goes in next_user_id unless opts.start_field says
+  -- "open_id" (pages.cursor_field tells which field a cursor came in).
+  local start_field = opts.start_field or "next_user_id"
+  if start_field ~= "next_user_id" and start_field ~= "open_id" then
+    error('followers: start_field must be "next_user_id" or "open_id"', 2)
+  end
+  return setmetatable({ life = self, cursor = opts.start, cursor_field = start_field, start = opts.start,
+                        seen = {}, pages = 0, done = false, opts = call_opts(opts) }, Pages)
 end
 
 -- fn(id, id_type, page) for every follower; fn returning false stops early.
