@@ -55,6 +55,7 @@ build = {
     lib = { ["alipay.core"] = "core.so" },
     lua = {
       ["alipay"] = "lua/alipay/init.lua",
+      ["alipay.alipaycert"] = "lua/alipay/alipaycert.lua",
       ["alipay.client"] = "lua/alipay/client.lua",
       ["alipay.config"] = "lua/alipay/config.lua",
       ["alipay.errors"] = "lua/alipay/errors.lua",

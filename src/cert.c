@@ -1,5 +1,6 @@
-/* Certificate serial numbers of the public-key-certificate mode
- * (docs/protocol.md §4): app_cert_sn and alipay_root_cert_sn.
+/* Certificates of the public-key-certificate mode (docs/protocol.md §4):
+ * the serial numbers app_cert_sn and alipay_root_cert_sn, and the chain
+ * check of a rotated Alipay certificate against the root bundle.
  *
  * SN = lowercase hex MD5 of (issuer DN as RFC 2253 orders it, built by
  * hand) followed by the serial number in decimal. The DN is built the way
@@ -15,11 +16,13 @@
  * freed inside plain C functions that never touch the Lua stack, so a Lua
  * error (out of memory) can never leak them. */
 #include <string.h>
+#include <time.h>
 #include <openssl/asn1.h>
 #include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
 #include "alipay.h"
 
 #define SN_HEX_LEN 32
@@ -265,10 +268,151 @@ static int l_root_cert_sn(lua_State *L) {
   return 1;
 }
 
+/* ---- the chain of a downloaded certificate ---- */
+
+/* A rotated Alipay certificate is trusted only if it chains to the root
+ * bundle the app configured (the SDKs' rule). The download may carry the
+ * leaf's intermediates after it; a real bundle has a handful of roots. The
+ * caps keep the DER spans in fixed arrays, with no allocation to undo. */
+#define MAX_CHAIN_CERTS 16
+
+typedef struct {
+  const unsigned char *der;
+  size_t len;
+} der_span;
+
+typedef enum {
+  CHAIN_OK = 0,
+  CHAIN_NOT_X509, /* a certificate of the input does not parse */
+  CHAIN_NO_ROOT,  /* no certificate of the bundle parses */
+  CHAIN_SSL,      /* an OpenSSL failure (out of memory) */
+  CHAIN_REFUSED,  /* X509_verify_cert said no: *verify_error says why */
+} chain_status;
+
+/* Builds the store from the roots that parse (a root this OpenSSL cannot
+ * read, e.g. an SM2 one, can vouch for nothing) and verifies the first of
+ * certs with the others as untrusted intermediates, at `now` when
+ * use_now. Every OpenSSL object is freed here, before any Lua call. */
+static chain_status verify_chain(const der_span *certs, int ncerts, const der_span *roots,
+                                 int nroots, int use_now, time_t now, int *verify_error,
+                                 int *bad_index) {
+  chain_status st = CHAIN_SSL;
+  X509 *leaf = NULL;
+  STACK_OF(X509) *untrusted = sk_X509_new_null();
+  X509_STORE *store = X509_STORE_new();
+  X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+  if (!untrusted || !store || !ctx) goto done;
+  for (int i = 0; i < ncerts; i++) {
+    X509 *x = parse_x509(certs[i].der, certs[i].len);
+    if (!x) {
+      *bad_index = i + 1;
+      st = CHAIN_NOT_X509;
+      goto done;
+    }
+    if (i == 0) {
+      leaf = x;
+    } else if (!sk_X509_push(untrusted, x)) {
+      X509_free(x);
+      goto done;
+    }
+  }
+  int trusted = 0;
+  for (int i = 0; i < nroots; i++) {
+    X509 *x = parse_x509(roots[i].der, roots[i].len);
+    if (!x) continue;
+    int added = X509_STORE_add_cert(store, x); /* takes its own reference */
+    X509_free(x);
+    if (!added) goto done;
+    trusted++;
+  }
+  if (trusted == 0) {
+    st = CHAIN_NO_ROOT;
+    goto done;
+  }
+  if (X509_STORE_CTX_init(ctx, store, leaf, untrusted) != 1) goto done;
+  if (use_now) X509_STORE_CTX_set_time(ctx, 0, now);
+  int verified = X509_verify_cert(ctx);
+  if (verified == 1) {
+    st = CHAIN_OK;
+  } else if (verified == 0) {
+    *verify_error = X509_STORE_CTX_get_error(ctx);
+    *bad_index = X509_STORE_CTX_get_error_depth(ctx);
+    st = CHAIN_REFUSED;
+  }
+done:
+  X509_STORE_CTX_free(ctx);
+  X509_STORE_free(store);
+  sk_X509_pop_free(untrusted, X509_free);
+  X509_free(leaf);
+  return st;
+}
+
+/* Decodes every CERTIFICATE block of the text into spans; the DER scratch
+ * buffers stay on the Lua stack until the caller returns. Returns the
+ * count, or pushes nil, err and returns -1. */
+static int collect_certs(lua_State *L, pem_reader *r, const char *what, der_span *out) {
+  int n = 0;
+  const char *body;
+  size_t body_len;
+  for (;;) {
+    next_status next = next_certificate(r, &body, &body_len);
+    if (next == NEXT_TRUNCATED) return push_truncated(L, "cert_verify"), -1;
+    if (next == NEXT_END) return n;
+    if (n == MAX_CHAIN_CERTS) {
+      ap_push_error(L, "cert_verify: the %s has more than %d certificates", what, MAX_CHAIN_CERTS);
+      return -1;
+    }
+    out[n].der = ap_b64_decode_scratch(L, body, body_len, &out[n].len);
+    if (!out[n].der) {
+      ap_push_error(L, "cert_verify: CERTIFICATE block %d of the %s is not valid base64", n + 1, what);
+      return -1;
+    }
+    n++;
+  }
+}
+
+/* cert_verify(cert_pem, root_bundle_pem[, now]) -> true, or nil, err: the
+ * first certificate of cert_pem (the others are its intermediates) chains
+ * to a certificate of the bundle, and every certificate of the chain is
+ * valid at now (seconds since the epoch; default the current time). */
+static int l_cert_verify(lua_State *L) {
+  pem_reader cert = {0}, root = {0};
+  cert.text = luaL_checklstring(L, 1, &cert.len);
+  root.text = luaL_checklstring(L, 2, &root.len);
+  int use_now = !lua_isnoneornil(L, 3);
+  time_t now = use_now ? (time_t)luaL_checkinteger(L, 3) : 0;
+  luaL_checkstack(L, 2 * MAX_CHAIN_CERTS + 4, "cert_verify");
+  der_span certs[MAX_CHAIN_CERTS], roots[MAX_CHAIN_CERTS];
+  int ncerts = collect_certs(L, &cert, "certificate", certs);
+  if (ncerts < 0) return 2;
+  if (ncerts == 0) return push_no_certificate(L, "cert_verify", &cert);
+  int nroots = collect_certs(L, &root, "root bundle", roots);
+  if (nroots < 0) return 2;
+  if (nroots == 0) return ap_push_error(L, "cert_verify: no CERTIFICATE block in the root bundle");
+  int verify_error = 0, bad_index = 0;
+  switch (verify_chain(certs, ncerts, roots, nroots, use_now, now, &verify_error, &bad_index)) {
+  case CHAIN_OK: break;
+  case CHAIN_NOT_X509:
+    return ap_push_error(L, "cert_verify: certificate %d is not a valid X.509 certificate",
+                         bad_index);
+  case CHAIN_NO_ROOT:
+    return ap_push_error(L, "cert_verify: no certificate of the root bundle can be read");
+  case CHAIN_SSL: return ap_push_ssl_error(L, "cert_verify");
+  case CHAIN_REFUSED:
+    /* OpenSSL's fixed text for the code ("certificate has expired",
+     * "unable to get local issuer certificate"): it names no data. */
+    return ap_push_error(L, "cert_verify: %s (at depth %d of the chain)",
+                         X509_verify_cert_error_string(verify_error), bad_index);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 void ap_register_cert(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"cert_sn", l_cert_sn},
       {"root_cert_sn", l_root_cert_sn},
+      {"cert_verify", l_cert_verify},
       {NULL, NULL},
   };
   luaL_setfuncs(L, fns, 0);

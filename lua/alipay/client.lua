@@ -16,6 +16,7 @@ local core = require "alipay.core"
 local errors = require "alipay.errors"
 local config = require "alipay.config"
 local beijing_time = require "alipay.util.beijing_time"
+local alipaycert = require "alipay.alipaycert"
 
 cjson.decode_invalid_numbers(false)
 
@@ -65,7 +66,11 @@ function Client.new(user_config, extra)
   local transport
   transport, err, detail = pick_transport(cfg)
   if not transport then return nil, err, detail end
-  return setmetatable({ config = cfg, transport = transport }, Client)
+  local client = setmetatable({ config = cfg, transport = transport }, Client)
+  -- Certificate mode: the keys answers are verified with, by SN (the
+  -- configured alipay_cert's, then any rotated one adopted).
+  if cfg.cert_mode then client.alipay_keys = alipaycert.new(cfg.alipay_cert_sn, cfg.alipay_public_key) end
+  return client
 end
 
 -- A closed client refuses calls: its transport (connections, curl handles)
@@ -217,20 +222,37 @@ local function trace_of(res)
   return res.headers and (res.headers["alipay-trace-id"] or res.headers["trace_id"])
 end
 
+-- The key that verifies an answer signed under sn: in certificate mode
+-- the configured alipay_cert's, or a rotated one adopted after a download
+-- (alipay.alipaycert); the one configured key otherwise.
+-- -> key | nil, err, detail
+function Client:alipay_key(method, sn)
+  local cfg = self.config
+  if not (cfg.cert_mode and sn) then return cfg.alipay_public_key end
+  return alipaycert.key_for(self, method, sn)
+end
+
+-- Verifies a v2 node's signature. When that fails and the signed content
+-- holds the two characters \/, it is verified once more with every \/
+-- replaced by /, and nothing else changed: Alipay signs some answers
+-- before a JSON encoder escapes their slashes, and the Java and .NET SDKs
+-- accept exactly this second form (docs/protocol.md §2).
+local function verify_v2(key, content, sign, alg)
+  local ok, reason = key:verify(content, sign, alg)
+  if ok or not content:find("\\/", 1, true) then return ok, reason end
+  local ok2 = key:verify((content:gsub("\\/", "/")), sign, alg)
+  if ok2 then return ok2 end
+  return ok, reason
+end
+
 -- Checks the signature of an extracted node. Returns verified (boolean)
 -- or nil, err.
 function Client:verify_node(ctx, node)
   local cfg = self.config
   if not node.sign or node.sign == "" then return false end
-  if cfg.cert_mode and node.cert_sn and node.cert_sn ~= cfg.alipay_cert_sn then
-    return errors.fail("signature", {
-      method = ctx.method,
-      msg = "alipay_cert_sn " .. node.cert_sn .. " is not the configured alipay_cert's (" ..
-            cfg.alipay_cert_sn .. "): Alipay may have rotated its certificate; download it with " ..
-            "alipay.open.app.alipaycert.download and check it against the root bundle",
-    })
-  end
-  local ok, reason = cfg.alipay_public_key:verify(node.content, node.sign, cfg.sign_type)
+  local key, kerr, kdetail = self:alipay_key(ctx.method, node.cert_sn)
+  if not key then return nil, kerr, kdetail end
+  local ok, reason = verify_v2(key, node.content, node.sign, cfg.sign_type)
   if not ok then
     return errors.fail("signature", {
       method = ctx.method, msg = "the response signature is not Alipay's: " .. tostring(reason),
@@ -355,14 +377,11 @@ function Client:verify_v3(ctx, res)
     end
     return false
   end
-  local cfg = self.config
-  if cfg.cert_mode and h["alipay-sn"] and h["alipay-sn"] ~= cfg.alipay_cert_sn then
-    return errors.fail("signature", { method = ctx.method,
-      msg = "alipay-sn " .. h["alipay-sn"] ..
-            " is not the configured alipay_cert's: Alipay may have rotated its certificate" })
-  end
+  local sn = h["alipay-sn"]
+  local key, kerr, kdetail = self:alipay_key(ctx.method, sn ~= "" and sn or nil)
+  if not key then return nil, kerr, kdetail end
   local text = (h["alipay-timestamp"] or "") .. "\n" .. (h["alipay-nonce"] or "") .. "\n" .. res.body .. "\n"
-  local ok, reason = cfg.alipay_public_key:verify(text, sig, "RSA2")
+  local ok, reason = key:verify(text, sig, "RSA2")
   if not ok then
     return errors.fail("signature", { method = ctx.method,
                                           msg = "the response signature is not Alipay's: " .. tostring(reason) })

@@ -143,6 +143,9 @@ local function check_cert_mode(cfg, out)
   sn, err = core.root_cert_sn(texts.alipay_root_cert)
   if not sn then return fail("alipay_root_cert", (tostring(err):gsub("^root_cert_sn: ", ""))) end
   out.alipay_root_cert_sn = sn
+  -- The bundle itself: a rotated Alipay certificate must chain to it
+  -- (alipay.alipaycert).
+  out.alipay_root_cert = texts.alipay_root_cert
   out.cert_mode = true
   return nil
 end

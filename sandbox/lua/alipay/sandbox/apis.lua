@@ -5,11 +5,13 @@
 --
 --   local fields = apis.call(method, state, biz, ctx)
 --     -> fields (business fields of a success) | nil, {sub_code=, sub_msg=}
---   ctx = {api = "v2"|"v3", app_id =, method =, now = unix seconds}
+--   ctx = {api = "v2"|"v3", app_id =, method =, now = unix seconds,
+--          certs = the gateway's Alipay certificates, SN -> PEM}
 --
 -- Every rejection is a 40004 business error with the sub_code that docs/messaging.md §2, §3
 -- lists; bad or missing business fields are ILLEGAL_BIZ_PARAMS with a sub_msg
 -- that names the field (as the real gateway's "参数有误" messages do).
+local core = require "alipay.core"
 local cjson = require "cjson"
 local cjson_safe = require "cjson.safe"
 local tables = require "alipay.util.table"
@@ -399,11 +401,29 @@ local function mini_templatemessage_send(state, biz, ctx)
   return {}
 end
 
+-- alipay.open.app.alipaycert.download: the certificate of an SN the
+-- gateway has signed under, as base64 of its PEM text (alipay_cert_content,
+-- as the SDKs read it). No official error code for an unknown SN is known
+-- (none in the code lists researched for this project), so the sandbox
+-- answers the generic 40004 with a sub code of its own,
+-- SANDBOX_ALIPAY_CERT_NOT_EXIST: it is not an Alipay code.
+local function alipaycert_download(_, biz, ctx)
+  local sn = req_string(biz, "alipay_cert_sn", "alipay_cert_sn")
+  local pem = (ctx.certs or {})[sn]
+  if not pem then fail("SANDBOX_ALIPAY_CERT_NOT_EXIST", "支付宝公钥证书不存在：" .. sn) end
+  return { alipay_cert_content = core.b64encode(pem) }
+end
+
 -- ---- routing ----
 
 -- v2 method -> handler and its v3 path with the HTTP methods it accepts
 -- (GET calls carry their fields in the query string).
 M.methods = {
+  -- No official code list of this method was found: its codes are the
+  -- sandbox's own, SANDBOX_ prefixed so that nobody mistakes them for Alipay's.
+  ["alipay.open.app.alipaycert.download"] = { handler = alipaycert_download,
+    invalid_code = "SANDBOX_INVALID_ARGUMENT",
+    path = "/v3/alipay/open/app/alipaycert/download", verbs = { GET = true, POST = true } },
   ["alipay.open.public.template.message.get"] = { handler = template_message_get, invalid_code = "ILLEGAL_BIZ_PARAMS",
     path = "/v3/alipay/open/public/template/message/get", verbs = { GET = true } },
   ["alipay.open.public.template.message.industry.modify"] = { handler = industry_modify,

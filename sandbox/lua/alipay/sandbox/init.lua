@@ -14,6 +14,8 @@
 --   sb.files                         -- the same PEMs as files in the prefix
 --   sb:deliveries(), sb:arrivals([since]), sb:faults([faults]), sb:reset(), sb:health(),
 --   sb:delete_template(id)
+--   sb:rotate_cert([{untrusted = true}])   -- certificate mode: Alipay's new certificate
+--                                    -- (-> its SN, PEM), or one outside the root bundle
 --   sb:stop()
 --   require("alipay.sandbox").attach(state)   -- a sandbox started by another process
 --
@@ -165,8 +167,9 @@ end
 -- root beside it in the bundle (Alipay's bundle also holds roots that the SN
 -- rule skips), and an "Alipay" leaf for the signing key, signed by the RSA
 -- root. Returns {cert=, root=} PEM paths.
+local ROOT_KEY, ROOT_CERT = "alipay_root.key", "alipay_root_rsa.pem"
 local function make_alipay_certs(dir, signing_key, app_id)
-  local root_key, root = dir .. "/alipay_root.key", dir .. "/alipay_root_rsa.pem"
+  local root_key, root = dir .. "/" .. ROOT_KEY, dir .. "/" .. ROOT_CERT
   local ok, err = openssl(("req -x509 -newkey rsa:2048 -nodes -sha256 -keyout %s -out %s -days 3650"
     .. " -set_serial %s -subj %s -addext 'basicConstraints=critical,CA:TRUE'"
     .. " -addext 'keyUsage=critical,keyCertSign,cRLSign'")
@@ -188,8 +191,43 @@ local function make_alipay_certs(dir, signing_key, app_id)
   if not ok then return nil, err end
   local bundle = dir .. "/alipay_root_cert.pem"
   write_file(bundle, read_file(root) .. read_file(ec_root))
-  for _, path in ipairs { root_key, ec_key, csr, root, ec_root } do os.remove(path) end
+  -- The RSA root and its key stay in the prefix (made 0600 by openssl):
+  -- rotate_cert signs the new certificates with them.
+  for _, path in ipairs { ec_key, csr, ec_root } do os.remove(path) end
   return { cert = cert, root = bundle }
+end
+
+-- A new "Alipay" signing key and its certificate, in dir, signed by the
+-- root of the bundle, or with untrusted by a throw-away root that is in no
+-- bundle. Returns key PEM, certificate PEM, or nil, err.
+local function make_rotated_cert(dir, root_cert, root_key, app_id, untrusted)
+  local key = dir .. "/alipay_rotated.key"
+  local ok, err = openssl(("genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out %s"):format(quote(key)))
+  if not ok then return nil, err end
+  local made = {}
+  if untrusted then
+    root_key, root_cert = dir .. "/untrusted_root.key", dir .. "/untrusted_root.pem"
+    made = { root_key, root_cert }
+    ok, err = openssl(("req -x509 -newkey rsa:2048 -nodes -sha256 -keyout %s -out %s -days 3650"
+      .. " -set_serial %s -subj %s -addext 'basicConstraints=critical,CA:TRUE'")
+      :format(quote(root_key), quote(root_cert), random_serial(),
+        quote("/C=CN/O=lua-alipay sandbox/OU=Not In The Bundle/CN=Untrusted Root")))
+    if not ok then return nil, err end
+  end
+  local csr, cert = dir .. "/alipay_rotated.csr", dir .. "/alipay_rotated.pem"
+  ok, err = openssl(("req -new -key %s -out %s -subj %s"):format(quote(key), quote(csr),
+    quote("/C=CN/O=lua-alipay sandbox/OU=Alipay Open Platform/CN=" .. app_id:gsub("[^%w]", ""))))
+  if ok then
+    ok, err = openssl(("x509 -req -sha256 -in %s -CA %s -CAkey %s -set_serial %s -days 3650 -out %s")
+      :format(quote(csr), quote(root_cert), quote(root_key), random_serial(), quote(cert)))
+  end
+  local key_pem, cert_pem = read_file(key), ok and read_file(cert)
+  made[#made + 1] = key
+  made[#made + 1] = csr
+  made[#made + 1] = cert
+  for _, path in ipairs(made) do os.remove(path) end
+  if not ok then return nil, err end
+  return key_pem, cert_pem
 end
 
 -- ---- the nginx configuration ----
@@ -285,6 +323,23 @@ function Sandbox:faults(faults)
 end
 
 function Sandbox:reset() return self:call_admin("POST", "reset", {}) end
+
+-- Certificate mode: Alipay rotates its certificate. A new signing key and
+-- certificate are made (signed by the bundle's root, or with
+-- {untrusted = true} by a root outside the bundle, which clients must
+-- refuse) and the gateway signs every later answer with them under the new
+-- SN; alipay.open.app.alipaycert.download serves it. -> the new SN, its
+-- certificate PEM | nil, err
+function Sandbox:rotate_cert(opts)
+  opts = opts or {}
+  if not self.cert_mode then return nil, "rotate_cert: the sandbox is not in certificate mode" end
+  local key_pem, cert_pem = make_rotated_cert(self.prefix, self.prefix .. "/" .. ROOT_CERT,
+    self.prefix .. "/" .. ROOT_KEY, self.app_id, opts.untrusted)
+  if not key_pem then return nil, cert_pem end
+  local answer, err = self:call_admin("POST", "cert/rotate", { alipay_private_key = key_pem, alipay_cert = cert_pem })
+  if not answer then return nil, err end
+  return answer.alipay_cert_sn, cert_pem
+end
 
 -- Deletes a claimed or mini-program template now (as in Alipay's console).
 function Sandbox:delete_template(template_id)

@@ -13,6 +13,9 @@
 --   gw:fault_v2(req, "20000"|"40005"), gw:fault_v3(req, "20000"|"40005")
 --   gw:handle_v2(req, {bad_sign = true}), gw:handle_v3(req, {bad_sign = true})
 --   gw:method_of_v2(req), gw:deliveries(), gw:reset(), gw:state(), gw.alipay_public_key
+--   gw:rotate_cert(alipay_private_key_pem, alipay_cert_pem) -> the new SN | nil, err
+--     (certificate mode: later answers are signed with the new key under the
+--     new SN; alipay.open.app.alipaycert.download serves every SN it has had)
 --
 -- v2 checks, in this order (the first failure answers):
 --   1. query and body decode as forms, the body is a form       else error_response 40002
@@ -164,6 +167,7 @@ local function configure_keys(self, cfg)
     end
     self.alipay_cert_sn, err = cert_sn(cfg, "alipay_cert", core.cert_sn)
     if not self.alipay_cert_sn then return nil, err end
+    self.certs[self.alipay_cert_sn] = cfg.alipay_cert
   end
   if cfg.alipay_root_cert ~= nil then
     self.root_cert_sn, err = cert_sn(cfg, "alipay_root_cert", core.root_cert_sn)
@@ -188,7 +192,9 @@ function M.new(cfg)
     return nil, "app_id: expected the app's id (digits)"
   end
   if cfg.clock ~= nil and type(cfg.clock) ~= "function" then return nil, "clock: expected a function" end
-  local self = setmetatable({ app_id = cfg.app_id, clock = cfg.clock or os.time }, Gateway)
+  -- certs: SN -> PEM of every Alipay certificate this gateway has signed
+  -- under (the download API serves them).
+  local self = setmetatable({ app_id = cfg.app_id, clock = cfg.clock or os.time, certs = {} }, Gateway)
   local ok, err = configure_keys(self, cfg)
   if not ok then return nil, err end
   if cfg.encrypt_key ~= nil then
@@ -337,7 +343,7 @@ function Gateway:v2_answer(req)
   local biz, answer = self:v2_biz(p, node, ctx)
   if not biz then return answer end
   local fields, berr = apis.call(method, self.st, biz,
-    { api = "v2", app_id = self.app_id, method = method, now = self.clock() })
+    { api = "v2", app_id = self.app_id, method = method, now = self.clock(), certs = self.certs })
   if not fields then
     fields = { code = "40004", msg = CODE_MSG["40004"], sub_code = berr.sub_code, sub_msg = berr.sub_msg }
   else
@@ -508,7 +514,7 @@ function Gateway:v3_answer(req)
   local biz, answer = self:v3_biz(req, verb, headers, a)
   if not biz then return answer end
   local fields, berr = apis.call(method, self.st, biz,
-    { api = "v3", app_id = self.app_id, method = method, now = self.clock() })
+    { api = "v3", app_id = self.app_id, method = method, now = self.clock(), certs = self.certs })
   if not fields then
     a.status, a.body = 400, { code = berr.sub_code, message = berr.sub_msg }
   else
@@ -548,6 +554,31 @@ end
 function Gateway:fault_v3(_, code)
   local sub_code = FAULTS[code] or error("fault_v3: unknown fault code " .. tostring(code), 2)
   return self:v3_render(v3_error(sub_code))
+end
+
+-- ---- certificate rotation ----
+
+-- Alipay replaces its certificate now and then (docs/protocol.md §4.4): from
+-- now on answers are signed with the new key and name the new SN. The
+-- certificate is not checked against the root bundle: the sandbox must be
+-- able to rotate to one that does not chain, so that clients can be seen
+-- refusing it.
+function Gateway:rotate_cert(private_pem, cert_pem)
+  if not self.cert_mode or not self.alipay_cert_sn then
+    return nil, "rotate_cert: the gateway is not in certificate mode"
+  end
+  local signer, err = read_key({ k = private_pem }, "k", core.private_key)
+  if not signer then return nil, "rotate_cert: alipay_private_key: " .. tostring(err):gsub("^k: ", "") end
+  local key
+  key, err = read_key({ k = cert_pem }, "k", core.public_key)
+  if not key then return nil, "rotate_cert: alipay_cert: " .. tostring(err):gsub("^k: ", "") end
+  if key:public_pem() ~= signer:public_pem() then
+    return nil, "rotate_cert: alipay_cert: its public key is not the one of alipay_private_key"
+  end
+  local sn = assert(core.cert_sn(cert_pem))
+  self.signer, self.alipay_public_key, self.alipay_cert_sn = signer, signer:public_pem(), sn
+  self.certs[sn] = cert_pem
+  return sn
 end
 
 -- ---- inspection ----

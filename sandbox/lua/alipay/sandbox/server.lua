@@ -5,7 +5,7 @@
 --   location = /gateway.do  -> .v2()       v2 calls (POST, or GET with everything in the query)
 --   location /v3/           -> .v3()       v3 calls
 --   location /__sandbox/    -> .admin()    deliveries, arrivals, faults, reset, health,
---                                          templates/delete
+--                                          templates/delete, cert/rotate
 --
 -- The protocol itself (signatures, APIs, seeded state) is
 -- alipay.sandbox.openapi; this file reads requests, keeps the arrival log,
@@ -423,6 +423,21 @@ ADMIN["POST templates/delete"] = function()
   end
   log("sandbox: template %s deleted", id)
   send_json(200, cjson.encode { ok = true, template_id = id })
+end
+
+-- Alipay rotates its certificate (certificate mode): the body carries the
+-- new signing key and certificate, made by alipay.sandbox's rotate_cert
+-- (init.lua). Neither is logged or echoed: the answer is the new SN.
+ADMIN["POST cert/rotate"] = function()
+  if not gw then return send_error(500, "the sandbox gateway is not running") end
+  local input = cjson.decode(read_body())
+  if type(input) ~= "table" or type(input.alipay_private_key) ~= "string" or type(input.alipay_cert) ~= "string" then
+    return send_error(400, "cert/rotate: expected {\"alipay_private_key\": pem, \"alipay_cert\": pem}")
+  end
+  local sn, err = gw:rotate_cert(input.alipay_private_key, input.alipay_cert)
+  if not sn then return send_error(400, err) end
+  log("sandbox: alipay certificate rotated, now signing under SN %s", sn)
+  send_json(200, cjson.encode { ok = true, alipay_cert_sn = sn })
 end
 
 ADMIN["POST reset"] = function()
