@@ -169,7 +169,7 @@ describe("mini", function()
       assert.are.equal(M.send, d.method)
       assert.are.equal(F1, d.to_user_id)
       assert.are.equal(MINI_A, d.payload.user_template_id)
-      assert.are.equal("pages/order/detail?id=42", d.payload.page)
+      assert.are.equal("pages/order/detail?id%3D42", d.payload.page)
       assert.are.equal("string", type(d.payload.data))
       assert.are.equal('{"keyword1":{"value":"SF1024"},"keyword2":{"value":"2024-06-07 18:41"},'
         .. '"keyword3":{"value":"顺丰速运"}}', d.payload.data)
@@ -235,26 +235,26 @@ describe("mini", function()
       assert.is_true(assert(a:subscriptions({ user_id = F1 }, { MINI_A }))[MINI_A].subscribed)
     end)
 
-    it("encodes the page's query and holds it to 128 characters", function()
+    it("encodes the page's query as one string (Alipay's FAQ) and holds it to 128 characters", function()
       local a = app()
       local data = { "SF1024", "2024-06-07", "顺丰速运" }
       assert(a:send({ user_id = F1 }, MINI_A, data, { page = "pages/order/detail?id=42&name=张 三&q=%E4%BD%A0" }))
-      assert.are.equal("pages/order/detail?id=42&name=%E5%BC%A0%20%E4%B8%89&q=%E4%BD%A0",
+      assert.are.equal("pages/order/detail?id%3D42%26name%3D%E5%BC%A0%20%E4%B8%89%26q%3D%25E4%25BD%25A0",
                        sb:deliveries()[1].payload.page)
-      local exactly = "pages/p?x=" .. ("a"):rep(118)
-      assert.are.equal(128, #exactly)
+      local exactly = "pages/p?x=" .. ("a"):rep(116)
+      assert.are.equal(128, #mini.encode_page(exactly))
       assert(a:send({ user_id = F1 }, MINI_A, data, { page = exactly }))
       local before = arrivals(M.send)
       local _, _, err = a:send({ user_id = F1 }, MINI_A, data, { page = exactly .. "a" })
       assert.are.equal("invalid", err.kind)
       assert.are.equal("page", err.field)
-      -- 24 characters as written, 136 once encoded: the encoded length counts
-      _, _, err = a:send({ user_id = F1 }, MINI_A, data, { page = "pages/p?x=" .. ("张"):rep(14) })
+      -- 23 characters as written, 129 once encoded: the encoded length counts
+      _, _, err = a:send({ user_id = F1 }, MINI_A, data, { page = "pages/p?x=" .. ("张"):rep(13) })
       assert.are.equal("page", err.field)
       assert.are.equal(before, arrivals(M.send))
-      assert(a:send({ user_id = F1 }, MINI_A, data, { page = "pages/p?x=" .. ("张"):rep(13) })) -- 127
+      assert(a:send({ user_id = F1 }, MINI_A, data, { page = "pages/p?x=" .. ("张"):rep(12) })) -- 120
       local deliveries = sb:deliveries()
-      assert.are.equal("pages/p?x=" .. ("%E5%BC%A0"):rep(13), deliveries[#deliveries].payload.page)
+      assert.are.equal("pages/p?x%3D" .. ("%E5%BC%A0"):rep(12), deliveries[#deliveries].payload.page)
     end)
 
     it("refuses bad arguments locally", function()
@@ -285,18 +285,21 @@ describe("mini", function()
   end)
 
   describe("encode_page", function()
-    it("encodes what is not encoded and leaves the rest", function()
+    it("encodes everything after ? as one string, as Alipay's FAQ shows, and keeps a query so encoded", function()
       local cases = {
         { "pages/index/index", "pages/index/index" },
         { "pages/a?", "pages/a" },
-        { "pages/a?x=1&y=two", "pages/a?x=1&y=two" },
-        { "pages/a?q=a b", "pages/a?q=a%20b" },
-        { "pages/a?q=a%20b", "pages/a?q=a%20b" },
-        { "pages/a?q=50%", "pages/a?q=50%25" },
-        { "pages/a?q=1+1", "pages/a?q=1%2B1" },
-        { "pages/a?url=https://x.com/?a=1", "pages/a?url=https%3A%2F%2Fx.com%2F%3Fa%3D1" },
-        { "pages/a?flag&x=", "pages/a?flag&x=" },
-        { "pages/a?名=值", "pages/a?%E5%90%8D=%E5%80%BC" },
+        -- the FAQ's own example, written out and already encoded
+        { "pages/component/index?key1=value1&key2=value2", "pages/component/index?key1%3Dvalue1%26key2%3Dvalue2" },
+        { "pages/component/index?key1%3dvalue1%26key2%3dvalue2",
+          "pages/component/index?key1%3dvalue1%26key2%3dvalue2" },
+        { "pages/a?q=a b", "pages/a?q%3Da%20b" },
+        { "pages/a?q=a%20b", "pages/a?q%3Da%2520b" }, -- the caller's own encoding survives one decode
+        { "pages/a?q=50%", "pages/a?q%3D50%25" },
+        { "pages/a?q=1+1", "pages/a?q%3D1%2B1" },
+        { "pages/a?url=https://x.com/?a=1", "pages/a?url%3Dhttps%3A%2F%2Fx.com%2F%3Fa%3D1" },
+        { "pages/a?flag&x=", "pages/a?flag%26x%3D" },
+        { "pages/a?名=值", "pages/a?%E5%90%8D%3D%E5%80%BC" },
       }
       for _, case in ipairs(cases) do
         assert.are.equal(case[2], mini.encode_page(case[1]))

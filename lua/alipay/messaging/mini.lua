@@ -31,7 +31,7 @@
 --   app:prepare_send(...) -> req, ctx | nil, err, detail;  app:finish_send(ctx, res, err, detail)
 --     send split in two, for many sends in flight at once (client:submit/wait).
 --   mini.encode_data(data) -> the data string | nil, msg, detail (kind "input")
---   mini.encode_page(page) -> page with its query encoded
+--   mini.encode_page(page) -> page with its query encoded as one string (the FAQ's rule)
 --   mini.check_page(page) -> the encoded page | nil, msg (not a string, too long)
 --
 -- Rules applied to every send, with or without a registry: data (the JSON
@@ -267,25 +267,21 @@ local function percent_encode(s)
   return (s:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
 end
 
-local function encode_component(s)
-  if already_encoded(s) then return s end
-  return percent_encode(s)
-end
-
+-- Alipay's FAQ on passing parameters to the page a template message opens
+-- (AlipayDocs/open-docs support/支付宝小程序/常见问题/实现模板消息带参跳转小程序.md):
+-- the path stays as written and everything after "?" is URL-encoded as one
+-- string, "pages/index?key1%3dvalue1%26key2%3dvalue2", so that the page's
+-- own "=" and "&" cannot be read as the request's. The mini program decodes
+-- it once and hands onLoad the parsed query. A query already encoded that
+-- way (nothing but unreserved characters and %XX) is kept; any other is
+-- encoded whole, "%" included, so a value the caller encoded itself
+-- arrives encoded once more and is decoded back by the page.
 function M.encode_page(page)
   local path, query = page:match("^([^?]*)%?(.*)$")
   if not path then return page end
-  local parts = {}
-  for pair in query:gmatch("[^&]+") do
-    local name, value = pair:match("^([^=]*)=(.*)$")
-    if name then
-      parts[#parts + 1] = encode_component(name) .. "=" .. encode_component(value)
-    else
-      parts[#parts + 1] = encode_component(pair)
-    end
-  end
-  if #parts == 0 then return path end
-  return path .. "?" .. table.concat(parts, "&")
+  if query == "" then return path end
+  if already_encoded(query) then return page end
+  return path .. "?" .. percent_encode(query)
 end
 
 -- The page a message opens -> that page with its query encoded | nil, msg.
