@@ -95,6 +95,7 @@ test-integration: all
 # The LuaJIT core and the modules OpenResty runs (client, sandbox gateway
 # logic, notifications, app gateway) are specified under LuaJIT too.
 JIT_SPECS := $(CORE_SPECS) spec/unit/11-client_spec.lua spec/unit/20-sandbox_gateway_spec.lua \
+  spec/unit/24-escaped_slashes_spec.lua spec/unit/25-cert_rotation_spec.lua \
   spec/unit/30-notify_spec.lua spec/unit/31-gateway_spec.lua
 # alipay.runtime and the transports' contract and request validator.
 JIT_SPECS += spec/unit/12-runtime_spec.lua spec/unit/13-transport_contract_spec.lua spec/unit/14-util_spec.lua spec/unit/63-mini_limits_spec.lua

@@ -84,6 +84,12 @@ function M.key_for(client, method, sn)
   local keys = client.alipay_keys
   local key = keys:get(sn)
   if key then return key end
+  -- An SN is an MD5 in hex (docs/protocol.md §4.1): anything else is not
+  -- worth a download, and is not quoted back.
+  if type(sn) ~= "string" or not sn:match("^%x+$") or #sn > 64 then
+    return errors.fail("signature", { method = method,
+      msg = "the answer names an alipay_cert_sn that is not a certificate SN" })
+  end
   -- The download's own answer never comes here (client.lua reads it with
   -- download() below): rotation does not recurse.
   local pem, why = M.download(client, sn)

@@ -126,6 +126,17 @@ describe("certificate rotation", function()
     assert.matches("not Alipay's", err)
   end)
 
+  it("refuses an answer naming something that is not an SN, without a download", function()
+    local bad = { sn = "../x\n", signer = made.rotated.signer }
+    local t = gateway(bad, {})
+    local res, err, detail = client_for(t):execute(METHOD, {})
+    assert.is_nil(res)
+    assert.are.equal("signature", detail.kind)
+    assert.matches("not a certificate SN", err)
+    assert.is_nil(err:find("../x", 1, true))
+    assert.are.same({ METHOD }, t.calls)
+  end)
+
   it("keeps answers under the configured SN verified without any download", function()
     local t = gateway(made.alipay, {})
     assert(client_for(t):execute(METHOD, {}))
