@@ -478,7 +478,7 @@ describe("bin/alipay messaging commands", function()
       assert.equal(0, status, err)
       assert.matches("on channel " .. MINI, out, 1, true)
       local d = assert(sb:deliveries())[1]
-      assert.equal("pages/order?id=1%202", d.payload.page)
+      assert.equal("pages/order?id%3D1%202", d.payload.page)
     end)
 
     it("refuses bad content, unknown users and misplaced options before any call", function()

@@ -1044,7 +1044,7 @@ describe("campaign", function()
       local order = ({ [F[1]] = "M1", [F[2]] = "M2", [F[3]] = "M3" })[d.to_user_id]
       assert.are.equal(order, data.keyword1.value)
       assert.are.equal("顺丰速运", data.keyword3.value)
-      assert.are.equal("pages/order?id=" .. order .. "&from=%E6%B4%BB%E5%8A%A8", d.payload.page)
+      assert.are.equal("pages/order?id%3D" .. order .. "%26from%3D%E6%B4%BB%E5%8A%A8", d.payload.page)
     end
     -- F2's one-time subscription was consumed by the send; F3 has two left.
     local subs = assert(ctx.mini:subscriptions({ user_id = F[2] }, { MINI_A }))
