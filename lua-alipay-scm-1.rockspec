@@ -65,6 +65,7 @@ build = {
       ["alipay.inbound.form"] = "lua/alipay/inbound/form.lua",
       ["alipay.inbound.freshness"] = "lua/alipay/inbound/freshness.lua",
       ["alipay.inbound.message_kind"] = "lua/alipay/inbound/message_kind.lua",
+      ["alipay.inbound.policy"] = "lua/alipay/inbound/policy.lua",
       ["alipay.inbound.refusal"] = "lua/alipay/inbound/refusal.lua",
       ["alipay.inbound.replay"] = "lua/alipay/inbound/replay.lua",
       ["alipay.inbound.signature"] = "lua/alipay/inbound/signature.lua",

@@ -40,6 +40,7 @@ local runtime = require "alipay.runtime"
 local form = require "alipay.inbound.form"
 local freshness = require "alipay.inbound.freshness"
 local message_kind = require "alipay.inbound.message_kind"
+local policy = require "alipay.inbound.policy"
 local refusal = require "alipay.inbound.refusal"
 local replay = require "alipay.inbound.replay"
 local signature = require "alipay.inbound.signature"
@@ -132,9 +133,9 @@ end
 local function dispatch(handlers, event, info, key, ctx)
   local seen, log = ctx.opts.seen, ctx.log
   if seen and key then
-    local fresh, serr = replay.mark(seen, key, ctx.ttl)
+    local fresh, store_detail = replay.mark(seen, key, ctx.ttl)
     if fresh == nil then
-      fail_info(info, refusal.new("store", serr, { verified = true, retryable = true }))
+      fail_info(info, store_detail)
       log("error", "alipay gateway: " .. info.detail.msg .. " (event " .. loggable(info.event) .. ")")
       return "fail", info
     end
@@ -234,11 +235,9 @@ local function handle_notification(client, params, handlers, info, ctx)
 end
 
 local function context(client, opts)
-  replay.check_store(opts.seen, true, "gateway.handle")
-  local ttl = replay.ttl(opts)
-  local accepted, names = signature.accepted(client.config, opts.sign_types)
-  return { opts = opts, ttl = ttl, accepted = accepted, names = names, fresh = freshness.policy(opts, ttl),
-           log = log_of(opts, opts.ngx) }
+  local ctx = policy.of(client, opts, "gateway.handle", true)
+  ctx.opts, ctx.log = opts, log_of(opts, opts.ngx)
+  return ctx
 end
 
 function gateway.handle(client, body, handlers, opts)

@@ -128,9 +128,9 @@ function form.read_ngx_body(ngx, opts)
   -- A body larger than client_body_buffer_size was written to a file.
   local path = ngx.req.get_body_file()
   if not path then return "" end
-  local size = fs.size(path)
-  if size and size > max_bytes then return too_large("the body is " .. size .. " bytes, more than " .. max_bytes) end
-  body = fs.read(path)
+  local _, size
+  body, _, size = fs.read(path, max_bytes)
+  if size then return too_large("the body is " .. size .. " bytes, more than " .. max_bytes) end
   if not body then return refusal.fail("malformed", "the buffered request body cannot be read") end
   return body
 end

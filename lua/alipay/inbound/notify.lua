@@ -57,6 +57,7 @@
 local form = require "alipay.inbound.form"
 local freshness = require "alipay.inbound.freshness"
 local message_kind = require "alipay.inbound.message_kind"
+local policy_of = require("alipay.inbound.policy").of
 local refusal = require "alipay.inbound.refusal"
 local replay = require "alipay.inbound.replay"
 local signature = require "alipay.inbound.signature"
@@ -88,17 +89,6 @@ function notify.replay_key(params)
   return replay.key("notify_url", params.notify_type or "-", id)
 end
 
--- The options, checked once per call (misuse raises at the caller).
-local function policy_of(client, opts)
-  if opts.rule ~= nil and opts.rule ~= "V1" then
-    error('notify.verify: notify_url takes rule V1 only; app-gateway messages (rule V2) go to ' ..
-          'alipay.inbound.app_gateway.handle', 3)
-  end
-  replay.check_store(opts.seen, false, "notify.verify")
-  local ttl = replay.ttl(opts)
-  local accepted, names = signature.accepted(client.config, opts.sign_types)
-  return { ttl = ttl, accepted = accepted, names = names, fresh = freshness.policy(opts, ttl) }
-end
 
 local function check_endpoint(raw)
   if message_kind.claims_gateway(raw) then
@@ -111,15 +101,13 @@ end
 -- A notification is dated by notify_time; a return_url redirect, which has
 -- none, by its timestamp.
 local function check_age(policy, params)
-  local field = params.notify_time ~= nil and "notify_time" or params.timestamp ~= nil and "timestamp"
-    or "notify_time"
+  local field = (params.notify_time == nil and params.timestamp ~= nil) and "timestamp" or "notify_time"
   return freshness.check(policy.fresh, freshness.beijing(params[field]), field, params[field])
 end
 
-local function check_replay(seen, params, ttl)
-  local key = notify.replay_key(params)
-  local fresh, err = replay.mark(seen, key, ttl)
-  if fresh == nil then return refusal.new("store", err, { verified = true, retryable = true }) end
+local function check_replay(seen, key, params, ttl)
+  local fresh, store_detail = replay.mark(seen, key, ttl)
+  if fresh == nil then return store_detail end
   if not fresh then
     return refusal.new("replay", "notify_id " .. loggable(params.notify_id) .. " was already accepted",
                        { verified = true })
@@ -131,7 +119,11 @@ function notify.verify(client, body, opts)
   if type(body) ~= "string" and type(body) ~= "table" then
     error("notify.verify: body must be a string or a table of parameters, got a " .. type(body), 2)
   end
-  local policy = policy_of(client, opts)
+  if opts.rule ~= nil and opts.rule ~= "V1" then
+    error('notify.verify: notify_url takes rule V1 only; app-gateway messages (rule V2) go to ' ..
+          'alipay.inbound.app_gateway.handle', 2)
+  end
+  local policy = policy_of(client, opts, "notify.verify", false)
   local raw, err, detail = form.decode(body, opts)
   if not raw then return nil, err, detail end
   detail = check_endpoint(raw) or signature.check(client.config, raw, "V1", policy.accepted, policy.names)
@@ -140,12 +132,13 @@ function notify.verify(client, body, opts)
   params, err, detail = values.of(raw)
   if not params then return nil, err, detail end
   detail = check_age(policy, params)
-  if not detail and not notify.replay_key(params) and not opts.allow_no_notify_id then
+  local key = notify.replay_key(params)
+  if not detail and not key and not opts.allow_no_notify_id then
     detail = refusal.new("no_notify_id", "the notification carries no notify_id, so a replay could not be " ..
       "recognised (a return_url redirect has none: verify it with allow_no_notify_id = true)", { verified = true })
   end
-  if not detail and opts.seen and notify.replay_key(params) then
-    detail = check_replay(opts.seen, params, policy.ttl)
+  if not detail and opts.seen and key then
+    detail = check_replay(opts.seen, key, params, policy.ttl)
   end
   if detail then return refusal.fail_with(detail) end
   return params, raw

@@ -11,6 +11,8 @@
 -- Keys are namespaced by endpoint and message kind (replay.key), so that
 -- one store could serve both endpoints without a message accepted at one
 -- ever answering for the other; the example still keeps two stores.
+local refusal = require "alipay.inbound.refusal"
+
 local replay = {}
 
 -- Alipay retries an unanswered notification for about 25 hours (4m, 10m,
@@ -119,10 +121,15 @@ function replay.shared_dict_store(dict)
   }
 end
 
--- replay.mark(seen, key, ttl) -> true (new) | false (a repeat) | nil, err.
+-- replay.mark(seen, key, ttl) -> true (new) | false (a repeat) | nil,
+-- detail: the typed "store" refusal (retryable: Alipay's retry may find
+-- the store working again).
 function replay.mark(seen, key, ttl)
   local fresh, err = seen:add(key, ttl)
-  if fresh == nil then return nil, "the replay store failed: " .. tostring(err) end
+  if fresh == nil then
+    return nil, refusal.new("store", "the replay store failed: " .. tostring(err),
+                            { verified = true, retryable = true })
+  end
   return fresh
 end
 

@@ -19,17 +19,11 @@ local GB_CHARSETS = { gbk = "GB18030", gb2312 = "GB18030", gb18030 = "GB18030" }
 -- values.signed_only(raw) -> raw without its empty values (a new table
 -- only when one is dropped, so that `raw` stays what was received).
 function values.signed_only(raw)
-  local out
+  local out, dropped = {}, false
   for k, v in pairs(raw) do
-    if v == "" then
-      if not out then
-        out = {}
-        for k2, v2 in pairs(raw) do out[k2] = v2 end
-      end
-      out[k] = nil
-    end
+    if v == "" then dropped = true else out[k] = v end
   end
-  return out or raw
+  return dropped and out or raw
 end
 
 -- values.utf8(params, charset) -> params in UTF-8 (the same table when the

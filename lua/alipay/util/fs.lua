@@ -2,23 +2,22 @@
 local fs = {}
 
 -- The whole file, or nil, err (a directory opens, then fails to read).
-function fs.read(path)
+-- With max_bytes, a larger file is not read: nil, err, its size.
+function fs.read(path, max_bytes)
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
+  if max_bytes then
+    local size = f:seek("end")
+    if size and size > max_bytes then
+      f:close()
+      return nil, ("%s: %d bytes, more than %d"):format(path, size, max_bytes), size
+    end
+    f:seek("set")
+  end
   local data, read_err = f:read("*a")
   f:close()
   if not data then return nil, read_err end
   return data
-end
-
--- The size of a file in bytes without reading it, or nil, err.
-function fs.size(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local size, seek_err = f:seek("end")
-  f:close()
-  if not size then return nil, seek_err end
-  return size
 end
 
 function fs.write(path, data)

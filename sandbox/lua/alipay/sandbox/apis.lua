@@ -429,7 +429,7 @@ M.methods = {
   ["alipay.open.public.template.message.industry.modify"] = { handler = industry_modify,
     invalid_code = "PUB.ILLEGAL_BIZ_PARAMS",
     path = "/v3/alipay/open/public/template/message/industry/modify", verbs = { POST = true } },
-  ["alipay.open.public.setting.category.query"] = { handler = category_query, invalid_code = "SYSTEM_ERROR",
+  ["alipay.open.public.setting.category.query"] = { handler = category_query,
     path = "/v3/alipay/open/public/setting/category/query", verbs = { GET = true, POST = true } },
   ["alipay.open.public.message.single.send"] = { handler = message_single_send,
     invalid_code = "ILLEGAL_ARGUMENT_PARAMS",
@@ -471,7 +471,9 @@ function M.call(method, state, biz, ctx)
   if ok then return res end
   if getmetatable(res) == BizError then
     local sub_code = res.sub_code
-    if sub_code == INVALID then sub_code = M.methods[method].invalid_code end
+    if sub_code == INVALID then
+      sub_code = M.methods[method].invalid_code or error("sandbox: " .. method .. " has no invalid_code", 0)
+    end
     return nil, { sub_code = sub_code, sub_msg = res.sub_msg }
   end
   error(res, 0)
