@@ -239,6 +239,10 @@ describe("channels", function()
       { "app_auth_token_env", "environment variable TOKEN is not set", function(c) c.app_auth_token_env = "TOKEN" end },
       { "app_auth_token", "app_auth_token_env", function(c) c.app_auth_token = "202405BBa6f4" end },
       { "private_key_path", "unknown field", function(c) c.private_key_path = "x" end },
+      { "subscribed_states", "only a mini program", function(c) c.subscribed_states = { ["1"] = true } end },
+      { "subscribed_states", "true or false",
+        function(c) c.kind, c.subscribed_states = "alipaymini", { ["1"] = "yes" } end },
+      { "subscribed_states", "must be a non-empty table", function(c) c.subscribed_states = "1" end },
     }
     for _, case in ipairs(cases) do
       local field, says, mutate = case[1], case[2], case[3]
@@ -267,6 +271,14 @@ describe("channels", function()
         end
       end)
     end
+  end)
+
+  it("carries a mini program's subscribed_states to its channel", function()
+    local config = base_config()
+    config.channels.mini.subscribed_states = { ["1"] = true, ["0"] = false }
+    local set = assert(channels.load(write_json(config), { getenv = getenv }))
+    assert.are.same({ ["1"] = true, ["0"] = false }, assert(set:get("mini")).subscribed_states)
+    assert.is_nil(assert(set:get("life")).subscribed_states)
   end)
 
   it("answers an unknown channel code with the configured ones", function()

@@ -27,9 +27,14 @@ local M = mini.METHODS
 describe("mini", function()
   local sb, client
 
-  local function app(registry)
-    return mini.new({ code = CODE, kind = "alipaymini", id_type = "user_id", app_id = APP_ID, client = client },
-                    registry)
+  -- The sandbox's own subscribe_state values ("1" subscribed, "0" not):
+  -- Alipay's are undocumented, so a channel maps them explicitly.
+  local SANDBOX_STATES = { ["1"] = true, ["0"] = false }
+
+  local function app(registry, states)
+    if states == nil then states = SANDBOX_STATES end
+    return mini.new({ code = CODE, kind = "alipaymini", id_type = "user_id", app_id = APP_ID, client = client,
+                      subscribed_states = states or nil }, registry)
   end
 
   local function arrivals(method)
@@ -72,7 +77,7 @@ describe("mini", function()
   describe("subscriptions", function()
     it("one template, one call", function()
       local subs = assert(app():subscriptions({ user_id = F1 }, { MINI_A }))
-      assert.are.same({ [MINI_A] = { subscribed = true, type = "longterm", state = "1", keep_state = "1",
+      assert.are.same({ [MINI_A] = { subscribed = true, type = "longterm", state = "1", keep_state = "0",
                                      show = false } }, subs)
       assert.are.equal(1, arrivals(M.subscriptions))
     end)
@@ -124,6 +129,59 @@ describe("mini", function()
       sb:faults {}
       local _, _, bad = app():subscriptions({ user_id = F1, open_id = "0x" }, { MINI_A })
       assert.are.equal("invalid", bad.kind)
+    end)
+
+    -- No public source says what subscribe_state's values mean
+    -- (docs/conformance.md): a client that guessed would misreport every
+    -- user the day Alipay's values differ from the guess.
+    describe("undocumented subscribe_state values", function()
+      local function with_states(values)
+        sb:stop()
+        local seed = cjson.decode((assert(helpers.read("spec/fixtures/sandbox_seed.json"))))
+        seed.subscribe_states = values
+        local path = helpers.tmpdir() .. "/seed.json"
+        helpers.write(path, cjson.encode(seed))
+        sb = assert(sandbox.start { app_id = APP_ID, app_public_key = helpers.key_text("app_public.pem"),
+                                    seed = path })
+        client = assert(alipay.new { app_id = APP_ID, private_key = helpers.key_text("app_private_pkcs8.pem"),
+                                     alipay_public_key = sb.alipay_public_key, gateway = sb.gateway,
+                                     timeout_ms = 5000 })
+      end
+
+      teardown(function()
+        with_states(nil) -- the suite's sandbox again, for the tests after these
+      end)
+
+      it("are reported raw, subscribed unknown, when the channel does not map them", function()
+        local subs = assert(app(nil, false):subscriptions({ user_id = F1 }, { MINI_A, MINI_B, MINI_C }))
+        assert.are.same({ type = "longterm", state = "1", keep_state = "0", show = false }, subs[MINI_A])
+        assert.is_nil(subs[MINI_C].subscribed)
+        assert.are.equal("1", subs[MINI_C].state)
+        -- The one documented fact: no relation means never subscribed.
+        assert.are.same({ subscribed = false }, subs[MINI_B])
+        subs = assert(app(nil, false):subscriptions({ user_id = F4 }, { MINI_A }))
+        assert.is_nil(subs[MINI_A].subscribed)
+        assert.are.equal("0", subs[MINI_A].state)
+      end)
+
+      it("other values than the sandbox's defaults never turn subscribers into refusals", function()
+        with_states { subscribed = "0", not_subscribed = "1" } -- swapped: as plausible as the defaults
+        local subs = assert(app(nil, false):subscriptions({ user_id = F1 }, { MINI_A }))
+        assert.is_nil(subs[MINI_A].subscribed)
+        assert.are.equal("0", subs[MINI_A].state)
+        -- a channel told the real values reads them
+        local told = { ["0"] = true, ["1"] = false }
+        assert.is_true(assert(app(nil, told):subscriptions({ user_id = F1 }, { MINI_A }))[MINI_A].subscribed)
+        assert.is_false(assert(app(nil, told):subscriptions({ user_id = F4 }, { MINI_A }))[MINI_A].subscribed)
+        -- opts.subscribed_states overrides the channel's for one query
+        subs = assert(app():subscriptions({ user_id = F1 }, { MINI_A }, { subscribed_states = told }))
+        assert.is_true(subs[MINI_A].subscribed)
+      end)
+
+      it("a map that is not state -> boolean is misuse", function()
+        assert.has_error(function() app(nil, { ["1"] = "yes" }):subscriptions({ user_id = F1 }, { MINI_A }) end,
+          "subscribed_states must map state strings to true or false")
+      end)
     end)
 
     it("prepare/finish: queries for many users in flight at once on the transport", function()

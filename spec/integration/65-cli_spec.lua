@@ -107,8 +107,13 @@ describe("bin/alipay messaging commands", function()
   end
 
   -- A Life Account and a mini program of the same sandbox app.
+  -- The mini channel maps the sandbox's own subscribe_state values;
+  -- Alipay's are undocumented (docs/messaging.md §3.2).
+  local SANDBOX_STATES = { ["1"] = true, ["0"] = false }
+
   local function both()
-    return { [LIFE] = channel("alipaylife"), [MINI] = channel("alipaymini") }
+    return { [LIFE] = channel("alipaylife"),
+             [MINI] = channel("alipaymini", { subscribed_states = SANDBOX_STATES }) }
   end
 
   local function import_seed_templates()
@@ -373,6 +378,19 @@ describe("bin/alipay messaging commands", function()
       assert.equal(MINI_ORDER, value.subscriptions[1].template_id)
       assert.is_false(value.subscriptions[1].subscribed)
       assert.equal("0", value.subscriptions[1].state)
+    end)
+
+    it("says unknown for a state the channel does not map, and JSON null", function()
+      write_config(config, { [MINI] = channel("alipaymini") })
+      local status, out, err = run(("subscription query --user-id %s %s %s"):format(F1, MINI_ORDER, MINI_BOOKING))
+      assert.equal(0, status, err)
+      assert.matches(MINI_ORDER .. "%s+unknown %(state 1%)%s+longterm", out)
+      assert.matches(MINI_BOOKING .. "%s+no %(never answered%)", out)
+      local value
+      status, value = run_json(("subscription query --user-id %s %s"):format(F1, MINI_ORDER))
+      assert.equal(0, status)
+      assert.equal(cjson.null, value.subscriptions[1].subscribed)
+      assert.equal("1", value.subscriptions[1].state)
     end)
 
     it("needs exactly one of --user-id and --open-id", function()

@@ -226,19 +226,25 @@ describe("campaign", function()
   local key_dir
 
   -- The channel configuration of sandbox s (a table: its paths are relative to the repository).
-  local function channel_config(s)
+  -- states: the mini channel's subscribed_states; by default the sandbox's
+  -- own "1"/"0" (Alipay's values are undocumented), false for none.
+  local function channel_config(s, states)
     local file = key_dir .. "/alipay_public_" .. s.port .. ".pem"
     helpers.write(file, s.alipay_public_key)
     local function ch(kind)
       return { kind = kind, app_id = APP_ID, private_key_file = "spec/fixtures/keys/app_private_pkcs8.pem",
                alipay_public_key_file = file, gateway = s.gateway, timeout_ms = 5000 }
     end
-    return { channels = { [LIFE] = ch("alipaylife"), [MINI] = ch("alipaymini") } }
+    local mini_channel = ch("alipaymini")
+    if states == nil then states = { ["1"] = true, ["0"] = false } end
+    mini_channel.subscribed_states = states or nil
+    return { channels = { [LIFE] = ch("alipaylife"), [MINI] = mini_channel } }
   end
 
   -- A fresh store, registry and bindings over the channels of sandbox s.
-  local function context(s)
-    local ws = assert(workspace.open { config = channel_config(s), store = helpers.tmpdir() .. "/state.db" })
+  local function context(s, states)
+    local ws = assert(workspace.open { config = channel_config(s, states),
+                                       store = helpers.tmpdir() .. "/state.db" })
     assert(ws.registry:import {
       { channel = LIFE, kind = "alipaylife", id = TEMPLATE, name = "订单状态提醒",
         keywords = { "订单号", "订单状态", "更新时间" } },
@@ -1056,5 +1062,39 @@ describe("campaign", function()
     assert.are.equal(1, summary.counts.sent)
     assert.are.equal(1, summary.counts.skipped)
     assert.are.equal("NOT_SUBSCRIBED", rows_of(again)[1].code)
+  end)
+
+  -- Alipay documents subscribe_state's field but not its values. A
+  -- campaign that guessed "1" would skip every subscriber of an app whose
+  -- answers say "0"; unread states go out and Alipay's answer decides.
+  it("mini program: subscription states nobody documented never skip a subscriber", function()
+    local seed = cjson.decode((assert(helpers.read(SEED_PATH))))
+    seed.subscribe_states = { subscribed = "0", not_subscribed = "1" }
+    local swapped = assert(sandbox.start { app_id = APP_ID, app_public_key = helpers.key_text("app_public.pem"),
+                                           seed = seed })
+    local ok, err = pcall(function()
+      local ctx = context(swapped, false) -- a channel told nothing about the states
+      local recipients = {
+        { user_id = F[1], order = "M1" },    -- long-term
+        { user_id = F[2], order = "M2" },    -- one-time
+        { user_id = F[4], order = "M4" },    -- refused
+        { user_id = STRANGER, order = "M5" }, -- never answered
+      }
+      local c = assert(campaign.create(ctx, { id = "unread", channel = MINI, template = MINI_A,
+                                              audience = { recipients = recipients },
+                                              data = { "{order}", "2024-06-07 18:41", "顺丰速运" } }))
+      local summary = assert(c:run())
+      assert.are.same({ pending = 0, inflight = 0, sent = 2, failed = 1, skipped = 1, unknown = 0 }, summary.counts)
+      local rows = rows_of(c)
+      assert.are.same({ "sent", "sent", "failed", "skipped" },
+                      { rows[1].status, rows[2].status, rows[3].status, rows[4].status })
+      assert.are.equal("MSG_REJECTED", rows[3].sub_code) -- Alipay's own refusal, not our guess
+      assert.are.equal("NOT_SUBSCRIBED", rows[4].code)   -- absent from the answer: documented
+      assert.are.equal(4, count_arrivals(swapped, SUBSCRIBE_QUERY))
+      assert.are.equal(3, count_arrivals(swapped, MINI_SEND))
+      assert_exactly_once(c, swapped:deliveries())
+    end)
+    swapped:stop()
+    assert(ok, err)
   end)
 end)

@@ -926,7 +926,7 @@ describe("sandbox gateway", function()
       local node = ok_v2(gw, SUB_QUERY, subscribe_query(F1, { MINI_A, MINI_C, MINI_B }))
       assert.are.equal(2, #node.subscribe_relations)
       assert.are.same({ template_id = MINI_A, subscribe_state = "1", subscribe_type = "longterm",
-        keep_state = "1", show = false }, relation(node, MINI_A))
+        keep_state = "0", show = false }, relation(node, MINI_A))
       assert.are.same({ template_id = MINI_C, subscribe_state = "1", subscribe_type = "onetime",
         keep_state = "0", show = true }, relation(node, MINI_C))
       assert.is_nil(relation(node, MINI_B))
@@ -948,6 +948,26 @@ describe("sandbox gateway", function()
       local refused = ok_v2(gw, SUB_QUERY, subscribe_query("2088285649530791", { MINI_B }))
       assert.are.same({ "0", "onetime" }, { relation(refused, MINI_B).subscribe_state,
         relation(refused, MINI_B).subscribe_type })
+    end)
+
+    it("answers the seeded subscribe_state values, and keep_state for a kept one-time answer", function()
+      -- Alipay's values are undocumented; a seed can set others than the sandbox's "1"/"0".
+      local seeded = new_gateway{ seed = seed_table(function(s)
+        s.subscribe_states = { subscribed = "ACCEPT", not_subscribed = "REJECT" }
+        s.subscriptions[#s.subscriptions + 1] = { user_id = STRANGER, template_id = MINI_B, type = "onetime",
+                                                  keep = true }
+      end) }
+      assert.are.equal("ACCEPT", relation(ok_v2(seeded, SUB_QUERY, subscribe_query(F1, { MINI_A })), MINI_A)
+        .subscribe_state)
+      assert.are.equal("REJECT", relation(ok_v2(seeded, SUB_QUERY, subscribe_query(F4, { MINI_A })), MINI_A)
+        .subscribe_state)
+      local node = ok_v2(seeded, SUB_QUERY, subscribe_query(STRANGER, { MINI_B }))
+      assert.are.same({ template_id = MINI_B, subscribe_state = "ACCEPT", subscribe_type = "onetime",
+        keep_state = "1", show = false }, relation(node, MINI_B))
+      assert.is_false(node.show_component)
+      assert.has_error(function()
+        new_gateway{ seed = seed_table(function(s) s.subscribe_states = { subscribed = 1 } end) }
+      end)
     end)
 
     it("takes 1 to 3 template ids", function()

@@ -219,7 +219,10 @@ function M.check(row, subscription, err, rules)
   -- does not finish it puts it back in the queue.
   row.status = "pending"
   if subscription then
-    if subscription.subscribed then
+    -- subscribed nil: Alipay holds an answer whose state this library cannot
+    -- read (docs/messaging.md §3.2). Skipping on a guess could skip every
+    -- recipient, so the send goes out and Alipay's answer to it decides.
+    if subscription.subscribed ~= false then
       row.checked, row.tries, row.next_attempt_at = true, 0, 0
       row.code, row.sub_code, row.msg = nil, nil, nil
       return row, { answered = true }

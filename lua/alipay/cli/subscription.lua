@@ -1,6 +1,7 @@
 -- `alipay subscription query`: which mini-program templates a user
 -- subscribed to. Alipay never says when a user unsubscribes, so this is
 -- what an operator runs before a campaign.
+local cjson = require "cjson"
 local common = require "alipay.cli.common"
 local mini = require "alipay.messaging.mini"
 
@@ -17,8 +18,12 @@ end
 -- What a row says about one template, for people.
 local function describe(s)
   if s.subscribed then return "yes" end
-  if s.state ~= nil then return "no (refused)" end
-  return "no (never answered)"
+  if s.subscribed == false then
+    if s.state ~= nil then return ("no (state %s)"):format(tostring(s.state)) end
+    return "no (never answered)"
+  end
+  -- Alipay answered with a state nobody has told the channel the meaning of.
+  return ("unknown (state %s)"):format(tostring(s.state))
 end
 
 local function query(ctx, args, out)
@@ -43,6 +48,10 @@ local function query(ctx, args, out)
   end
   if args.json then
     if qerr then return nil, qerr, qdetail end
+    -- JSON null, not an absent key, for "unknown" (docs/messaging.md §3.2).
+    for _, r in ipairs(rows) do
+      if r.subscribed == nil then r.subscribed = cjson.null end
+    end
     common.json(out, { ok = true, channel = channel.code, user_id = recipient.user_id,
                        open_id = recipient.open_id, subscriptions = common.array(rows) })
     return true

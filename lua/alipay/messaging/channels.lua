@@ -24,7 +24,7 @@
 --                           store "x.db" gives "./x.db"), or nil
 --   set:close()          -> closes every client
 --   channel = { code=, kind="alipaylife"|"alipaymini", id_type="user_id"|"open_id",
---               app_id=, client= }
+--               app_id=, client=, subscribed_states= (mini programs, optional) }
 --
 --   channels.read(path) -> data, base_dir | nil, err, detail (docs/errors.md)
 --     The file's data as written (JSON or Lua data), without building any
@@ -45,7 +45,8 @@
 --       env = "production"|"sandbox"       | gateway = "https://…/gateway.do",
 --       sign_type = "RSA2", encrypt_key_file = "…" | encrypt_key_env = "…",
 --       app_auth_token_env = "…", timeout_ms = 15000, ca_file = "…",
---       app_public_key_file = "…" } } }     (optional, only alipay doctor reads it)
+--       app_public_key_file = "…",          (optional, only alipay doctor reads it)
+--       subscribed_states = {["1"] = true} } } }  (mini programs, optional: docs/messaging.md §3.2)
 -- Keys come from files or environment variables, never from the file itself
 -- (a configuration is copied, committed and pasted into tickets) nor from a
 -- command line (visible in ps). Relative paths are relative to the file.
@@ -178,6 +179,9 @@ local FIELDS = {
   -- The app public key uploaded to Alipay: the client never needs it;
   -- `alipay doctor` checks that it pairs with the private key.
   app_public_key_file = "string",
+  -- Mini programs: what each raw subscribe_state means, once Alipay has
+  -- said (docs/messaging.md §3.2); no public source does.
+  subscribed_states = "table",
 }
 
 -- Inline secrets get their own message: the fix is to move them out.
@@ -281,6 +285,20 @@ local function client_error(code, spec, names, err)
   return config_error(code, field, problem)
 end
 
+-- subscribed_states: a mini program's map of raw subscribe_state -> boolean.
+local function check_states(code, spec)
+  local states = spec.subscribed_states
+  if states == nil then return nil end
+  if spec.kind ~= "alipaymini" then
+    return config_error(code, "subscribed_states", "only a mini program (alipaymini) has subscriptions")
+  end
+  for _, k in ipairs(sorted_keys(states)) do
+    if type(k) ~= "string" or k == "" or type(states[k]) ~= "boolean" then
+      return config_error(code, "subscribed_states", 'must map each state to true or false, e.g. {"1": true}')
+    end
+  end
+end
+
 local function build_channel(code, spec, ctx)
   if type(spec) ~= "table" then return nil, config_error(code, nil, "must be a table of fields") end
   local err = check_fields(code, spec)
@@ -291,13 +309,16 @@ local function build_channel(code, spec, ctx)
   local id_type = spec.id_type or "user_id"
   if not M.ID_TYPES[id_type] then return nil, config_error(code, "id_type", 'must be "user_id" or "open_id"') end
   if not spec.app_id then return nil, config_error(code, "app_id", "missing") end
+  err = check_states(code, spec)
+  if err then return nil, err end
   local cfg, names
   cfg, names, err = client_config(code, spec, ctx)
   if not cfg then return nil, err end
   -- alipay.new's typed error is its third value (docs/errors.md).
   local client, cerr, cdetail = alipay_client.new(cfg)
   if not client then return nil, client_error(code, spec, names, cdetail or cerr) end
-  return { code = code, kind = spec.kind, id_type = id_type, app_id = spec.app_id, client = client }
+  return { code = code, kind = spec.kind, id_type = id_type, app_id = spec.app_id, client = client,
+           subscribed_states = spec.subscribed_states }
 end
 
 -- ---- the set ----

@@ -10,14 +10,19 @@
 --               missing are marked invalid.
 --
 --   app:subscriptions(recipient, template_ids, opts)
---     -> { [template_id] = {subscribed = bool, type = "onetime"|"longterm"|nil,
+--     -> { [template_id] = {subscribed = true|false|nil, type = raw subscribe_type|nil,
 --                           state = raw subscribe_state|nil, keep_state =, show =} }
 --        | nil, err, detail, partial
 --     Any number of ids (duplicates count once), queried 3 at a time (the API's
---     limit). A template the user never answered is {subscribed = false}.
---     keep_state is passed through as Alipay sent it and never interpreted:
---     its meaning changed between SDK releases. On an error, partial holds
---     the batches answered so far.
+--     limit). A template the user never answered is {subscribed = false}: Alipay
+--     leaves it out of the answer (the one documented fact). Otherwise no
+--     public source says what the values of subscribe_state mean, so
+--     subscribed is nil ("Alipay holds an answer this library cannot read")
+--     unless the channel's subscribed_states (or opts.subscribed_states) maps
+--     the raw state to true or false, e.g. {["1"] = true, ["0"] = false}
+--     once Alipay has confirmed it for the app (docs/messaging.md §3.2).
+--     type, state, keep_state and show are passed through as Alipay sent
+--     them. On an error, partial holds the batches answered so far.
 --   app:prepare_subscriptions(recipient, template_ids (1 to 3), opts) -> req, ctx | nil, err, detail
 --   app:finish_subscriptions(ctx, res, err, detail) -> the same table as subscriptions | nil, err, detail
 --     one query split in two, for many in flight at once (client:submit/wait).
@@ -98,16 +103,36 @@ local function present(v)
   return v
 end
 
-local function relation_result(rel)
+-- What one relation says. states maps a raw subscribe_state to true or
+-- false; a state it does not name leaves subscribed nil, never guessed:
+-- guessing wrong would skip (or message) every user of a campaign.
+local function relation_result(rel, states)
   local state = present(rel.subscribe_state)
-  local kind = rel.subscribe_type
+  local subscribed
+  if states and state ~= nil then subscribed = states[tostring(state)] end
+  local kind = present(rel.subscribe_type)
   return {
-    subscribed = state == "1" or state == 1,
-    type = (kind == "onetime" or kind == "longterm") and kind or nil,
+    subscribed = subscribed,
+    type = type(kind) == "string" and kind or nil,
     state = state,
     keep_state = present(rel.keep_state),
     show = present(rel.show),
   }
+end
+
+-- The state map of a query: opts.subscribed_states, else the channel's.
+-- Misuse (a map that is not state -> boolean) raises.
+local function states_of(self, opts)
+  local states = opts and opts.subscribed_states
+  if states == nil then states = self.channel.subscribed_states end
+  if states == nil then return nil end
+  if type(states) ~= "table" then error("subscribed_states must be a table of state -> boolean", 4) end
+  for k, v in pairs(states) do
+    if type(k) ~= "string" or type(v) ~= "boolean" then
+      error("subscribed_states must map state strings to true or false", 4)
+    end
+  end
+  return states
 end
 
 -- The template ids of a query: a list (or one id) of non-empty strings,
@@ -134,7 +159,7 @@ end
 local function prepare_query(self, id_type, id, ids, opts)
   local req, call = self.client:prepare_v2(M.METHODS.subscriptions, { [id_type] = id, template_id_list = ids },
     call_opts(opts))
-  return req, { call = call, ids = ids }
+  return req, { call = call, ids = ids, states = states_of(self, opts) }
 end
 
 -- The arguments of a subscriptions query -> id_type, id, ids | nil, err, detail
@@ -172,7 +197,7 @@ function Mini:finish_subscriptions(ctx, res, err, detail)
   end
   local result = {}
   for _, tid in ipairs(ctx.ids) do
-    result[tid] = by_id[tid] and relation_result(by_id[tid]) or { subscribed = false }
+    result[tid] = by_id[tid] and relation_result(by_id[tid], ctx.states) or { subscribed = false }
   end
   return result
 end

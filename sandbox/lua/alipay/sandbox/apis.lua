@@ -304,20 +304,23 @@ end
 
 -- ---- mini program: subscriptions ----
 
--- One relation as subscribe.query reports it. keep_state "1" marks a
--- long-term answer the user asked to keep; docs/messaging.md §3.2 says to treat it
--- as opaque. show: whether prompting for this template still makes sense.
-local function relation_of(template_id, rel)
-  local r = { template_id = template_id }
+-- One relation as subscribe.query reports it. Field names are the v3
+-- model's (SubscribeRelation); their values are not documented anywhere
+-- public. subscribe_state takes the world's subscribe_states (the sandbox's
+-- own "1"/"0" unless seeded). keep_state and show follow the front end's
+-- my.requestSubscribeMessage, whose answer has keep ("always keep this
+-- choice") and show (whether the panel appeared): a long-term answer or a
+-- kept one-time answer is not prompted for again.
+local function relation_of(state, template_id, rel)
+  local values = state.subscribe_states
+  local r = { template_id = template_id, keep_state = rel.keep and "1" or "0" }
+  local subscribed
   if rel.longterm then
-    r.subscribe_type, r.keep_state = "longterm", "1"
-    r.subscribe_state = rel.longterm == "accepted" and "1" or "0"
-    r.show = false
+    r.subscribe_type, subscribed, r.show = "longterm", rel.longterm == "accepted", false
   else
-    r.subscribe_type, r.keep_state = "onetime", "0"
-    r.subscribe_state = rel.onetime > 0 and "1" or "0"
-    r.show = true
+    r.subscribe_type, subscribed, r.show = "onetime", rel.onetime > 0, not rel.keep
   end
+  r.subscribe_state = subscribed and values.subscribed or values.not_subscribed
   return r
 end
 
@@ -335,7 +338,7 @@ local function subscribe_query(state, biz)
     end
     local rel = state:subscription(id_type, id, template_id)
     if rel then
-      relations[#relations + 1] = relation_of(template_id, rel)
+      relations[#relations + 1] = relation_of(state, template_id, rel)
       show = show or relations[#relations].show
     else
       show = true

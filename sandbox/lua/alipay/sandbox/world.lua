@@ -26,8 +26,13 @@
 --                        sit next to it). Listed followers come first, then generated ones.
 --   mini_templates       [{template_id, name, keywords = {labels in order}, deleted = bool}]
 --   subscriptions        [{user_id or open_id, template_id, type = "longterm"|"onetime",
---                        count = n (one-time, default 1), refused = bool}]; one-time entries of
---                        the same user and template add up.
+--                        count = n (one-time, default 1), refused = bool, keep = bool (the
+--                        user ticked "always keep this choice")}]; one-time entries of the
+--                        same user and template add up.
+--   subscribe_states     {subscribed = "1", not_subscribed = "0"}: the subscribe_state values
+--                        subscribe.query answers. No public source gives Alipay's values
+--                        (docs/conformance.md), so these defaults are the sandbox's own, and
+--                        a test can seed others to check a client that does not guess.
 --   app_auth_tokens      tokens accepted as app_auth_token (an ISV acting for this app).
 local cjson_safe = require "cjson.safe"
 
@@ -243,6 +248,11 @@ end
 
 local function build_subscriptions(self, seed)
   self.subs = { user_id = {}, open_id = {} }
+  local states = opt_table(seed, "subscribe_states", "") or {}
+  self.subscribe_states = {
+    subscribed = opt_string(states, "subscribed", "subscribe_states") or "1",
+    not_subscribed = opt_string(states, "not_subscribed", "subscribe_states") or "0",
+  }
   for i, s in ipairs(list(seed, "subscriptions", "")) do
     local path = ("subscriptions[%d]"):format(i)
     local user_id, open_id = opt_string(s, "user_id", path), opt_string(s, "open_id", path)
@@ -257,7 +267,7 @@ local function build_subscriptions(self, seed)
     self:add_subscription{
       id_type = user_id and "user_id" or "open_id", id = user_id or open_id,
       template_id = req_string(s, "template_id", path), type = kind,
-      count = count and math.floor(count) or 1, refused = s.refused == true,
+      count = count and math.floor(count) or 1, refused = s.refused == true, keep = s.keep == true,
     }
   end
 end
@@ -460,7 +470,7 @@ function State:delete_mini_template(template_id)
   return true
 end
 
--- {id_type, id, template_id, type = "longterm"|"onetime", count, refused}
+-- {id_type, id, template_id, type = "longterm"|"onetime", count, refused, keep}
 -- A long-term answer replaces the previous one; one-time grants add up.
 function State:add_subscription(s)
   local by_id = self.subs[s.id_type]
@@ -476,10 +486,11 @@ function State:add_subscription(s)
     rel.onetime_refused = false
   end
   rel.onetime_seen = rel.onetime_seen or s.type == "onetime"
+  rel.keep = rel.keep or s.keep == true
 end
 
 -- The raw relation {longterm = nil|"accepted"|"refused", onetime = n,
--- onetime_seen, onetime_refused}, or nil when the user never answered.
+-- onetime_seen, onetime_refused, keep}, or nil when the user never answered.
 function State:subscription(id_type, id, template_id)
   local by_template = self.subs[id_type][id]
   return by_template and by_template[template_id]
