@@ -254,9 +254,9 @@ describe("lifeaccount", function()
         { "data", { user_id = F1 }, tpl, context { keyword2 = false } },
         { "data", { user_id = F1 }, tpl, context { keyword4 = { color = "#000000", value = "x" } } },
         { "data", { user_id = F1 }, tpl, context { keyword1 = { value = "no colour" } } },
-        { "data", { user_id = F1 }, tpl, context { keyword1 = { color = "#000000", value = ("长"):rep(129) } } },
-        { "data", { user_id = F1 }, tpl, context { head_color = "#85be53aaaaa" } },
-        { "data", { user_id = F1 }, tpl, context { url = "https://example.com/" .. ("a"):rep(240) } },
+        { "data", { user_id = F1 }, tpl, context { keyword1 = { color = "#000000", value = ("长"):rep(2049) } } },
+        { "data", { user_id = F1 }, tpl, context { head_color = "" } },
+        { "data", { user_id = F1 }, tpl, context { url = false } },
         { "data", { user_id = F1 }, tpl, context { action_name = "查看订单详情信息" .. "a" } },
         { "data", { user_id = F1 }, tpl, context { action_name = ("a"):rep(17) } },
       }
@@ -274,6 +274,11 @@ describe("lifeaccount", function()
       -- the limits are inclusive: 8 CJK characters and 16 ASCII ones pass
       assert(life:send({ user_id = F1 }, tpl, context { action_name = "查看订单详情信息" }))
       assert(life:send({ user_id = F1 }, tpl, context { action_name = ("a"):rep(16) }))
+      -- Alipay documents no other limit, so longer values, urls and colours go out
+      assert(life:send({ user_id = F1 }, tpl, context { keyword1 = { color = "#000000", value = ("长"):rep(300) },
+                                                        url = "https://example.com/" .. ("a"):rep(600),
+                                                        head_color = "#85be53aaaaa" }))
+      assert.are.equal(3, #sb:deliveries())
     end)
 
     it("MSG_SD_NOFOLLOW for a user who does not follow the account", function()

@@ -41,17 +41,23 @@
 -- The checks return every problem they find, joined by "; ", each naming
 -- the field (and a keyword's name) and the limit. Lengths are UTF-8
 -- characters, not bytes (and a value that is not UTF-8 is refused).
--- Life Account context (alipay.open.public.message.single.send):
---   head_color  required, a color (#RGB, #RRGGBB or #AARRGGBB), at most 10 characters
---   url         required, non-empty, at most 256 characters
+-- Life Account context (alipay.open.public.message.single.send). Alipay's
+-- documents require head_color, url, action_name and each keyword's value
+-- and color, and give one limit, action_name's; anything else Alipay might
+-- accept is sent (docs/conformance.md):
+--   head_color  required, a non-empty string (the docs' example is #85be53)
+--   url         required, non-empty
 --   action_name required, non-empty, within a display width of 16 units where
 --               an ASCII character counts 1 and any other character (CJK) 2:
 --               so 8 CJK or 16 ASCII characters, and mixed text in proportion
 --               ("查看details": 2*2 + 7 = 11 units)
---   keyword1..keywordN  exactly the template's N keywords, each {value=, color=}:
---               value a non-empty string of at most 128 characters, color required
---   first, remark  optional, the same shape and limits as a keyword
+--   keyword1..keywordN  exactly the template's N keywords (any N), each
+--               {value=, color=}, both non-empty strings
+--   first, remark  optional, the same shape as a keyword
 --   nothing else (an unknown field is an error: it would be silently dropped)
+-- Every text of a context is held to LIMITS.life_text characters: this
+-- library's own bound against runaway data (a million-character cell), not
+-- Alipay's, and its error says so.
 -- Mini-program data (alipay.open.app.mini.templatemessage.send), a table or
 -- its JSON text: exactly keyword1..keywordN, each {value=} with a non-empty
 -- value of at most 50 characters, and at most 2048 bytes as JSON.
@@ -66,7 +72,7 @@ local excerpt = require "alipay.util.excerpt"
 local templates = {}
 
 templates.LIMITS = {
-  id = 64, head_color = 10, url = 256, action_name_units = 16, life_value = 128,
+  id = 64, action_name_units = 16, life_text = 2048,
   mini_value = 50, mini_data_bytes = mini_limits.DATA_MAX,
 }
 local LIMITS = templates.LIMITS
@@ -85,11 +91,6 @@ end
 
 local measure = utf8_text.measure
 templates.measure = measure
-
-local function is_color(s)
-  return type(s) == "string" and (s:match("^#%x%x%x$") or s:match("^#%x%x%x%x%x%x$")
-    or s:match("^#%x%x%x%x%x%x%x%x$")) ~= nil
-end
 
 local function format_time(t)
   if not t then return "an unknown time" end
@@ -257,18 +258,31 @@ local function check_text(name, value, max)
   end
 end
 
+-- A Life Account text: only this library's bound applies, and its error
+-- says that the bound is ours.
+local function check_life_text(name, value)
+  local bad = check_text(name, value, math.huge)
+  if bad then return bad end
+  local chars = measure(value)
+  if chars > LIMITS.life_text then
+    return ("%s: %d characters; Alipay documents no limit, this library sends at most %d")
+      :format(name, chars, LIMITS.life_text)
+  end
+end
+
 -- A {value=, color=} item of a Life Account context.
 local function check_life_item(problems, name, item)
   if type(item) ~= "table" then
     problems[#problems + 1] = name .. ": must be an object {value=, color=}"
     return
   end
-  local bad = check_text(name .. ".value", item.value, LIMITS.life_value)
+  local bad = check_life_text(name .. ".value", item.value)
   if bad then problems[#problems + 1] = bad end
   if item.color == nil then
     problems[#problems + 1] = name .. ".color: required"
-  elseif not is_color(item.color) then
-    problems[#problems + 1] = name .. ".color: must be a color such as #85be53"
+  else
+    bad = check_life_text(name .. ".color", item.color)
+    if bad then problems[#problems + 1] = bad end
   end
   for k in pairs(item) do
     if k ~= "value" and k ~= "color" then
@@ -324,21 +338,13 @@ function Registry:check_life_context(template, context) -- luacheck: no unused a
   if bad then return refuse(bad) end
   if type(context) ~= "table" then return refuse("context: must be an object") end
   local problems = {}
-  local head = context.head_color
-  if head == nil then
-    problems[#problems + 1] = "head_color: required"
-  elseif type(head) ~= "string" then
-    problems[#problems + 1] = "head_color: must be a string"
-  elseif #head > LIMITS.head_color then
-    problems[#problems + 1] = ("head_color: at most %d characters"):format(LIMITS.head_color)
-  elseif not is_color(head) then
-    problems[#problems + 1] = "head_color: must be a color such as #85be53"
-  end
-  if context.url == nil then
-    problems[#problems + 1] = "url: required"
-  else
-    bad = check_text("url", context.url, LIMITS.url)
-    if bad then problems[#problems + 1] = bad end
+  for _, field in ipairs { "head_color", "url" } do
+    if context[field] == nil then
+      problems[#problems + 1] = field .. ": required"
+    else
+      bad = check_life_text(field, context[field])
+      if bad then problems[#problems + 1] = bad end
+    end
   end
   local action = context.action_name
   if action == nil then

@@ -225,19 +225,26 @@ end
 local CONTEXT_FIELDS = { head_color = true, url = true, action_name = true }
 local OPTIONAL_KEYWORDS = { first = true, remark = true }
 
+-- A keyword's value and color are both required (the SDK models' field
+-- docs); no source gives a length limit for either, so none is enforced.
 local function check_keyword(context, key)
   local path = "template.context." .. key
   local kw = opt_object(context, key, path)
-  if not kw then illegal(path .. " is required") end
-  req_string(kw, "value", path .. ".value", 128)
-  req_string(kw, "color", path .. ".color", 10)
+  if not kw then
+    -- the code name of the official list; its message is the sandbox's
+    fail("MSG_TEMPLATE_CONTEXT_LACK_KEY", ("模板消息缺少关键字：%s"):format(path))
+  end
+  req_string(kw, "value", path .. ".value")
+  req_string(kw, "color", path .. ".color")
 end
 
 -- The context must fill exactly the template's keywords (first and remark
--- are optional), with Alipay's limits on each field.
+-- are optional). head_color, url and action_name are required (easysdk's
+-- model); the one documented limit is action_name's 8 CJK or 16 Latin
+-- characters, and the sandbox enforces nothing else (docs/conformance.md).
 local function check_context(context, lib)
-  req_string(context, "head_color", "template.context.head_color", 10)
-  req_string(context, "url", "template.context.url", 256)
+  req_string(context, "head_color", "template.context.head_color")
+  req_string(context, "url", "template.context.url")
   local action = req_string(context, "action_name", "template.context.action_name")
   if width(action) > 16 then
     illegal("template.context.action_name is longer than 8 CJK or 16 ASCII characters")
@@ -251,7 +258,7 @@ local function check_context(context, lib)
     if OPTIONAL_KEYWORDS[key] then
       check_keyword(context, key)
     elseif not required[key] and not CONTEXT_FIELDS[key] then
-      illegal(("template.context.%s is not a field of template %s"):format(key, lib.template_id))
+      fail("MSG_TEMPLATE_KEY_INVALID", ("template.context.%s 不是模板 %s 的字段"):format(key, lib.template_id))
     end
   end
 end
