@@ -232,6 +232,19 @@ function Client:alipay_key(method, sn)
   return alipaycert.key_for(self, method, sn)
 end
 
+-- client:adopt_alipay_cert(sn) -> true | nil, err, detail. Certificate
+-- mode: downloads the Alipay certificate of sn, checks it against the root
+-- bundle and adopts it, as an answer under that SN would. For inbound
+-- messages (alipay.inbound.signature), which are verified only with known
+-- certificates, never with a download a forged message could trigger.
+function Client:adopt_alipay_cert(sn)
+  if not self.config.cert_mode then error("adopt_alipay_cert: the client is not in certificate mode", 2) end
+  if type(sn) ~= "string" or sn == "" then error("adopt_alipay_cert: sn must be a certificate SN", 2) end
+  local key, err, detail = alipaycert.key_for(self, alipaycert.DOWNLOAD, sn)
+  if not key then return nil, err, detail end
+  return true
+end
+
 -- Verifies a v2 node's signature. When that fails and the signed content
 -- holds the two characters \/, it is verified once more with every \/
 -- replaced by /, and nothing else changed: Alipay signs some answers

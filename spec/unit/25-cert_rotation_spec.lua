@@ -153,6 +153,74 @@ describe("certificate rotation", function()
   end)
 end)
 
+-- Inbound messages name their certificate too (alipay_cert_sn). They are
+-- verified with the configured or an adopted certificate only: a forged
+-- message can name any SN, so none triggers a download.
+describe("certificate rotation: notifications", function()
+  local notify = require "alipay.inbound.notify"
+  local beijing_time = require "alipay.util.beijing_time"
+
+  setup(function() made = certs.make() end)
+  teardown(helpers.cleanup)
+
+  local function notification(leaf)
+    local p = { app_id = APP_ID, charset = "utf-8", notify_id = "2024051300222174920064109999999999",
+      notify_time = "2024-05-13 17:49:25", notify_type = "trade_status_sync", out_trade_no = "42",
+      total_amount = "0.10", trade_status = "TRADE_SUCCESS", version = "1.0", sign_type = "RSA2",
+      alipay_cert_sn = leaf.sn }
+    p.sign = leaf.signer:sign(core.sign_content(p, { exclude = { "sign_type" } }), "RSA2")
+    return core.form_encode(p)
+  end
+
+  local function verify(client, body)
+    local sent = beijing_time.parse("2024-05-13 17:49:26")
+    return notify.verify(client, body, { clock = function() return sent end })
+  end
+
+  it("refuses an unknown SN without a download, and accepts it once adopted", function()
+    local t = gateway(made.alipay, { [made.rotated.sn] = made.rotated })
+    local client = client_for(t)
+    local params, _, err = verify(client, notification(made.rotated))
+    assert.is_nil(params)
+    assert.are.equal("cert_sn", err.reason)
+    assert.truthy(err.msg:find(made.rotated.sn, 1, true), err.msg)
+    assert.matches("adopt_alipay_cert", err.msg)
+    assert.are.same({}, t.calls)
+    assert.is_true(assert(client:adopt_alipay_cert(made.rotated.sn)))
+    assert.are.same({ DOWNLOAD }, t.calls)
+    assert.are.equal("42", assert(verify(client, notification(made.rotated))).out_trade_no)
+    -- the configured certificate still verifies
+    assert.is_table(verify(client, notification(made.alipay)))
+    assert.are.same({ DOWNLOAD }, t.calls)
+  end)
+
+  it("accepts an SN the client adopted from an answer", function()
+    local client = client_for(gateway(made.rotated, { [made.rotated.sn] = made.rotated }))
+    assert(client:execute(METHOD, {}))
+    assert.is_table(verify(client, notification(made.rotated)))
+  end)
+
+  it("refuses a message under an adopted SN that its key did not sign", function()
+    local client = client_for(gateway(made.alipay, { [made.rotated.sn] = made.rotated }))
+    assert(client:adopt_alipay_cert(made.rotated.sn))
+    local forged = { sn = made.rotated.sn, signer = made.untrusted.signer }
+    local _, _, err = verify(client, notification(forged))
+    assert.are.equal("forged", err.reason)
+  end)
+
+  it("adopts nothing that does not chain to the root bundle", function()
+    local t = gateway(made.alipay, { [made.untrusted.sn] = made.untrusted })
+    local client = client_for(t)
+    local ok, err, detail = client:adopt_alipay_cert(made.untrusted.sn)
+    assert.is_nil(ok)
+    assert.are.equal("signature", detail.kind)
+    assert.matches("does not chain to alipay_root_cert", err)
+    local _, _, verr = verify(client, notification(made.untrusted))
+    assert.are.equal("cert_sn", verr.reason)
+    assert.has_error(function() client:adopt_alipay_cert(nil) end)
+  end)
+end)
+
 describe("core.cert_verify", function()
   setup(function() made = made or certs.make() end)
 

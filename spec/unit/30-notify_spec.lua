@@ -91,8 +91,7 @@ describe("notify.verify: protocol vectors", function()
             -- signature check, and rule V1 itself does not verify it
             refused("misdirected", params, line, err)
             assert.is_false(err.verified)
-            local cfg = client.config
-            local detail = signature.check(cfg, v.params, "V1", { RSA2 = true }, "RSA2")
+            local detail = signature.check(client, v.params, "V1", { RSA2 = true }, "RSA2")
             assert.are.equal("forged", detail and detail.reason)
           end
         end

@@ -256,7 +256,7 @@ function gateway.handle(client, body, handlers, opts)
     return refuse(client, info, refusal.new("misdirected", "the app gateway does not take this message (" ..
       loggable(info.service) .. "): a notification goes to notify_url"), ctx.log, raw)
   end
-  detail = signature.check(client.config, raw, message_kind.RULE[info.kind], ctx.accepted, ctx.names,
+  detail = signature.check(client, raw, message_kind.RULE[info.kind], ctx.accepted, ctx.names,
                            info.kind == "check")
   if detail then return refuse(client, info, detail, ctx.log, raw) end
   local params

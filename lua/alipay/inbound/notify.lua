@@ -47,8 +47,9 @@
 --                  not be recognised (opts.allow_no_notify_id accepts it)
 --   "replay"       verified, but its notify_id was already accepted:
 --                  answer "success" again, Alipay lost the first answer
---   "cert_sn"      certificate mode: alipay_cert_sn is not the configured
---                  certificate's (Alipay rotated it)
+--   "cert_sn"      certificate mode: alipay_cert_sn is neither the
+--                  configured certificate's nor one the client adopted
+--                  (Alipay rotated it: client:adopt_alipay_cert(sn))
 --   "store"        the replay store failed or is full (retryable: answer
 --                  non-success, Alipay retries)
 -- and err.verified tells whether the signature was checked and good.
@@ -126,7 +127,7 @@ function notify.verify(client, body, opts)
   local policy = policy_of(client, opts, "notify.verify", false)
   local raw, err, detail = form.decode(body, opts)
   if not raw then return nil, err, detail end
-  detail = check_endpoint(raw) or signature.check(client.config, raw, "V1", policy.accepted, policy.names)
+  detail = check_endpoint(raw) or signature.check(client, raw, "V1", policy.accepted, policy.names)
   if detail then return refusal.fail_with(detail) end
   local params
   params, err, detail = values.of(raw)

@@ -33,13 +33,28 @@ function signature.accepted(cfg, sign_types)
   return set, table.concat(sign_types, ", ")
 end
 
-local function check_cert_sn(cfg, raw)
+-- The key a message is verified with. In certificate mode a message may
+-- name the certificate it was signed under (alipay_cert_sn): the
+-- configured one, or one the client adopted after checking it against the
+-- root bundle (alipay.alipaycert: an answer named it, or the operator
+-- called client:adopt_alipay_cert). An SN the client does not know is
+-- refused, never downloaded here: a forged message can name any SN, and a
+-- download per forgery would let anyone make the endpoint call Alipay.
+-- -> key | nil, refusal
+local function key_of(client, raw)
+  local cfg = client.config
   local sn = raw.alipay_cert_sn
-  if cfg.cert_mode and sn and sn ~= "" and sn ~= cfg.alipay_cert_sn then
-    return refusal.new("cert_sn", "alipay_cert_sn " .. loggable(sn) .. " is not the configured alipay_cert's (" ..
-      cfg.alipay_cert_sn .. "): Alipay may have rotated its certificate; download it with " ..
-      "alipay.open.app.alipaycert.download and check it against the root bundle")
+  if not (cfg.cert_mode and sn and sn ~= "") then return cfg.alipay_public_key end
+  local key
+  if client.alipay_keys then
+    key = client.alipay_keys:get(sn)
+  elseif sn == cfg.alipay_cert_sn then
+    key = cfg.alipay_public_key
   end
+  if key then return key end
+  return nil, refusal.new("cert_sn", "alipay_cert_sn " .. loggable(sn) .. " is neither the configured alipay_cert's (" ..
+    cfg.alipay_cert_sn .. ") nor one adopted since: if Alipay rotated its certificate, adopt it with " ..
+    "client:adopt_alipay_cert(sn), which downloads it and checks it against alipay_root_cert")
 end
 
 -- A value that holds "&sign_type=" makes the string to sign ambiguous: it
@@ -84,15 +99,20 @@ local function check_app_id(cfg, raw, optional)
   end
 end
 
--- signature.check(cfg, raw, rule, accepted, names[, app_id_optional]) ->
+-- signature.check(client, raw, rule, accepted, names[, app_id_optional]) ->
 -- nil when the decoded message `raw` is Alipay's and for this app, else
 -- the typed refusal. The cheap checks come first: the RSA verification
 -- runs last but one.
-function signature.check(cfg, raw, rule, accepted, names, app_id_optional)
-  local detail = check_sign_type(raw, accepted, names) or check_cert_sn(cfg, raw) or check_ambiguous(raw)
+function signature.check(client, raw, rule, accepted, names, app_id_optional)
+  local cfg = client.config
+  local detail = check_sign_type(raw, accepted, names)
+  if detail then return detail end
+  local key
+  key, detail = key_of(client, raw)
+  detail = detail or check_ambiguous(raw)
   if detail then return detail end
   local content = core.sign_content(raw, rule == "V1" and V1_EXCLUDE or nil)
-  local ok, why = cfg.alipay_public_key:verify(content, raw.sign, raw.sign_type)
+  local ok, why = key:verify(content, raw.sign, raw.sign_type)
   if ok ~= true then
     return refusal.new("forged", "the " .. raw.sign_type .. " signature (rule " .. rule .. ") is not Alipay's: " ..
       tostring(why))
