@@ -52,8 +52,8 @@ local function key_of(client, raw)
     key = cfg.alipay_public_key
   end
   if key then return key end
-  return nil, refusal.new("cert_sn", "alipay_cert_sn " .. loggable(sn) .. " is neither the configured alipay_cert's (" ..
-    cfg.alipay_cert_sn .. ") nor one adopted since: if Alipay rotated its certificate, adopt it with " ..
+  return nil, refusal.new("cert_sn", "alipay_cert_sn " .. loggable(sn) ..
+    " is neither the configured alipay_cert's (" .. cfg.alipay_cert_sn .. ") nor one adopted since: if Alipay rotated its certificate, adopt it with " ..
     "client:adopt_alipay_cert(sn), which downloads it and checks it against alipay_root_cert")
 end
 
