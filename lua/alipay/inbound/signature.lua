@@ -53,8 +53,9 @@ local function key_of(client, raw)
   end
   if key then return key end
   return nil, refusal.new("cert_sn", "alipay_cert_sn " .. loggable(sn) ..
-    " is neither the configured alipay_cert's (" .. cfg.alipay_cert_sn .. ") nor one adopted since: if Alipay rotated its certificate, adopt it with " ..
-    "client:adopt_alipay_cert(sn), which downloads it and checks it against alipay_root_cert")
+    " is neither the configured alipay_cert's (" .. cfg.alipay_cert_sn .. ") nor one adopted since: if Alipay " ..
+    "rotated its certificate, adopt it with client:adopt_alipay_cert(sn), which downloads it and checks it " ..
+    "against alipay_root_cert")
 end
 
 -- A value that holds "&sign_type=" makes the string to sign ambiguous: it
