@@ -726,6 +726,46 @@ describe("campaign", function()
     assert.are.equal(0, #sb:deliveries())
   end)
 
+  -- MSG_SINGLE_SD_OVER is a quota code of single.send's official list: the
+  -- campaign stops with everyone left pending instead of failing them one
+  -- by one, and goes on when the quota is back (here: the sandbox's reset).
+  it("stops, resumable, on a spent sending quota (MSG_SINGLE_SD_OVER), without failing anyone", function()
+    local seed = cjson.decode((assert(helpers.read(SEED_PATH))))
+    seed.quotas = { single_send = 4 }
+    local limited = assert(sandbox.start { app_id = APP_ID, app_public_key = helpers.key_text("app_public.pem"),
+                                           seed = seed })
+    local ok, err = pcall(function()
+      local ctx = context(limited)
+      local ids = {}
+      for i = 1, 10 do ids[i] = { user_id = generated(i) } end
+      local c = assert(campaign.create(ctx, { id = "spent", channel = LIFE, template = TEMPLATE,
+                                              audience = { recipients = ids }, data = FIXED,
+                                              policy = { in_flight = 3 } }))
+      local delivered, runs = {}, 0
+      local summary
+      repeat
+        runs = runs + 1
+        summary = assert(c:run())
+        for _, d in ipairs(limited:deliveries()) do delivered[#delivered + 1] = d end
+        local refusals = count_arrivals(limited, SEND) - #limited:deliveries()
+        if summary.status == "stopped" then
+          assert.matches("quota is spent", summary.stop_reason)
+          assert.matches("MSG_SINGLE_SD_OVER", summary.stop_reason)
+          assert.are.equal(0, summary.counts.failed)
+          -- stopping costs at most the requests already in flight, not a call per row left
+          assert.is_true(refusals >= 1 and refusals <= 3, tostring(refusals))
+        end
+        assert(limited:reset()) -- the quota is back; deliveries collected above
+      until summary.status ~= "stopped" or runs > 5
+      assert.are.equal("completed", summary.status)
+      assert.are.equal(3, runs) -- 4 + 4 + 2
+      assert.are.equal(10, summary.counts.sent)
+      assert_exactly_once(c, delivered)
+    end)
+    limited:stop()
+    assert(ok, err)
+  end)
+
   it("stops, resumable, when every answer for max_throttled_s was a throttle (a quota used up)", function()
     local ctx = context(sb)
     local ids = {}

@@ -827,6 +827,19 @@ describe("sandbox gateway", function()
       end)
     end
 
+    it("answers MSG_SINGLE_SD_OVER once the seeded quota is spent, until reset", function()
+      local limited = new_gateway{ seed = seed_table(function(s) s.quotas = { single_send = 2 } end) }
+      ok_v2(limited, SEND, single_send())
+      ok_v2(limited, SEND, single_send())
+      biz_fail(limited, SEND, single_send(), "MSG_SINGLE_SD_OVER")
+      assert.are.equal(2, #limited:deliveries())
+      assert(limited:reset())
+      ok_v2(limited, SEND, single_send())
+      for _, bad in ipairs { { single_send = -1 }, { single_send = 1.5 }, { total_send = 1 } } do
+        assert.has_error(function() new_gateway{ seed = seed_table(function(s) s.quotas = bad end) } end)
+      end
+    end)
+
     it("answers the official codes for a missing and an unknown keyword", function()
       local node = biz_fail(gw, SEND, single_send{ keyword3 = false }, "MSG_TEMPLATE_CONTEXT_LACK_KEY")
       assert.truthy(node.sub_msg:find("keyword3", 1, true), node.sub_msg)

@@ -278,6 +278,8 @@ local function message_single_send(state, biz, ctx)
   -- MSG_SD_NOFOLLOW is in the method's official code list (the client
   -- also reads it with the PUB. prefix other Life Account codes carry).
   if not state:follows(id_type, id) then fail("MSG_SD_NOFOLLOW", "用户未关注该生活号") end
+  -- The seed's quota (world.quotas); the message is the sandbox's own.
+  if not state:use_quota("single_send") then fail("MSG_SINGLE_SD_OVER", "单发消息超过限额") end
   state:record_delivery{ api = ctx.api, method = ctx.method, app_id = ctx.app_id, [key] = id,
     template_id = msg_template_id, payload = biz, at = ctx.now }
   return {}

@@ -34,6 +34,10 @@
 --                        (docs/conformance.md), so these defaults are the sandbox's own, and
 --                        a test can seed others to check a client that does not guess.
 --   app_auth_tokens      tokens accepted as app_auth_token (an ISV acting for this app).
+--   quotas               {single_send = n}: Life Account single sends accepted until reset;
+--                        the next ones answer MSG_SINGLE_SD_OVER. The code is in the method's
+--                        official list; whether Alipay's quota counts a day or a rate is not
+--                        documented, so this count that reset() restores is the sandbox's model.
 local cjson_safe = require "cjson.safe"
 
 local M = {}
@@ -293,6 +297,12 @@ local function build(self)
     if type(token) ~= "string" then bad(("app_auth_tokens[%d]"):format(i), "expected a string") end
     self.auth_tokens[token] = true
   end
+  self.quota_left = {}
+  for name, n in pairs(opt_table(seed, "quotas", "") or {}) do
+    if name ~= "single_send" then bad("quotas." .. tostring(name), "unknown quota (known: single_send)") end
+    if type(n) ~= "number" or n < 0 or n % 1 ~= 0 then bad("quotas." .. name, "expected a whole number >= 0") end
+    self.quota_left[name] = n
+  end
   self.delivery_list, self.next_seq = {}, 1
 end
 
@@ -508,6 +518,18 @@ function State:use_subscription(id_type, id, template_id)
     return true
   end
   return false, rel.longterm == "refused" and "refused" or "none"
+end
+
+-- ---- quotas ----
+
+-- Takes one unit of a quota. -> true, or false once it is spent (a quota
+-- the seed does not set is unlimited).
+function State:use_quota(name)
+  local left = self.quota_left[name]
+  if left == nil then return true end
+  if left == 0 then return false end
+  self.quota_left[name] = left - 1
+  return true
 end
 
 -- ---- ISV tokens ----
