@@ -741,12 +741,12 @@ describe("campaign", function()
       local c = assert(campaign.create(ctx, { id = "spent", channel = LIFE, template = TEMPLATE,
                                               audience = { recipients = ids }, data = FIXED,
                                               policy = { in_flight = 3 } }))
-      local delivered, runs = {}, 0
+      local arrived, runs = {}, 0
       local summary
       repeat
         runs = runs + 1
         summary = assert(c:run())
-        for _, d in ipairs(limited:deliveries()) do delivered[#delivered + 1] = d end
+        for _, d in ipairs(limited:deliveries()) do arrived[#arrived + 1] = d end
         local refusals = count_arrivals(limited, SEND) - #limited:deliveries()
         if summary.status == "stopped" then
           assert.matches("quota is spent", summary.stop_reason)
@@ -760,7 +760,7 @@ describe("campaign", function()
       assert.are.equal("completed", summary.status)
       assert.are.equal(3, runs) -- 4 + 4 + 2
       assert.are.equal(10, summary.counts.sent)
-      assert_exactly_once(c, delivered)
+      assert_exactly_once(c, arrived)
     end)
     limited:stop()
     assert(ok, err)
