@@ -279,7 +279,7 @@ describe("campaign", function()
         return fields
       end
       return real
-    ]]):format(helpers.cwd() .. "/sandbox/lua/alipay/sandbox/apis.lua", SEND, DELETE_AFTER))
+    ]]):format(helpers.cwd() .. "/sandbox/lua/alipay/sandbox/apis/init.lua", SEND, DELETE_AFTER))
     deleting_sb = assert(sandbox.start { app_id = APP_ID, app_public_key = pem, seed = SEED_PATH,
                                          lua_path = shim .. "/?.lua" })
   end)

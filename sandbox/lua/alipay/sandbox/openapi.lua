@@ -1,6 +1,6 @@
 -- The sandbox gateway's protocol logic: a local stand-in for
 -- openapi.alipay.com that checks requests as Alipay does (docs/protocol.md §1, §2, §4-6),
--- runs the messaging handlers (apis.lua) against the seeded state
+-- runs the messaging handlers (alipay.sandbox.apis) against the seeded state
 -- (state.lua) and signs its answers with its own "Alipay" key. Pure Lua 5.4
 -- / LuaJIT 2.1 over alipay.core and cjson: the nginx glue reads requests and
 -- writes the (status, headers, body) triples this module returns.
