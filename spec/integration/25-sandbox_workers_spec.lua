@@ -149,7 +149,7 @@ describe("the sandbox on several workers", function()
     assert.are.equal(16, #assert(sb:deliveries()))
     assert(sb:reset())
     for _ = 1, 4 do assert.are.equal(0, #assert(sb:deliveries())) end
-    -- the reset's base lets every replica skip what came before it
+    -- and the workers go on from the same reset state
     local again = all_at_once(client, { { MINI_SEND, mini_biz(F3) }, { MINI_SEND, mini_biz(F3) } })
     assert.are.equal(2, count(again, function(r) return r.code == "10000" end))
   end)

@@ -9,9 +9,10 @@
 --     then appends it to the log (the same inputs, the same clock value);
 --   * world handlers are deterministic, so replaying the log gives every
 --     replica the same state: reads and writes both see every operation
---     committed before them, whichever worker took it;
---   * a reset starts a new base: a replica that is behind skips to it
---     (the world is rebuilt from the seed, nothing before it matters).
+--     committed before them, whichever worker took it. Every replica
+--     replays every operation, resets included, in the same order, so even
+--     state a handler keeps outside the world (a test's wrapper counting
+--     calls) comes out the same.
 -- The expensive part of a request, RSA signing and verification, runs
 -- outside the lock, on every worker at once.
 --
@@ -19,7 +20,7 @@
 --   replica.run(op, fn, ...)    -> fn(...)'s results; op is logged once fn ran
 --   replica.catch_up()          applies what other workers logged
 --   replica.trim()              drops operations every worker has applied
---   replica.stats()             {ops =, base =, applied =}
+--   replica.stats()             {ops =, applied =}
 local cjson = require "cjson.safe"
 
 local M = {}
@@ -41,11 +42,6 @@ local function key(i) return "op:" .. i end
 -- an operation is written before the count that makes it visible.
 function M.catch_up()
   local n = dict:get("ops") or 0
-  local base = dict:get("base") or 0
-  if applied < base then
-    -- everything before the reset at `base` is overwritten by it
-    applied = base - 1
-  end
   for i = applied + 1, n do
     local text = dict:get(key(i))
     if not text then
@@ -81,7 +77,6 @@ local function append(op)
   -- other replicas still need.
   local ok, serr = dict:safe_set(key(i), text)
   if not ok then error("sandbox replica: the operation log is full (" .. tostring(serr) .. "); reset", 0) end
-  if op.kind == "reset" then dict:set("base", i) end
   dict:set("ops", i)
   applied = i
   dict:set("applied:" .. ngx.worker.id(), applied)
@@ -120,7 +115,7 @@ function M.trim()
 end
 
 function M.stats()
-  return { ops = dict:get("ops") or 0, base = dict:get("base") or 0, applied = applied }
+  return { ops = dict:get("ops") or 0, applied = applied }
 end
 
 function M.init(shared_dict, apply)
