@@ -20,10 +20,12 @@ local M = {}
 
 M.array, M.encode = support.array, support.encode
 
+-- (Each in parentheses: Lua 5.4's require also returns the file it loaded,
+-- which the last item of a table constructor would add to the list.)
 local DOMAINS = {
-  require "alipay.sandbox.apis.life",
-  require "alipay.sandbox.apis.mini",
-  require "alipay.sandbox.apis.cert",
+  (require "alipay.sandbox.apis.life"),
+  (require "alipay.sandbox.apis.mini"),
+  (require "alipay.sandbox.apis.cert"),
 }
 
 M.methods = {}
