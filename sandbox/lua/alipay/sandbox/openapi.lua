@@ -353,6 +353,29 @@ function Gateway:v2_answer(req)
   return ctx
 end
 
+-- RSA PKCS#1 v1.5 signatures are deterministic: the same key, algorithm
+-- and content always sign the same. v2 answers repeat (every accepted send
+-- answers {"code":"10000","msg":"Success"}), so their signatures are kept,
+-- a few hundred of them, and the sandbox spends its CPU on the answers that
+-- differ. The bytes on the wire are the same as without the cache; a new
+-- signing key (a rotation) starts a new cache.
+local SIGNATURES_KEPT = 512
+
+function Gateway:sign_v2(content, alg)
+  local cache = self.signatures
+  if not cache or cache.signer ~= self.signer then
+    cache = { signer = self.signer, n = 0, by = {} }
+    self.signatures = cache
+  end
+  local k = alg .. "\0" .. content
+  local sig = cache.by[k]
+  if sig then return sig end
+  sig = self.signer:sign(content, alg)
+  if cache.n >= SIGNATURES_KEPT then cache.by, cache.n = {}, 0 end
+  cache.by[k], cache.n = sig, cache.n + 1
+  return sig
+end
+
 -- {"<node>":<content>[,"alipay_cert_sn":"…"],"sign":"…"}: the signature
 -- covers exactly the content bytes (the quoted ciphertext when encrypted).
 function Gateway:v2_render(a, opts)
@@ -364,7 +387,7 @@ function Gateway:v2_render(a, opts)
       out[#out + 1] = ',"alipay_cert_sn":' .. cjson.encode(self.alipay_cert_sn)
     end
     local signed = (opts and opts.bad_sign) and (content .. " ") or content
-    out[#out + 1] = ',"sign":"' .. self.signer:sign(signed, a.alg or "RSA2") .. '"'
+    out[#out + 1] = ',"sign":"' .. self:sign_v2(signed, a.alg or "RSA2") .. '"'
   end
   out[#out + 1] = "}"
   return 200, { ["content-type"] = JSON_TYPE }, table.concat(out)
