@@ -46,6 +46,7 @@ build = {
       ["alipay.sandbox.server"] = "sandbox/lua/alipay/sandbox/server.lua",
       ["alipay.sandbox.openapi"] = "sandbox/lua/alipay/sandbox/openapi.lua",
       ["alipay.sandbox.world"] = "sandbox/lua/alipay/sandbox/world.lua",
+      ["alipay.sandbox.replica"] = "sandbox/lua/alipay/sandbox/replica.lua",
       ["alipay.sandbox.apis"] = "sandbox/lua/alipay/sandbox/apis/init.lua",
       ["alipay.sandbox.apis.support"] = "sandbox/lua/alipay/sandbox/apis/support.lua",
       ["alipay.sandbox.apis.life"] = "sandbox/lua/alipay/sandbox/apis/life.lua",

@@ -7,6 +7,8 @@
 --     encrypt_key = nil,             -- the app's AES key; optional
 --     cert_mode = false,             -- make an "Alipay" certificate and root bundle
 --                                    -- (default: true with app_cert, false otherwise)
+--     workers = "auto",              -- nginx workers: one per core (default), or a count;
+--                                    -- they share one state (alipay.sandbox.replica)
 --   })
 --   sb.gateway, sb.base_url, sb.https_gateway, sb.https_base_url, sb.ca_file, sb.admin
 --   sb.alipay_public_key             -- PEM of the sandbox's signing key
@@ -24,7 +26,7 @@
 -- lua_package_path entries for the workers, searched first; opts.lua_path
 -- does the same per sandbox).
 --
--- nginx (Debian's nginx + libnginx-mod-http-lua, one worker) serves the
+-- nginx (Debian's nginx + libnginx-mod-http-lua, a worker per core) serves the
 -- gateway; alipay.sandbox.server is the code that runs inside it. This file
 -- is plain Lua 5.4 / LuaJIT: it prepares the keys and the configuration,
 -- starts nginx through alipay.sandbox.nginx and talks to the admin endpoints.
@@ -243,6 +245,9 @@ local function server_conf(p)
   return table.concat({
     "  lua_package_path " .. nginx_string(p.lua_path) .. ";",
     "  lua_package_cpath " .. nginx_string(p.lua_cpath) .. ";",
+    -- The state every worker shares (alipay.sandbox.server says what).
+    "  lua_shared_dict alipay_sandbox 64m;",
+    "  lua_shared_dict alipay_sandbox_ops 256m;",
     "  init_worker_by_lua_block { " .. handler .. ".init_worker("
       .. ("%q"):format(p.config) .. ") }",
     -- Access lines without the query string: it carries the signature.
@@ -254,8 +259,9 @@ local function server_conf(p)
     "  keepalive_requests 1000000;",
     "  keepalive_timeout 120s;",
     "  server {",
-    ("    listen 127.0.0.1:%d;"):format(p.port),
-    ("    listen 127.0.0.1:%d ssl;"):format(p.tls_port),
+    -- reuseport: the kernel spreads connections over the workers.
+    ("    listen 127.0.0.1:%d reuseport;"):format(p.port),
+    ("    listen 127.0.0.1:%d ssl reuseport;"):format(p.tls_port),
     "    ssl_certificate " .. nginx_string(p.tls.cert_file) .. ";",
     "    ssl_certificate_key " .. nginx_string(p.tls.key_file) .. ";",
     "    access_log " .. nginx_string(p.prefix .. "/access.log") .. " alipay_sandbox;",
@@ -450,6 +456,10 @@ local function check_opts(opts)
   if opts.seed ~= nil and type(opts.seed) ~= "string" and type(opts.seed) ~= "table" then
     return nil, "seed: expected a path or a table"
   end
+  local w = opts.workers
+  if w ~= nil and w ~= "auto" and (type(w) ~= "number" or w < 1 or w % 1 ~= 0 or w > 64) then
+    return nil, 'workers: expected a count of nginx workers (1 to 64) or "auto"'
+  end
   return true
 end
 
@@ -554,7 +564,7 @@ function M.start(opts)
   local made, prepare_err
   local started, srv
   started, srv, err = pcall(runner.start, {
-    tls = true, lua = true,
+    tls = true, lua = true, workers = opts.workers or "auto",
     conf = function(port, tls_port, prefix, tls)
       if not made then
         made, prepare_err = prepare(prefix, opts, seed)
