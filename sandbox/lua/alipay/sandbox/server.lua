@@ -446,6 +446,10 @@ ADMIN["POST reset"] = function()
   send_json(200, cjson.encode { ok = true })
 end
 
+-- Callbacks to endpoints under test (notify, event, callbacks): alipay.sandbox.callback.
+for route, fn in pairs(require("alipay.sandbox.callback").admin_routes(function() return gw end,
+  { send_json = send_json, send_error = send_error, read_body = read_body, log = log })) do ADMIN[route] = fn end
+
 function M.admin()
   local endpoint = ngx.var.uri:match("^/__sandbox/(.-)/?$") or ""
   local route = ADMIN[ngx.req.get_method() .. " " .. endpoint]
