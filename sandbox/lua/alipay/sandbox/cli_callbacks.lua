@@ -31,6 +31,7 @@ end
 local function delays_of(text)
   if text == nil then return nil end
   local out = {}
+  if text == "" then return out end -- no retries
   for item in (text .. ","):gmatch("([^,]*),") do
     local n = tonumber(item)
     if not n then return nil, "--delays: expected seconds separated by commas, e.g. 1,2,5" end
@@ -54,15 +55,20 @@ end
 
 -- ---- output ----
 
+-- JSON numbers come back as floats (200.0) under Lua 5.4.
+local function int(n)
+  return type(n) == "number" and ("%d"):format(math.floor(n)) or tostring(n)
+end
+
 local function print_attempt(out, a)
   local what
   if a.error then
     what = "no answer (" .. a.error .. ")"
   else
-    what = ("HTTP %s, answered %q%s"):format(tostring(a.status), a.answer or "",
-      a.truncated and (" (first " .. #a.answer .. " of " .. tostring(a.answer_bytes) .. " bytes)") or "")
+    what = ("HTTP %s, answered %q%s"):format(int(a.status), a.answer or "",
+      a.truncated and (" (first " .. #a.answer .. " of " .. int(a.answer_bytes) .. " bytes)") or "")
   end
-  out.line("  attempt %d at %s (Beijing time): %s", a.n, tostring(a.at), what)
+  out.line("  attempt %s at %s (Beijing time): %s", int(a.n), tostring(a.at), what)
 end
 
 local function print_record(out, r)
@@ -78,8 +84,8 @@ local function print_record(out, r)
   end
   local state = r.state
   if state == "retrying" and r.next_attempt_at_ms then
-    state = state .. (" (attempt %d of %d next, `alipay sandbox callbacks --id %s` follows it)")
-      :format(#r.attempts + 1, r.max_attempts, r.id)
+    state = state .. (" (attempt %d of %s next, `alipay sandbox callbacks --id %s` follows it)")
+      :format(#r.attempts + 1, int(r.max_attempts), r.id)
   end
   out.line("  state: %s", state)
 end
