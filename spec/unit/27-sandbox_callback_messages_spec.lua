@@ -122,6 +122,11 @@ describe("sandbox callbacks: notifications (rule V1)", function()
       assert.is_true(#err < 200)
     end
     assert.is_nil((messages.notification(signer, APP_ID, "a=b")))
+    local fields = {}
+    for i = 1, 10 do fields["f" .. i] = ("v"):rep(8000) end
+    local big, berr = messages.notification(signer, APP_ID, fields, { now = NOW })
+    assert.is_nil(big)
+    assert.matches("over the 65536", berr)
     local msg, err = messages.notification(signer, APP_ID, {}, { sign_type = "MD5" })
     assert.is_nil(msg)
     assert.matches("sign_type", err)

@@ -39,6 +39,8 @@ local MAX_VALUE_BYTES = 16 * 1024
 local MAX_FIELDS = 100
 
 local V1 = { exclude = { "sign_type" } }
+-- What the receiver takes (alipay.inbound.form), and what a record may hold.
+M.MAX_BODY_BYTES = 64 * 1024
 
 local function short(text)
   text = tostring(text)
@@ -73,7 +75,11 @@ local function finish(kind, rule, fields, signer, sign_type)
   local sign, err = signer:sign(content, sign_type)
   if not sign then return nil, "signing failed: " .. tostring(err) end
   fields.sign = sign
-  return { kind = kind, rule = rule, fields = fields, content = content, body = core.form_encode(fields) }
+  local body = core.form_encode(fields)
+  if #body > M.MAX_BODY_BYTES then
+    return nil, "the message would be " .. #body .. " bytes, over the " .. M.MAX_BODY_BYTES .. " an endpoint takes"
+  end
+  return { kind = kind, rule = rule, fields = fields, content = content, body = body }
 end
 
 -- ---- notify_url ----
