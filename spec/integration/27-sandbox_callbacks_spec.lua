@@ -279,6 +279,20 @@ describe("the sandbox talks back", function()
         assert.matches("notify: url: ", err)
       end
     end))
+
+    it("refuse a schedule they cannot keep, before sending anything", guarded(function()
+      local before = get_json("/seen?name=refused").count
+      for _, case in ipairs {
+        { { time_scale = 2 }, "time_scale" }, { { time_scale = 0 }, "time_scale" },
+        { { delays = { -1 } }, "delays%[1%]" }, { { delays = { 1, "x" } }, "delays%[2%]" },
+        { { timeout_ms = 0 }, "timeout_ms" }, { { wait = "yes" }, "wait" }, { { sign_type = "MD5" }, "sign_type" },
+      } do
+        local r, err = sb:notify(url("/record/refused"), {}, case[1])
+        assert.is_nil(r)
+        assert.matches("HTTP 400: notify: " .. case[2], err)
+      end
+      assert.are.equal(before, get_json("/seen?name=refused").count)
+    end))
   end)
 
   describe("app-gateway messages (rule V2)", function()
