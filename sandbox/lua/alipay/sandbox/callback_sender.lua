@@ -15,6 +15,7 @@ local M = {}
 M.DEFAULT_TIMEOUT_MS = 10000
 M.MAX_ANSWER_BYTES = 256
 local READ_LIMIT = 64 * 1024 -- more is read and dropped, never kept
+local DRAIN_LIMIT = 1024 * 1024 -- past this the connection is closed: an answer that never ends
 local USER_AGENT = "lua-alipay-sandbox"
 
 local function ipv4(host)
@@ -76,7 +77,7 @@ local function dechunk(raw)
 end
 
 local function read_all(sock)
-  local parts, total = {}, 0
+  local parts, total, seen = {}, 0, 0
   while true do
     local data, err, partial = sock:receive(8192)
     local piece = data or partial
@@ -84,6 +85,8 @@ local function read_all(sock)
       parts[#parts + 1] = piece
       total = total + #piece
     end
+    seen = seen + (piece and #piece or 0)
+    if seen > DRAIN_LIMIT then return table.concat(parts) end
     if not data then
       if err == "closed" then return table.concat(parts) end
       return table.concat(parts), err
