@@ -49,8 +49,6 @@ local function now_ms()
   return math.floor(ngx.now() * 1000 + 0.5)
 end
 
-local FINAL = { delivered = true, failed = true, verified = true, abandoned = true }
-
 -- ---- options ----
 
 -- The waits between attempts: explicit delays (seconds), or Alipay's
@@ -303,11 +301,6 @@ function M.admin_routes(get_gateway, io)
   end
 
   return routes
-end
-
--- Whether a record's state is final (no attempt is left).
-function M.is_final(state)
-  return FINAL[state] == true
 end
 
 return M
