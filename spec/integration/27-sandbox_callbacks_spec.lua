@@ -270,7 +270,13 @@ describe("the sandbox talks back", function()
     end))
 
     it("record an endpoint that does not answer, and refuse URLs the sandbox cannot reach", guarded(function()
-      local record = assert(sb:notify("http://127.0.0.1:1/nothing", {}, { delays = {} }))
+      -- A port this spec had a server on, stopped: nothing answers there now.
+      local gone = assert(runner.start { conf = function(port)
+        return ("server { listen 127.0.0.1:%d; return 200 'success'; }"):format(port)
+      end })
+      local port = gone.port
+      gone:stop()
+      local record = assert(sb:notify(("http://127.0.0.1:%d/nothing"):format(port), {}, { delays = {} }))
       assert.are.equal("failed", record.state)
       assert.matches("^connect: ", record.attempts[1].error)
       for _, bad in ipairs { "https://127.0.0.1/x", "http://example.com/x" } do
