@@ -2,7 +2,8 @@
 -- state (alipay.sandbox.replica). Requests in flight at once land on
 -- different workers (listen reuseport); what each of them changes is seen by
 -- all: deliveries numbered once, one-time subscriptions used up once, a
--- quota and a fault count shared, a reset everywhere.
+-- quota and a fault count shared, followers changed by an event, callback
+-- records, a reset everywhere.
 local helpers = require "helpers"
 local cjson = require "cjson"
 local alipay = require "alipay"
@@ -152,6 +153,22 @@ describe("the sandbox on several workers", function()
     -- and the workers go on from the same reset state
     local again = all_at_once(client, { { MINI_SEND, mini_biz(F3) }, { MINI_SEND, mini_biz(F3) } })
     assert.are.equal(2, count(again, function(r) return r.code == "10000" end))
+  end)
+
+  it("shares a follow event and the callback records with every worker", function()
+    local stranger = "2088999999999999"
+    -- nothing listens there: the attempt fails, the follow itself is made
+    local record = assert(sb:event("http://127.0.0.1:1/gateway", { type = "follow", user_id = stranger },
+                                   { delays = {} }))
+    assert.are.equal("added", record.follower)
+    local calls = {}
+    for i = 1, 16 do calls[i] = { "alipay.open.public.user.follow.query", { user_id = stranger } } end
+    local results = all_at_once(client, calls)
+    assert.are.equal(16, count(results, function(r) return r.is_follow == "T" end))
+    assert.are.equal(WORKERS, workers_seen(sb, "alipay.open.public.user.follow.query"))
+    for _ = 1, 6 do assert.are.equal(record.id, assert(sb:callbacks(record.id)).id) end
+    assert(sb:reset())
+    assert.are.same({}, assert(sb:callbacks()))
   end)
 
   it("shares a sending quota between the workers", function()

@@ -16,6 +16,9 @@
 --   sb.files                         -- the same PEMs as files in the prefix
 --   sb:deliveries(), sb:arrivals([since]), sb:faults([faults]), sb:reset(), sb:health(),
 --   sb:delete_template(id)
+--   sb:notify(url, params[, opts]), sb:event(url, event[, opts])   -- callbacks signed as
+--                                    -- Alipay's, sent to an endpoint under test
+--   sb:callbacks([id]), sb:wait_callback(id[, opts])
 --   sb:rotate_cert([{untrusted = true}])   -- certificate mode: Alipay's new certificate
 --                                    -- (-> its SN, PEM), or one outside the root bundle
 --   sb:stop()
@@ -350,6 +353,57 @@ end
 -- Deletes a claimed or mini-program template now (as in Alipay's console).
 function Sandbox:delete_template(template_id)
   return self:call_admin("POST", "templates/delete", { template_id = template_id })
+end
+
+-- ---- callbacks: the sandbox sends what Alipay sends (alipay.sandbox.callback) ----
+
+local CALLBACK_OPTS = { "time_scale", "delays", "timeout_ms", "wait", "sign_type" }
+
+local function callback_payload(fields, opts)
+  if opts ~= nil and type(opts) ~= "table" then return nil, "opts: expected a table" end
+  for _, name in ipairs(CALLBACK_OPTS) do fields[name] = opts and opts[name] end
+  return fields
+end
+
+-- A signed asynchronous notification (rule V1) POSTed to url, retried on
+-- Alipay's schedule (opts.time_scale scales it, opts.delays replaces it)
+-- until the endpoint answers `success`. -> the record after the first
+-- attempt (opts.wait: after the last one) | nil, err
+function Sandbox:notify(url, params, opts)
+  local payload, err = callback_payload({ url = url, params = params or {} }, opts)
+  if not payload then return nil, err end
+  return self:call_admin("POST", "notify", payload)
+end
+
+-- A signed app-gateway message (rule V2): event = {type = "follow" |
+-- "unfollow" | "click" | "enter", user_id =, action_param =} (a follow adds
+-- the user to the followers, an unfollow removes them), or {type =
+-- "verifygw"} for the gateway check. -> the record | nil, err
+function Sandbox:event(url, event, opts)
+  local payload, err = callback_payload({ url = url, event = event }, opts)
+  if not payload then return nil, err end
+  return self:call_admin("POST", "event", payload)
+end
+
+-- Every recorded callback, or the one with this id.
+function Sandbox:callbacks(id)
+  if id == nil then return self:call_admin("GET", "callbacks") end
+  if type(id) ~= "string" or not id:match("^cb%-%d+$") then return nil, "callbacks: expected an id cb-N" end
+  return self:call_admin("GET", "callbacks?id=" .. id)
+end
+
+-- Polls the record until its state is final (delivered, failed, verified,
+-- abandoned); opts.poll_s (default 0.1), opts.max_polls (default 600).
+function Sandbox:wait_callback(id, opts)
+  opts = opts or {}
+  local record, err
+  for _ = 1, opts.max_polls or 600 do
+    record, err = self:callbacks(id)
+    if not record then return nil, err end
+    if record.state ~= "retrying" then return record end
+    os.execute("sleep " .. tostring(opts.poll_s or 0.1))
+  end
+  return nil, "callback " .. id .. " is still retrying", record
 end
 
 function Sandbox:error_log()

@@ -44,6 +44,7 @@
 -- certificate rotations. Each worker keeps only caches of these.
 local cjson = require "cjson.safe"
 local apis = require "alipay.sandbox.apis"
+local callback = require "alipay.sandbox.callback"
 local replica = require "alipay.sandbox.replica"
 
 local M = {}
@@ -423,6 +424,7 @@ local function reset_state()
   if gw then replica.run({ kind = "reset" }, function() gw:reset() end) end
   shared:set("ev_first", (shared:get("ev_next") or 0) + 1)
   set_faults({})
+  callback.reset(shared)
 end
 
 local ADMIN = {}
@@ -527,6 +529,21 @@ ADMIN["POST reset"] = function()
   send_json(200, cjson.encode { ok = true })
 end
 
+-- Callbacks to endpoints under test (notify, event, callbacks): alipay.sandbox.callback.
+-- A follow or unfollow event changes the world on every worker.
+local function change_followers(kind, user_id)
+  return replica.run({ kind = "followers", event = kind, user_id = user_id }, function()
+    local state = gw:state()
+    if kind == "follow" then return state:follow(user_id) end
+    return state:unfollow(user_id)
+  end)
+end
+
+local function callback_routes()
+  return callback.admin_routes(function() return gw end, { send_json = send_json, send_error = send_error,
+    read_body = read_body, log = log, shared = shared, followers = change_followers })
+end
+
 function M.admin()
   local endpoint = ngx.var.uri:match("^/__sandbox/(.-)/?$") or ""
   local route = ADMIN[ngx.req.get_method() .. " " .. endpoint]
@@ -564,6 +581,9 @@ local function apply(op)
   elseif op.kind == "delete_template" then
     local state = gw:state()
     local _ = state:delete_claim(op.template_id) or state:delete_mini_template(op.template_id)
+  elseif op.kind == "followers" then
+    local state = gw:state()
+    if op.event == "follow" then state:follow(op.user_id) else state:unfollow(op.user_id) end
   else
     error("sandbox replica: unknown operation " .. tostring(op.kind), 0)
   end
@@ -597,6 +617,7 @@ function M.init_worker(config_path)
   gw, gw_err = load_gateway(config_path)
   if gw then
     replica.init(ngx.shared[M.DICT_OPS], apply)
+    for route, fn in pairs(callback_routes()) do ADMIN[route] = fn end
     share_calls(gw)
     ngx.timer.every(SYNC_S, sync)
     if ngx.worker.id() == 0 then ngx.timer.every(TRIM_S, function() pcall(replica.trim) end) end

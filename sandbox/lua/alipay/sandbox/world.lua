@@ -466,6 +466,16 @@ function State:set_following(id_type, id, following)
   return true
 end
 
+-- A Life Account event (alipay.sandbox.callback): the user, named in the
+-- app's id type, follows or unfollows. -> bool changed
+function State:follow(id)
+  return self:set_following(self.id_type, id, true)
+end
+
+function State:unfollow(id)
+  return self:set_following(self.id_type, id, false)
+end
+
 -- ---- mini-program templates and subscriptions ----
 
 function State:mini_template(template_id)
