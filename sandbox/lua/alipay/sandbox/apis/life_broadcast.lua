@@ -122,7 +122,9 @@ local function read_condition(state, context, name)
   local op = opt_string(item, "op", path .. ".op")
   if op ~= "=" and op ~= "!=" and op ~= "in" then illegal(path .. ".op must be =, != or in") end
   local values = item.values
-  if type(values) ~= "table" or next(values) == nil then fail("LABEL_GROUP_VALUES_EMPTY", path .. ".values is empty") end
+  if type(values) ~= "table" or next(values) == nil then
+    fail("LABEL_GROUP_VALUES_EMPTY", path .. ".values is empty")
+  end
   if not is_array(values) then illegal(path .. ".values must be a JSON array") end
   if op ~= "in" and #values ~= 1 then illegal(path .. ".values: " .. op .. " takes one label id") end
   local members = {}
