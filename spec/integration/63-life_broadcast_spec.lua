@@ -258,6 +258,20 @@ describe("life_broadcast, life_labels, life_content", function()
     end)
   end)
 
+  it("runs the README's Lua example as written", function()
+    local code
+    for block in helpers.read("README.md"):gmatch("```lua\n(.-)\n```") do
+      if block:find("life_broadcast.new(channel)", 1, true) then code = block end
+    end
+    assert.is_string(code, "the README's broadcast example")
+    local env = setmetatable({ channel = channel_for(sb) }, { __index = _G })
+    assert(load(code, "=README", "t", env))()
+    local d = broadcasts(sb)
+    assert.are.same({ "label", "all" }, { d[1].audience, d[2].audience })
+    assert.are.same({ F1 }, d[1].ids)
+    assert.is_number(d[2].recalled_at)
+  end)
+
   describe("life_content", function()
     local FIELDS = { title = "秋季新品", cover = "https://example.com/cover.png", content = "<p>正文</p>",
                      could_comment = "T", ctype = "activity", benefit = "满100减10", ext_tags = { "新品", "秋季" },

@@ -289,6 +289,18 @@ describe("sandbox Life Account broadcasts, labels, contents", function()
     end)
   end)
 
+  it("routes each method's v3 path (the official paths and verbs)", function()
+    local apis = require "alipay.sandbox.apis"
+    for method, verb in pairs { [TOTAL] = "POST", [LABEL_SEND] = "POST", [GROUP_SEND] = "POST", [RECALL] = "POST",
+      [L_CREATE] = "POST", [L_QUERY] = "POST", [L_MODIFY] = "POST", [L_DELETE] = "DELETE", [TAG] = "POST",
+      [UNTAG] = "POST", [C_CREATE] = "POST", [C_MODIFY] = "POST" } do
+      local path = "/v3/" .. method:gsub("%.", "/")
+      local routed, api = apis.route(path)
+      assert.are.equal(method, routed)
+      assert.is_true(api.verbs[verb], method)
+    end
+  end)
+
   describe("the seed", function()
     it("names a bad labels, label_users, groups or quotas entry", function()
       for _, case in ipairs {
