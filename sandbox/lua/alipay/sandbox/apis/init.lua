@@ -26,6 +26,9 @@ local DOMAINS = {
   (require "alipay.sandbox.apis.life"),
   (require "alipay.sandbox.apis.mini"),
   (require "alipay.sandbox.apis.cert"),
+  (require "alipay.sandbox.apis.life_broadcast"),
+  (require "alipay.sandbox.apis.life_labels"),
+  (require "alipay.sandbox.apis.life_content"),
 }
 
 M.methods = {}
