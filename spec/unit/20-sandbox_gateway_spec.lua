@@ -1177,6 +1177,15 @@ describe("sandbox gateway", function()
       assert.are.equal("invalid-signature", res.code)
     end)
 
+    it("reads a DELETE's fields from the query string, as label.delete's official call sends them", function()
+      local id = ok_v2(gw, "alipay.open.public.life.label.create", { label_name = "vip" }).label_id
+      local path = "/v3/alipay/open/public/life/label/delete"
+      ok_v3(gw, "DELETE", path, { query = "label_id=" .. id })
+      local _, info = call_v3(gw, "DELETE", path, { query = "label_id=" .. id })
+      assert.are.equal(400, info.status)
+      assert.matches("LABEL_NOT_EXISTS", info.body)
+    end)
+
     it("checks the Authorization header", function()
       err_v3(gw, "POST", MINI_PATH, 401, "missing-signature", { json = mini_send(F1),
         headers = { authorization = false } })

@@ -489,7 +489,9 @@ end
 -- The business fields of a v3 call: the query for GET, the JSON body (or
 -- its decryption) otherwise. -> biz | nil, answer
 function Gateway:v3_biz(req, verb, headers, a)
-  if verb == "GET" then
+  -- GET, and a DELETE without a body (label.delete's official call carries
+  -- label_id in the query string), carry their fields in the query string.
+  if verb == "GET" or (verb == "DELETE" and (req.body or "") == "") then
     local biz = core.form_decode(strip_question_mark(req.query))
     if not biz then return nil, v3_error("isv.invalid-parameter", "query string is not a form") end
     return biz

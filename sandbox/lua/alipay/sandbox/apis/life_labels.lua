@@ -143,8 +143,8 @@ return {
     path = "/v3/alipay/open/public/life/label/batchquery", verbs = { POST = true } },
   ["alipay.open.public.life.label.modify"] = { handler = label_modify, invalid_code = "SANDBOX_ILLEGAL_ARGUMENT",
     path = "/v3/alipay/open/public/life/label/modify", verbs = { POST = true } },
-  -- v3 DELETE: the official call carries label_id in the query string; the
-  -- sandbox's v3 layer reads a DELETE's fields from its JSON body.
+  -- v3 DELETE: the official call carries label_id in the query string,
+  -- where the sandbox's v3 layer reads a DELETE without a body.
   ["alipay.open.public.life.label.delete"] = { handler = label_delete, invalid_code = "SANDBOX_ILLEGAL_ARGUMENT",
     path = "/v3/alipay/open/public/life/label/delete", verbs = { DELETE = true } },
   ["alipay.open.public.matchuser.label.create"] = { handler = matchuser_create, invalid_code = "ILLEGAL_BIZ_PARAMS",
