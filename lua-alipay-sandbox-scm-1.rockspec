@@ -50,6 +50,8 @@ build = {
       ["alipay.sandbox.apis.support"] = "sandbox/lua/alipay/sandbox/apis/support.lua",
       ["alipay.sandbox.apis.life"] = "sandbox/lua/alipay/sandbox/apis/life.lua",
       ["alipay.sandbox.apis.mini"] = "sandbox/lua/alipay/sandbox/apis/mini.lua",
+      ["alipay.sandbox.apis.mini_templates"] = "sandbox/lua/alipay/sandbox/apis/mini_templates.lua",
+      ["alipay.sandbox.apis.mini_batch"] = "sandbox/lua/alipay/sandbox/apis/mini_batch.lua",
       ["alipay.sandbox.apis.cert"] = "sandbox/lua/alipay/sandbox/apis/cert.lua",
       ["alipay.cli.sandbox"] = "sandbox/lua/alipay/cli/sandbox.lua",
     },

@@ -20,10 +20,14 @@ local M = {}
 
 M.array, M.encode = support.array, support.encode
 
+-- Each require in parentheses: Lua 5.4's require also returns the loader
+-- data (the file name), which the last entry would add to the list.
 local DOMAINS = {
   require "alipay.sandbox.apis.life",
   require "alipay.sandbox.apis.mini",
-  require "alipay.sandbox.apis.cert",
+  require "alipay.sandbox.apis.mini_templates",
+  require "alipay.sandbox.apis.mini_batch",
+  (require "alipay.sandbox.apis.cert"),
 }
 
 M.methods = {}
