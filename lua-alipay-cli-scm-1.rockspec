@@ -66,6 +66,8 @@ build = {
       ["alipay.cli.send"] = "lua/alipay/cli/send.lua",
       ["alipay.cli.subscription"] = "lua/alipay/cli/subscription.lua",
       ["alipay.cli.template"] = "lua/alipay/cli/template.lua",
+      ["alipay.cli.template_sync"] = "lua/alipay/cli/template_sync.lua",
+      ["alipay.cli.batchsend"] = "lua/alipay/cli/batchsend.lua",
       ["alipay.cli.users"] = "lua/alipay/cli/users.lua",
     },
     bin = { alipay = "bin/alipay" },
