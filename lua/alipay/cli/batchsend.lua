@@ -58,7 +58,7 @@ function M.configure(cmd, cli)
     cmd:option("--data-file", "The same JSON, from a file."):argname("<file>"))
   cmd:option("--crowd", "A crowd code (棋盘人群): only the template's subscribers in it (default: every "
     .. "subscriber)."):argname("<crowd_code>")
-  cmd:option("--at", "Send at this time, \"YYYY-MM-DD HH:MM:SS\" (default: now; Alipay documents no time zone)."):
+  cmd:option("--at", "Send at this time, \"YYYY-MM-DD HH:MM:SS\", Beijing time (default: now)."):
     argname("<time>")
   cmd:option("--page", "The page the message opens (its query is URL-encoded)."):argname("<page>")
   common.options(cmd, cli, { channel = true, channel_help = "The mini-program channel (default: the only one)." })

@@ -9,8 +9,9 @@
 --     alipay.messaging.mini's send ({keyword1 = {value = "…"}, …} or {"v1", "v2", …}).
 --     opts.crowd_code   the crowd (棋盘人群) to intersect with the template's subscribers;
 --                       without it Alipay sends to every subscriber of the template
---     opts.schedule_send_time  "YYYY-MM-DD HH:MM:SS": send then (without it: now). The
---                       time zone Alipay reads it in is not documented.
+--     opts.schedule_send_time  "YYYY-MM-DD HH:MM:SS", Beijing time: send then (without it:
+--                       now). The Java SDK writes a Date so, in GMT+8 (AlipayConstants
+--                       DATE_TIME_FORMAT, DATE_TIMEZONE); whether other forms are read is unknown.
 --     opts.page         the page the message opens (encoded as mini.check_page does)
 --     plus client:execute's app_auth_token, timeout_ms.
 --   batch:prepare_batchsend(...) -> req, ctx;  batch:finish_batchsend(ctx, res, err, detail)

@@ -47,8 +47,8 @@ local function batchsend(state, biz, ctx)
   check_data(biz, template)
   local page = opt_string(biz, "page")
   if page and chars(page) > 128 then illegal("page is longer than 128 characters") end
-  -- The Java SDK models schedule_send_time as a Date, which its JSON writer
-  -- writes as "yyyy-MM-dd HH:mm:ss"; the time zone is not documented.
+  -- The Java SDK models schedule_send_time as a Date, which it writes as
+  -- "yyyy-MM-dd HH:mm:ss" in GMT+8 (AlipayConstants); other forms: unknown.
   local at = opt_string(biz, "schedule_send_time")
   if at and not at:match("^%d%d%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d$") then
     illegal("schedule_send_time must be yyyy-MM-dd HH:mm:ss")
