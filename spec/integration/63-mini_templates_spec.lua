@@ -142,6 +142,19 @@ describe("mini_templates and mini_batch", function()
                                            #report.unchanged })
     end)
 
+    it("refuses an empty listing that would invalidate everything, unless told", function()
+      local reg = seeded_registry()
+      local tpl = mini_templates.new(channel(), reg)
+      for _, id in ipairs { MINI_A, MINI_B, MINI_C } do assert(sb:delete_template(id)) end
+      local report, _, err = tpl:sync()
+      assert.is_nil(report)
+      assert.are.equal("state", err.kind)
+      assert(reg:usable(CODE, MINI_A))
+      report = assert(tpl:sync { allow_empty = true })
+      assert.are.same({ MINI_A, MINI_C, MINI_D }, ids(report.gone))
+      assert.is_nil(reg:usable(CODE, MINI_A))
+    end)
+
     it("writes nothing when the listing fails", function()
       local reg = seeded_registry()
       sb:faults { error_rate = 1, count = 1, methods = { M.list } }

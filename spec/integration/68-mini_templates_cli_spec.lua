@@ -130,6 +130,17 @@ describe("bin/alipay mini-program template commands", function()
       assert.are.same({ "订单号", "发货时间", "快递公司" }, r.unchanged[1].keywords)
     end)
 
+    it("refuses an empty listing unless --allow-empty", function()
+      assert.equal(0, (run("template sync")))
+      for _, id in ipairs { MINI_A, MINI_B, MINI_C } do assert(sb:delete_template(id)) end
+      local status, _, err = run("template sync")
+      assert.equal(1, status)
+      assert.matches("Alipay lists no templates for channel mini456", err, 1, true)
+      local st, r = run_json("template sync --allow-empty")
+      assert.equal(0, st)
+      assert.equal(3, #r.gone)
+    end)
+
     it("refuses a Life Account by name, before any call", function()
       local status, out, err = run("template sync --channel " .. LIFE)
       assert.equal(1, status)

@@ -39,7 +39,8 @@ local function sync(ctx, args, out)
   local registry
   registry, err, detail = ctx:registry()
   if not registry then return nil, err, detail end
-  local opts = args.status and { status_list = common.split_list(args.status) } or nil
+  local opts = { status_list = args.status and common.split_list(args.status) or nil,
+                 allow_empty = args.allow_empty }
   local report, serr, sdetail = mini_templates.new(channel, registry):sync(opts)
   if not report then return nil, serr, sdetail end
   local failed = {}
@@ -160,6 +161,8 @@ function M.configure(cmd, cli)
     .. "registry, mark the ones it no longer lists invalid, and show what changed.")
   sync_cmd:option("--status", "Only templates in these states, comma-separated (Alipay's status values, "
     .. "passed as given; the others are then treated as gone)."):argname("<s1,s2,...>")
+  sync_cmd:flag("--allow-empty", "Accept an empty listing, marking every registered template invalid (without "
+    .. "it such a sync is refused).")
   common.options(sync_cmd, cli, { channel = true, channel_help = "The mini-program channel (default: the only one)." })
 
   local lib_cmd = cmd:command("library", "Mini programs: list Alipay's template library.")

@@ -19,7 +19,8 @@
 --     registry (kind alipaymini) and marks the registered ones Alipay no longer lists
 --     invalid (code template_diff.GONE_CODE). report = template_diff.compare's lists plus
 --     failed = {{id=, error=}} (templates the registry refused, e.g. no keywords).
---     Nothing is written unless the whole listing was read.
+--     Nothing is written unless the whole listing was read, nor when Alipay lists no
+--     template at all while the registry holds valid ones, unless opts.allow_empty (kind "state").
 --   tpl:library_page(page_num, opts), tpl:library(opts) -> {entry, ...} | nil, err, detail, partial
 --     alipay.open.mini.message.templatelib.batchquery; opts.industry_code,
 --     opts.industry_scenario, opts.scene_rule, opts.has_push filter (the model's fields).
@@ -190,6 +191,13 @@ function Templates:sync(opts)
     if t.kind == "alipaymini" then mine[#mine + 1] = t end
   end
   local report = template_diff.compare(mine, listed)
+  -- An empty answer (a wrong biz_type, a transient fault on Alipay's side)
+  -- would invalidate every template at once: that takes an explicit yes.
+  if #listed == 0 and #report.gone > 0 and not (opts and opts.allow_empty) then
+    return errors.fail("state", { channel = self.code, retryable = false,
+      msg = ("Alipay lists no templates for channel %s; a sync would mark all %d registered ones invalid: "
+        .. "confirm with allow_empty (--allow-empty) if they were all deleted"):format(self.code, #report.gone) })
+  end
   local writes = {}
   for _, t in ipairs(report.added) do writes[#writes + 1] = t end
   for _, c in ipairs(report.changed) do writes[#writes + 1] = c.template end
