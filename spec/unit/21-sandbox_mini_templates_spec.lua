@@ -67,6 +67,20 @@ local function biz_fail(gw, method, biz, sub_code)
   return node
 end
 
+-- A signed v3 request and its verified answer (as spec/unit/20 builds them).
+local function call_v3(gw, path, json)
+  local body = cjson.encode(json)
+  local auth = "app_id=" .. APP_ID .. ",nonce=" .. core.random_hex(16) .. ",timestamp=" .. ("%.0f"):format(T0 * 1000)
+  local signed = auth .. "\nPOST\n" .. path .. "\n" .. body .. "\n"
+  local status, headers, text = gw:handle_v3 { method = "POST", path = path, query = "", body = body, headers = {
+    authorization = "ALIPAY-SHA256withRSA " .. auth .. ",sign=" .. app_private:sign(signed),
+    ["content-type"] = "application/json", ["alipay-request-id"] = core.random_hex(16) } }
+  local key = assert(core.public_key(gw.alipay_public_key))
+  assert.is_true(key:verify(headers["alipay-timestamp"] .. "\n" .. headers["alipay-nonce"] .. "\n" .. text .. "\n",
+    headers["alipay-signature"]) == true)
+  return status, cjson.decode(text)
+end
+
 local function ids(list, field)
   local out = {}
   for i, t in ipairs(list) do out[i] = t[field or "template_id"] end
@@ -113,6 +127,19 @@ describe("sandbox mini-program templates", function()
       assert.are.same({ MINI_B, MINI_C }, ids(ok(gw, LIST, {}).template_list))
       assert.is_falsy(ids(ok(gw, LIST, {}).template_list)[3] == MINI_D)
     end)
+  end)
+
+  it("answers the same methods over v3, under paths derived from their names", function()
+    local gw = new_gateway()
+    local status, res = call_v3(gw, "/v3/alipay/open/mini/message/template/batchquery", { page_num = 1 })
+    assert.are.equal(200, status)
+    assert.are.same({ MINI_A, MINI_B, MINI_C }, ids(res.template_list))
+    status, res = call_v3(gw, "/v3/alipay/open/app/mini/templatemessage/batchsend", { template_id = MINI_D,
+      data = data(2) })
+    assert.are.equal(400, status)
+    assert.are.equal("SANDBOX_TEMPLATE_NOT_EXIST", res.code)
+    status = call_v3(gw, "/v3/alipay/open/mini/message/templatelib/batchquery", {})
+    assert.are.equal(200, status)
   end)
 
   describe(LIB, function()
