@@ -1,6 +1,7 @@
 #!/bin/sh
-# Runs this example against the local sandbox gateway, then shows a curl of
-# each endpoint:
+# Runs this example against the local sandbox gateway, shows a curl of
+# each endpoint, then has the sandbox send its signed notification, gateway
+# check and follow event to the example's endpoints:
 #   1. bin/alipay sandbox start --json    (nginx on loopback, HTTP and HTTPS)
 #   2. run/alipay.json   the client's settings: the sandbox's HTTPS gateway,
 #                        the fixture app key, the sandbox's "Alipay" key
@@ -134,6 +135,25 @@ show POST /orders/shipped '{"order_id":"SO-1003"}'
 # spec/integration/40-openresty_spec.lua sign them with a test key acting as Alipay).
 show POST /alipay/gateway 'service=alipay.service.check&app_id=2021000122671080&sign_type=RSA2&sign=Zm9yZ2Vk&charset=utf-8&biz_content=%3CXML%3E%3CEventType%3Everifygw%3C%2FEventType%3E%3C%2FXML%3E' application/x-www-form-urlencoded
 show POST /alipay/notify 'notify_id=n1&app_id=2021000122671080&out_trade_no=SO-1001&trade_status=TRADE_SUCCESS&sign_type=RSA2&sign=Zm9yZ2Vk' application/x-www-form-urlencoded
+
+# Messages Alipay signs, sent by the sandbox with its "Alipay" key (the one
+# in run/alipay.json): a payment notification, retried until the endpoint
+# answers success (the schedule scaled down a thousandfold), the gateway
+# check, and a Life Account follow by the user refused above, which adds
+# them to the sandbox's followers.
+sandbox_cmd() { "$root/bin/alipay" sandbox "$@" --state "$state"; }
+echo
+echo "== the sandbox sends what Alipay sends"
+echo "\$ alipay sandbox notify --to $base/alipay/notify --param out_trade_no=SO-1001 ..."
+sandbox_cmd notify --to "$base/alipay/notify" --time-scale 0.001 \
+  --param out_trade_no=SO-1001 --param trade_no=2024051322001400001 \
+  --param trade_status=TRADE_SUCCESS --param total_amount=88.00
+echo "\$ alipay sandbox event --to $base/alipay/gateway --event verifygw"
+sandbox_cmd event --to "$base/alipay/gateway" --event verifygw
+echo "\$ alipay sandbox event --to $base/alipay/gateway --event follow --user-id 2088999999999999"
+sandbox_cmd event --to "$base/alipay/gateway" --event follow --user-id 2088999999999999
+# The user refused above follows now: the shipping message goes out.
+show POST /orders/shipped '{"user_id":"2088999999999999","order_id":"SO-1002"}'
 
 echo
 echo "== messages the sandbox recorded as delivered"

@@ -68,6 +68,12 @@ classify.classes = {
 --   [enum] alipay/alipay-sdk-java-all v3/src/main/java/com/alipay/v3/model/<Method>ErrorResponseModel.java:
 --          the official code list of each method we call (names only, no messages);
 --          docs/conformance.md names the file of each method and the class of every code
+--   [enet] alipay/alipay-sdk-net-all v3/src/AlipaySDKNet.OpenAPI/Model/<Method>ErrorResponseModel.cs: the
+--          same generated lists for the Life Account broadcast, label and content methods
+--          (total.send, label.send, group.send, life.label.*, matchuser.label.*, content.*);
+--          label.send's and life.msg.recall's (empty) were checked in [enum] too
+--   [recall] alipay/alipay-easysdk openlife ClientTest.java testRecallMessage: 40004
+--          PUB.RCD_MSG_NOT_EXIST "撤回的消息不存在"
 --   [faq]  AlipayDocs/open-docs support/支付宝小程序/常见问题/<CODE>（...）.md: the page on the code
 --   [none] no official SDK source found: the rule is kept as this library had it
 --   [local] not Alipay's: a fact of this library (a kind, a transport reason)
@@ -153,7 +159,7 @@ classify.rules = {
     ["MSG_SINGLE_SD_OVER"] = "quota",        -- [enum] single.send, mini send (ambiguous: a rate or a
                                              -- daily count; stopping is safe either way)
     ["MSG_BATCH_SD_OVER"] = "quota",         -- [life] PUB.MSG_BATCH_SD_OVER 批量发送消息频率超限, recorded
-                                             -- by easysdk as the answer of every further run
+                                             -- by easysdk as the answer of every further run; [enet] group.send
     ["MODIFY_OVER_LIMIT"] = "quota",         -- [enum] industry.modify, as PUB.MODIFY_OVER_LIMIT
     ["3002"] = "quota",                      -- [life] industry.modify: once a month
 
@@ -183,6 +189,62 @@ classify.rules = {
     ["APP_TYPE_ERROR"] = "configuration",     -- [enum] [faq] mini send: the wrong app or token
     ["QUERY_FOLLOWER_FORBIDDEN"] = "configuration", -- [enum] follow.batchquery
     ["SUBSCRIBE_TEMPLATE_OVER_LIMIT"] = "configuration", -- [enum] subscribe.query (ambiguous)
+
+    -- Life Account broadcasts, labels and contents (docs/messaging.md §2.7-§2.9).
+    -- Each is one call the caller makes, never retried behind its back; the
+    -- class says whether calling again may help.
+    ["LABEL_COUNT_LIMIT"] = "configuration", -- [enet] label.create: 100 labels per account, delete some
+    ["DATA_TYPE_INVALID"] = "recipient",     -- [enet] label.create, matchuser.label.create
+    ["ADD_LABEL_NAME_IS_EMPTY"] = "recipient", -- [enet] label.create
+    ["LABEL_NAME_HAS_SPACE"] = "recipient",  -- [enet] label.create, label.modify
+    ["LABEL_NAME_HAS_COMMA"] = "recipient",  -- [enet] label.create, label.modify
+    ["LABEL_NAME_TOO_LONG"] = "recipient",   -- [enet] label.create, label.modify (the limit is unknown)
+    ["LABEL_NAME_ALREADY_EXISTS"] = "recipient", -- [enet] label.create, label.modify
+    ["MOD_LABEL_ID_IS_EMPTY"] = "recipient", -- [enet] label.modify
+    ["MOD_LABEL_NAME_IS_EMPTY"] = "recipient", -- [enet] label.modify
+    ["DEL_LABEL_ID_IS_EMPTY"] = "recipient", -- [enet] label.delete
+    ["LABEL_NOT_EXISTS"] = "recipient",      -- [enet] label.modify, label.delete, matchuser.label.*
+    ["LABEL_IS_USED"] = "recipient",         -- [enet] label.delete (what uses it is unknown)
+    ["MSG_MATCHER_INVALID"] = "recipient",   -- [enet] matchuser.label.*
+    ["LABEL_ID_IS_EMPTY"] = "recipient",     -- [enet] matchuser.label.*
+    ["LABEL_VALUE_IS_EMPTY"] = "recipient",  -- [enet] matchuser.label.create
+    ["LABEL_VALUE_TOO_LONG"] = "recipient",  -- [enet] matchuser.label.create (the limit is unknown)
+    ["MATCHER_PARAMS_IS_EMPTY"] = "recipient", -- [enet] matchuser.label.*
+    ["MOBILE_NO_INVALID"] = "recipient",     -- [enet] matchuser.label.*
+    ["IDENTITY_CARD_INVALID"] = "recipient", -- [enet] matchuser.label.*
+    ["NOT_MATCHED_ACCOUNT"] = "recipient",   -- [enet] matchuser.label.*
+    ["USER_LABEL_NOT_EXISTS"] = "recipient", -- [enet] matchuser.label.delete
+    ["OPEN_ID_IS_ILLEGAL"] = "recipient",    -- [enet] total.send, label.send, matchuser.label.*
+    ["MSG_TYPE_ILLEGAL"] = "recipient",      -- [enet] total.send, label.send: the request's own content
+    ["LABEL_GROUP_FILTER_EMPTY"] = "recipient", -- [enet] label.send, and the other LABEL_GROUP_* below:
+    ["LABEL_GROUP_LABEL_OVER_LIMIT"] = "recipient", -- [enet] the filter of this call
+    ["LABEL_GROUP_KEY_EMPTY"] = "recipient", -- [enet]
+    ["LABEL_GROUP_ITEM_EMPTY"] = "recipient", -- [enet]
+    ["LABEL_GROUP_VALUES_EMPTY"] = "recipient", -- [enet]
+    ["LABEL_GROUP_TPL_EMPTY"] = "recipient", -- [enet]
+    ["LABEL_GROUP_NO_CONDITION"] = "recipient", -- [enet]
+    ["LABEL_GROUP_VALUE_NOT_NUMBER"] = "recipient", -- [enet]
+    ["LABEL_GROUP_LABEL_NOT_EXISTS"] = "recipient", -- [enet]
+    ["GROUP_EMPTY_ERROR"] = "recipient",     -- [enet] group.send
+    ["MESSAGE_IS_EMPTY"] = "recipient",      -- [enet] group.send
+    ["MESSAGE_IS_INCOMPLETE"] = "recipient", -- [enet] group.send
+    ["IMAGE_SIZE_ERROR"] = "recipient",      -- [enet] group.send
+    ["IMAGE_TOO_LARGE"] = "recipient",       -- [enet] group.send
+    ["ILLEGAL_IMAGE_FORMAT"] = "recipient",  -- [enet] group.send
+    ["RCD_MSG_NOT_EXIST"] = "recipient",     -- [recall] as PUB.RCD_MSG_NOT_EXIST: no such message to recall
+    ["MSG_CONTENT_TITLE_INVALID"] = "recipient", -- [enet] content.create, content.modify, and the
+    ["MSG_CONTENT_COVER_INVALID"] = "recipient", -- [enet] other MSG_CONTENT_* below: this content's fields
+    ["MSG_CONTENT_BODY_INVALID"] = "recipient", -- [enet]
+    ["MSG_CONTENT_EXTTAGS_INVALID"] = "recipient", -- [enet]
+    ["MSG_CONTENT_ACTIVITY_INVALID"] = "recipient", -- [enet]
+    ["MSG_CONTENT_BENEFIT_INVALID"] = "recipient", -- [enet]
+    ["MSG_CONTENT_PREVIEWIDS_INVALID"] = "recipient", -- [enet]
+    ["MSG_CONTENT_SECURITY_INVALID"] = "recipient", -- [enet] (content refused by review: ambiguous)
+    ["MSG_CONTENT_COULDCOMMENT_INVALID"] = "recipient", -- [enet]
+    ["MSG_CONTENT_ADD_HAS_CONTENTID"] = "recipient", -- [enet] content.create
+    ["MSG_CONTENT_ID_INVALID"] = "recipient", -- [enet] content.modify
+    ["MSG_CONTENT_NOT_EXISTS"] = "recipient", -- [enet] content.modify
+    ["MSG_CONTENT_NOT_ALLOW_UPDATE"] = "recipient", -- [enet] content.modify (when: unknown)
   },
   code = {
     ["20000"] = "transient",     -- [none] service unavailable

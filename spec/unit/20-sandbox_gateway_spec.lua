@@ -835,7 +835,7 @@ describe("sandbox gateway", function()
       assert.are.equal(2, #limited:deliveries())
       assert(limited:reset())
       ok_v2(limited, SEND, single_send())
-      for _, bad in ipairs { { single_send = -1 }, { single_send = 1.5 }, { total_send = 1 } } do
+      for _, bad in ipairs { { single_send = -1 }, { single_send = 1.5 }, { broadcast = 1 } } do
         assert.has_error(function() new_gateway{ seed = seed_table(function(s) s.quotas = bad end) } end)
       end
     end)

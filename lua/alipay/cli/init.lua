@@ -20,6 +20,7 @@ local exit_status = require "alipay.cli.exit_status"
 local M = {}
 
 M.COMMANDS = { "channel", "doctor", "sandbox", "template", "subscription", "followers", "users", "send",
+  "broadcast", "label", "content",
   "call", "campaign", "batchsend" }
 
 M.OK, M.FAILED, M.USAGE = exit_status.OK, exit_status.FAILED, exit_status.USAGE

@@ -1,4 +1,4 @@
--- `alipay sandbox start|stop|status`: runs the local sandbox gateway
+-- `alipay sandbox start|stop|status|notify|event|callbacks`: runs the local sandbox gateway
 -- (alipay.sandbox) in the background and records it in a state file, so a
 -- later `stop` or `status`, from another shell, finds it.
 --
@@ -6,6 +6,7 @@
 -- and shell histories would show them).
 local cjson = require "cjson"
 local sandbox = require "alipay.sandbox"
+local callbacks = require "alipay.sandbox.cli_callbacks"
 
 local fs = require "alipay.util.fs"
 local shell = require "alipay.util.shell"
@@ -210,9 +211,21 @@ function M.configure(cmd, cli)
     "Show the recorded sandbox; exits 1 unless it runs and is healthy.")
   state_option(status_cmd)
   cli.json_flag(status_cmd)
+
+  callbacks.configure(cmd, cli, state_option)
 end
 
-local ACTIONS = { start = start, stop = stop, status = status }
+-- notify, event, callbacks: the recorded sandbox sends (alipay.sandbox.cli_callbacks).
+local function with_sandbox(fn)
+  return function(args, out)
+    local sb, state_path = attached(args)
+    if not sb then return nil, state_path end
+    return fn(sb, args, out)
+  end
+end
+
+local ACTIONS = { start = start, stop = stop, status = status, notify = with_sandbox(callbacks.notify),
+  event = with_sandbox(callbacks.event), callbacks = with_sandbox(callbacks.callbacks) }
 
 function M.run(args, out)
   return ACTIONS[args.action](args, out)

@@ -7,6 +7,8 @@
 --     encrypt_key = nil,             -- the app's AES key; optional
 --     cert_mode = false,             -- make an "Alipay" certificate and root bundle
 --                                    -- (default: true with app_cert, false otherwise)
+--     workers = "auto",              -- nginx workers: one per core (default), or a count;
+--                                    -- they share one state (alipay.sandbox.replica)
 --   })
 --   sb.gateway, sb.base_url, sb.https_gateway, sb.https_base_url, sb.ca_file, sb.admin
 --   sb.alipay_public_key             -- PEM of the sandbox's signing key
@@ -14,6 +16,9 @@
 --   sb.files                         -- the same PEMs as files in the prefix
 --   sb:deliveries(), sb:arrivals([since]), sb:faults([faults]), sb:reset(), sb:health(),
 --   sb:delete_template(id)
+--   sb:notify(url, params[, opts]), sb:event(url, event[, opts])   -- callbacks signed as
+--                                    -- Alipay's, sent to an endpoint under test
+--   sb:callbacks([id]), sb:wait_callback(id[, opts])
 --   sb:rotate_cert([{untrusted = true}])   -- certificate mode: Alipay's new certificate
 --                                    -- (-> its SN, PEM), or one outside the root bundle
 --   sb:stop()
@@ -24,7 +29,7 @@
 -- lua_package_path entries for the workers, searched first; opts.lua_path
 -- does the same per sandbox).
 --
--- nginx (Debian's nginx + libnginx-mod-http-lua, one worker) serves the
+-- nginx (Debian's nginx + libnginx-mod-http-lua, a worker per core) serves the
 -- gateway; alipay.sandbox.server is the code that runs inside it. This file
 -- is plain Lua 5.4 / LuaJIT: it prepares the keys and the configuration,
 -- starts nginx through alipay.sandbox.nginx and talks to the admin endpoints.
@@ -243,6 +248,9 @@ local function server_conf(p)
   return table.concat({
     "  lua_package_path " .. nginx_string(p.lua_path) .. ";",
     "  lua_package_cpath " .. nginx_string(p.lua_cpath) .. ";",
+    -- The state every worker shares (alipay.sandbox.server says what).
+    "  lua_shared_dict alipay_sandbox 64m;",
+    "  lua_shared_dict alipay_sandbox_ops 256m;",
     "  init_worker_by_lua_block { " .. handler .. ".init_worker("
       .. ("%q"):format(p.config) .. ") }",
     -- Access lines without the query string: it carries the signature.
@@ -254,8 +262,9 @@ local function server_conf(p)
     "  keepalive_requests 1000000;",
     "  keepalive_timeout 120s;",
     "  server {",
-    ("    listen 127.0.0.1:%d;"):format(p.port),
-    ("    listen 127.0.0.1:%d ssl;"):format(p.tls_port),
+    -- reuseport: the kernel spreads connections over the workers.
+    ("    listen 127.0.0.1:%d reuseport;"):format(p.port),
+    ("    listen 127.0.0.1:%d ssl reuseport;"):format(p.tls_port),
     "    ssl_certificate " .. nginx_string(p.tls.cert_file) .. ";",
     "    ssl_certificate_key " .. nginx_string(p.tls.key_file) .. ";",
     "    access_log " .. nginx_string(p.prefix .. "/access.log") .. " alipay_sandbox;",
@@ -344,6 +353,57 @@ end
 -- Deletes a claimed or mini-program template now (as in Alipay's console).
 function Sandbox:delete_template(template_id)
   return self:call_admin("POST", "templates/delete", { template_id = template_id })
+end
+
+-- ---- callbacks: the sandbox sends what Alipay sends (alipay.sandbox.callback) ----
+
+local CALLBACK_OPTS = { "time_scale", "delays", "timeout_ms", "wait", "sign_type" }
+
+local function callback_payload(fields, opts)
+  if opts ~= nil and type(opts) ~= "table" then return nil, "opts: expected a table" end
+  for _, name in ipairs(CALLBACK_OPTS) do fields[name] = opts and opts[name] end
+  return fields
+end
+
+-- A signed asynchronous notification (rule V1) POSTed to url, retried on
+-- Alipay's schedule (opts.time_scale scales it, opts.delays replaces it)
+-- until the endpoint answers `success`. -> the record after the first
+-- attempt (opts.wait: after the last one) | nil, err
+function Sandbox:notify(url, params, opts)
+  local payload, err = callback_payload({ url = url, params = params or {} }, opts)
+  if not payload then return nil, err end
+  return self:call_admin("POST", "notify", payload)
+end
+
+-- A signed app-gateway message (rule V2): event = {type = "follow" |
+-- "unfollow" | "click" | "enter", user_id =, action_param =} (a follow adds
+-- the user to the followers, an unfollow removes them), or {type =
+-- "verifygw"} for the gateway check. -> the record | nil, err
+function Sandbox:event(url, event, opts)
+  local payload, err = callback_payload({ url = url, event = event }, opts)
+  if not payload then return nil, err end
+  return self:call_admin("POST", "event", payload)
+end
+
+-- Every recorded callback, or the one with this id.
+function Sandbox:callbacks(id)
+  if id == nil then return self:call_admin("GET", "callbacks") end
+  if type(id) ~= "string" or not id:match("^cb%-%d+$") then return nil, "callbacks: expected an id cb-N" end
+  return self:call_admin("GET", "callbacks?id=" .. id)
+end
+
+-- Polls the record until its state is final (delivered, failed, verified,
+-- abandoned); opts.poll_s (default 0.1), opts.max_polls (default 600).
+function Sandbox:wait_callback(id, opts)
+  opts = opts or {}
+  local record, err
+  for _ = 1, opts.max_polls or 600 do
+    record, err = self:callbacks(id)
+    if not record then return nil, err end
+    if record.state ~= "retrying" then return record end
+    os.execute("sleep " .. tostring(opts.poll_s or 0.1))
+  end
+  return nil, "callback " .. id .. " is still retrying", record
 end
 
 function Sandbox:error_log()
@@ -450,6 +510,10 @@ local function check_opts(opts)
   if opts.seed ~= nil and type(opts.seed) ~= "string" and type(opts.seed) ~= "table" then
     return nil, "seed: expected a path or a table"
   end
+  local w = opts.workers
+  if w ~= nil and w ~= "auto" and (type(w) ~= "number" or w < 1 or w % 1 ~= 0 or w > 64) then
+    return nil, 'workers: expected a count of nginx workers (1 to 64) or "auto"'
+  end
   return true
 end
 
@@ -554,7 +618,7 @@ function M.start(opts)
   local made, prepare_err
   local started, srv
   started, srv, err = pcall(runner.start, {
-    tls = true, lua = true,
+    tls = true, lua = true, workers = opts.workers or "auto",
     conf = function(port, tls_port, prefix, tls)
       if not made then
         made, prepare_err = prepare(prefix, opts, seed)

@@ -134,7 +134,8 @@ local function main_conf(prefix, opts, http_body)
     for _, so in ipairs(M.lua_modules) do lines[#lines + 1] = "load_module " .. so .. ";" end
   end
   local function add(fmt, ...) lines[#lines + 1] = fmt:format(...) end
-  add("worker_processes 1;")
+  -- one worker unless the caller asks for more ("auto": one per core)
+  add("worker_processes %s;", tostring(opts.workers or 1))
   add("daemon on;")
   add("master_process on;")
   add("pid %s/nginx.pid;", prefix)
@@ -262,7 +263,8 @@ end
 
 -- opts.conf(port, tls_port, prefix, tls) returns the contents of the http
 -- block; tls = {ca_file=, cert_file=, key_file=} when opts.tls. opts.lua loads
--- the lua module; opts.log_level sets the error log level (default info).
+-- the lua module; opts.log_level sets the error log level (default info);
+-- opts.workers the number of worker processes (a count or "auto", default 1).
 function M.start(opts)
   if type(opts) ~= "table" or type(opts.conf) ~= "function" then
     error("alipay.sandbox.nginx.start: opts.conf must be a function", 2)

@@ -33,23 +33,36 @@
 -- what is left of it.
 --
 -- Arrival log (GET /__sandbox/arrivals[?since=seq]): each event has its own
--- seq; "arrive" events carry api, method, connection, connection_requests,
--- scheme, timestamp (as the request sent it); "answer" events carry request
+-- seq; "arrive" events carry api, method, worker (the nginx worker's id),
+-- connection, connection_requests, scheme, timestamp (as the request sent it); "answer" events carry request
 -- (the seq of their arrival), status (444 for reset) and the faults applied.
+--
+-- nginx runs a worker per core (or opts.workers). What must be one for all
+-- of them lives in shared dictionaries: the world through
+-- alipay.sandbox.replica (its operation log in DICT_OPS), and in DICT the
+-- arrival log, the faults with their count and throttle window, and the
+-- certificate rotations. Each worker keeps only caches of these.
 local cjson = require "cjson.safe"
+local apis = require "alipay.sandbox.apis"
+local callback = require "alipay.sandbox.callback"
+local replica = require "alipay.sandbox.replica"
 
 local M = {}
 
+M.DICT, M.DICT_OPS = "alipay_sandbox", "alipay_sandbox_ops"
+
 local MAX_EVENTS = 100000 -- arrival log: the newest events are kept
 local LOG_FLUSH_S = 0.05
+local SYNC_S = 0.1        -- an idle worker applies the others' operations this often
+local TRIM_S = 1
 local MAX_LOGGED_ERROR = 300
 
 -- ---- worker state ----
 
 local gw, gw_err
-local events, first_seq, next_seq = {}, 1, 1
-local faults, fault_methods = {}, nil -- the active set; methods as a lookup set
-local window_second, window_count = -1, 0 -- throttle_qps: requests in the current second
+local shared -- ngx.shared[M.DICT]
+local faults, fault_methods, faults_version = {}, nil, nil -- this worker's copy of the shared set
+local rotations_applied = 0
 local log_queue = {}
 
 -- ---- logging ----
@@ -112,22 +125,33 @@ local function first_value(v)
 end
 
 -- ---- the arrival log ----
+-- Shared by the workers: "ev_next" numbers the events, "ev_first" is the
+-- oldest one kept; events past MAX_EVENTS (or before a reset) are dropped.
 
 local function record(event)
-  event.seq = next_seq
-  events[next_seq] = event
-  next_seq = next_seq + 1
-  while next_seq - first_seq > MAX_EVENTS do
-    events[first_seq] = nil
-    first_seq = first_seq + 1
+  local seq = assert(shared:incr("ev_next", 1, 0))
+  event.seq = seq
+  shared:set("ev:" .. seq, cjson.encode(event))
+  local first = shared:get("ev_first") or 1
+  if seq - first >= MAX_EVENTS then
+    shared:delete("ev:" .. first)
+    shared:set("ev_first", first + 1)
   end
   return event
 end
 
 local function events_since(since)
   local list = {}
-  for seq = math.max(first_seq, since + 1), next_seq - 1 do list[#list + 1] = events[seq] end
+  local first, last = shared:get("ev_first") or 1, shared:get("ev_next") or 0
+  for seq = math.max(first, since + 1), last do
+    local text = shared:get("ev:" .. seq)
+    if text then list[#list + 1] = cjson.decode(text) end
+  end
   return list
+end
+
+local function event_count()
+  return (shared:get("ev_next") or 0) - (shared:get("ev_first") or 1) + 1, shared:get("ev_next") or 0
 end
 
 -- ---- faults ----
@@ -172,21 +196,45 @@ local function chance(p)
   return p ~= nil and p > 0 and math.random() < p
 end
 
+-- The shared set ("faults", its text, and "faults_v", its version), read
+-- again only when another worker changed it. "faults_left" is what is left
+-- of count, for every worker together.
+local function current_faults()
+  local version = shared:get("faults_v")
+  if version ~= faults_version then
+    local set = cjson.decode(shared:get("faults") or "{}") or {}
+    faults, fault_methods = set, nil
+    if type(set.methods) == "table" then
+      fault_methods = {}
+      for _, m in ipairs(set.methods) do fault_methods[m] = true end
+    end
+    faults_version = version
+  end
+  return faults
+end
+
+local function set_faults(set)
+  shared:set("faults", cjson.encode(set))
+  if set.count then shared:set("faults_left", set.count) else shared:delete("faults_left") end
+  shared:incr("faults_v", 1, 0)
+end
+
 -- Decides at arrival which faults this request gets, or nil for none.
 -- `methods` and `count` scope the whole set; throttle_qps counts every
--- request in scope, faulted or not, in the second it arrived.
+-- request in scope, faulted or not, in the second it arrived, over all
+-- workers.
 local function plan_faults(name, path, at_ms)
+  current_faults()
   if next(faults) == nil then return nil end
   if fault_methods and not (fault_methods[name or ""] or fault_methods[path or ""]) then
     return nil
   end
-  if faults.count and faults.count <= 0 then return nil end
+  if faults.count and (shared:get("faults_left") or 0) <= 0 then return nil end
   local throttled = false
   if faults.throttle_qps then
     local second = math.floor(at_ms / 1000)
-    if second ~= window_second then window_second, window_count = second, 0 end
-    window_count = window_count + 1
-    throttled = window_count > faults.throttle_qps
+    local count = shared:incr("qps:" .. second, 1, 0, 5)
+    throttled = count > faults.throttle_qps
   end
   local plan = { names = {} }
   local function take(fault) plan.names[#plan.names + 1] = fault; plan[fault] = true end
@@ -207,8 +255,23 @@ local function plan_faults(name, path, at_ms)
     take("bad_sign")
   end
   if #plan.names == 0 then return nil end
-  if faults.count then faults.count = faults.count - 1 end
+  -- Another worker may have taken the last one since the check above.
+  if faults.count and shared:incr("faults_left", -1, 0) < 0 then return nil end
   return plan
+end
+
+-- ---- certificate rotations ----
+-- Kept apart from the world's log, since a reset does not undo them:
+-- "rot:<n>" holds the n-th rotation ({alipay_private_key, alipay_cert}),
+-- "rotations" their count. Each worker applies them in order.
+
+local function sync_rotations()
+  local n = shared:get("rotations") or 0
+  for i = rotations_applied + 1, n do
+    local r = cjson.decode(shared:get("rot:" .. i) or "null")
+    if r then assert(gw:rotate_cert(r.alipay_private_key, r.alipay_cert)) end
+    rotations_applied = i
+  end
 end
 
 -- ---- answers ----
@@ -261,7 +324,7 @@ end
 -- One gateway request, v2 or v3: log the arrival, apply the faults, answer.
 local function serve(api, req, name, path, timestamp)
   local arrival = record {
-    event = "arrive", at_ms = now_ms(), api = api, method = name,
+    event = "arrive", at_ms = now_ms(), api = api, method = name, worker = ngx.worker.id(),
     connection = tonumber(ngx.var.connection),
     connection_requests = tonumber(ngx.var.connection_requests),
     scheme = ngx.var.scheme, timestamp = timestamp,
@@ -277,6 +340,7 @@ local function serve(api, req, name, path, timestamp)
     answered(500)
     return send_error(500, "the sandbox gateway is not running: " .. tostring(gw_err))
   end
+  sync_rotations()
 
   local plan = plan_faults(name, path, arrival.at_ms)
   if plan and plan.sleep_s then ngx.sleep(plan.sleep_s) end
@@ -357,23 +421,25 @@ end
 -- ---- admin ----
 
 local function reset_state()
-  if gw then gw:reset() end
-  events, first_seq = {}, next_seq
-  faults, fault_methods = {}, nil
-  window_second, window_count = -1, 0
+  if gw then replica.run({ kind = "reset" }, function() gw:reset() end) end
+  shared:set("ev_first", (shared:get("ev_next") or 0) + 1)
+  set_faults({})
+  callback.reset(shared)
 end
 
 local ADMIN = {}
 
 ADMIN["GET health"] = function()
+  local events, last_seq = event_count()
   send_json(gw and 200 or 500, cjson.encode {
-    ok = gw ~= nil, error = gw_err, pid = ngx.worker.pid(),
-    events = next_seq - first_seq, last_seq = next_seq - 1,
+    ok = gw ~= nil, error = gw_err, pid = ngx.worker.pid(), workers = ngx.worker.count(),
+    events = events, last_seq = last_seq, ops = gw and replica.stats().ops or nil,
   })
 end
 
 ADMIN["GET deliveries"] = function()
   if not gw then return send_error(500, "the sandbox gateway is not running") end
+  replica.catch_up()
   local text, err = encode_list(gw:deliveries() or {})
   if not text then return send_error(500, "deliveries: " .. tostring(err)) end
   send_json(200, text)
@@ -389,8 +455,18 @@ ADMIN["GET arrivals"] = function()
   send_json(200, encode_list(events_since(from)))
 end
 
+-- The set as it was given, with what is left of count.
+local function faults_text()
+  current_faults()
+  if next(faults) == nil then return "{}" end
+  local shown = {}
+  for k, v in pairs(faults) do shown[k] = v end
+  if shown.count then shown.count = math.max(0, shared:get("faults_left") or 0) end
+  return cjson.encode(shown)
+end
+
 ADMIN["GET faults"] = function()
-  send_json(200, next(faults) and cjson.encode(faults) or "{}")
+  send_json(200, faults_text())
 end
 
 ADMIN["POST faults"] = function()
@@ -398,13 +474,12 @@ ADMIN["POST faults"] = function()
   if input == nil then return send_error(400, "faults: not JSON: " .. tostring(err)) end
   local valid, methods = validate_faults(input)
   if not valid then return send_error(400, methods) end
-  faults, fault_methods = valid, methods
-  window_second, window_count = -1, 0
+  set_faults(valid)
   local names = {}
-  for name in pairs(faults) do names[#names + 1] = name end
+  for name in pairs(valid) do names[#names + 1] = name end
   table.sort(names)
   log("sandbox: faults set: %s", #names > 0 and table.concat(names, ",") or "none")
-  send_json(200, next(faults) and cjson.encode(faults) or "{}")
+  send_json(200, faults_text())
 end
 
 -- Deletes a claimed Life Account template or a mini-program template now,
@@ -417,25 +492,33 @@ ADMIN["POST templates/delete"] = function()
   if type(id) ~= "string" or id == "" then
     return send_error(400, "templates/delete: expected {\"template_id\": \"...\"}")
   end
-  local state = gw:state()
-  if not (state:delete_claim(id) or state:delete_mini_template(id)) then
-    return send_error(404, "templates/delete: no live template " .. id)
-  end
+  local deleted = replica.run({ kind = "delete_template", template_id = id }, function()
+    local state = gw:state()
+    return state:delete_claim(id) or state:delete_mini_template(id)
+  end)
+  if not deleted then return send_error(404, "templates/delete: no live template " .. id) end
   log("sandbox: template %s deleted", id)
   send_json(200, cjson.encode { ok = true, template_id = id })
 end
 
 -- Alipay rotates its certificate (certificate mode): the body carries the
 -- new signing key and certificate, made by alipay.sandbox's rotate_cert
--- (init.lua). Neither is logged or echoed: the answer is the new SN.
+-- (init.lua). Neither is logged or echoed: the answer is the new SN. The
+-- rotation is checked here, then shared for the other workers.
 ADMIN["POST cert/rotate"] = function()
   if not gw then return send_error(500, "the sandbox gateway is not running") end
   local input = cjson.decode(read_body())
   if type(input) ~= "table" or type(input.alipay_private_key) ~= "string" or type(input.alipay_cert) ~= "string" then
     return send_error(400, "cert/rotate: expected {\"alipay_private_key\": pem, \"alipay_cert\": pem}")
   end
+  sync_rotations()
   local sn, err = gw:rotate_cert(input.alipay_private_key, input.alipay_cert)
   if not sn then return send_error(400, err) end
+  local n = assert(shared:incr("rotations_next", 1, 0))
+  shared:set("rot:" .. n, cjson.encode { alipay_private_key = input.alipay_private_key,
+                                         alipay_cert = input.alipay_cert })
+  shared:set("rotations", n)
+  rotations_applied = n
   log("sandbox: alipay certificate rotated, now signing under SN %s", sn)
   send_json(200, cjson.encode { ok = true, alipay_cert_sn = sn })
 end
@@ -444,6 +527,21 @@ ADMIN["POST reset"] = function()
   reset_state()
   log("sandbox: reset")
   send_json(200, cjson.encode { ok = true })
+end
+
+-- Callbacks to endpoints under test (notify, event, callbacks): alipay.sandbox.callback.
+-- A follow or unfollow event changes the world on every worker.
+local function change_followers(kind, user_id)
+  return replica.run({ kind = "followers", event = kind, user_id = user_id }, function()
+    local state = gw:state()
+    if kind == "follow" then return state:follow(user_id) end
+    return state:unfollow(user_id)
+  end)
+end
+
+local function callback_routes()
+  return callback.admin_routes(function() return gw end, { send_json = send_json, send_error = send_error,
+    read_body = read_body, log = log, shared = shared, followers = change_followers })
 end
 
 function M.admin()
@@ -472,12 +570,57 @@ local function load_gateway(config_path)
   return obj
 end
 
+-- One logged operation of the world, run on this worker's replica.
+local function apply(op)
+  if op.kind == "call" then
+    local ctx = op.ctx
+    ctx.certs = gw.certs
+    apis.call(op.method, gw:state(), op.biz, ctx)
+  elseif op.kind == "reset" then
+    gw:reset()
+  elseif op.kind == "delete_template" then
+    local state = gw:state()
+    local _ = state:delete_claim(op.template_id) or state:delete_mini_template(op.template_id)
+  elseif op.kind == "followers" then
+    local state = gw:state()
+    if op.event == "follow" then state:follow(op.user_id) else state:unfollow(op.user_id) end
+  else
+    error("sandbox replica: unknown operation " .. tostring(op.kind), 0)
+  end
+end
+
+-- Every business call goes through the log, so that each worker's world
+-- takes it (the gateway's own call_api runs it here).
+local function share_calls(gateway)
+  local call_here = gateway.call_api
+  gateway.call_api = function(self, method, biz, ctx)
+    local op = { kind = "call", method = method, biz = biz,
+                 ctx = { api = ctx.api, app_id = ctx.app_id, method = ctx.method, now = ctx.now } }
+    return replica.run(op, call_here, self, method, biz, ctx)
+  end
+end
+
+local function sync()
+  if not gw then return end
+  local ok, err = pcall(function()
+    replica.catch_up()
+    sync_rotations()
+  end)
+  if not ok then log("sandbox: %s", tostring(err):sub(1, MAX_LOGGED_ERROR)) end
+end
+
 function M.init_worker(config_path)
   math.randomseed(ngx.time() * 1000 + ngx.worker.pid())
+  shared = ngx.shared[M.DICT]
   local ok, err = ngx.timer.every(LOG_FLUSH_S, flush_log)
   if not ok then ngx.log(ngx.ERR, "sandbox: no log timer: ", err) end
   gw, gw_err = load_gateway(config_path)
   if gw then
+    replica.init(ngx.shared[M.DICT_OPS], apply)
+    for route, fn in pairs(callback_routes()) do ADMIN[route] = fn end
+    share_calls(gw)
+    ngx.timer.every(SYNC_S, sync)
+    if ngx.worker.id() == 0 then ngx.timer.every(TRIM_S, function() pcall(replica.trim) end) end
     ngx.log(ngx.NOTICE, "sandbox: gateway ready")
   else
     ngx.log(ngx.ERR, "sandbox: ", gw_err)

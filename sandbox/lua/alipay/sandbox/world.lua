@@ -49,6 +49,25 @@
 --                        the next ones answer MSG_SINGLE_SD_OVER. The code is in the method's
 --                        official list; whether Alipay's quota counts a day or a rate is not
 --                        documented, so this count that reset() restores is the sandbox's model.
+--                        {total_send = n, group_send = n}: broadcasts (message.total.send) and
+--                        group sends accepted until reset; the next ones answer
+--                        PUB.MSG_BATCH_SD_OVER (alipay-easysdk's recording of total.send) and
+--                        MSG_BATCH_SD_OVER (group.send's official list). The real frequency is
+--                        not documented: the count is the sandbox's model.
+--   labels               the Life Account's custom labels: [{label_id, label_name, data_type =
+--                        "string"}]; alipay.open.public.life.label.create adds more (ids are
+--                        the sandbox's: "1" followed by five digits).
+--   label_users          users already labelled: [{label_id, user_id or open_id, label_value}]
+--   groups               user groups for message.group.send: [{group_id, members = [ids of the
+--                        app's id type]}]. Groups are made with alipay.open.public.group.create,
+--                        which the sandbox does not model, so they come from the seed only.
+--
+-- Broadcasts (message.total.send, label.send, group.send) each append ONE
+-- delivery record: {kind = "broadcast", method, message_id (nil for label.send,
+-- whose answer has none), audience = "all" | "label" | "group", recipients = the
+-- number of followers it reached, ids = the ids it reached when at most 100 (a
+-- broadcast to all followers lists none), msg_type, payload, at}; a recall sets
+-- recalled_at on that record.
 local cjson_safe = require "cjson.safe"
 
 local M = {}
@@ -304,6 +323,36 @@ local function build_subscriptions(self, seed)
   end
 end
 
+-- Labels, labelled users and groups (the header says their seed form).
+local function build_labels(self, seed)
+  self.labels, self.label_order, self.label_seq, self.label_members = {}, {}, 0, {}
+  for i, l in ipairs(list(seed, "labels", "")) do
+    local path = ("labels[%d]"):format(i)
+    local label = self:create_label(req_string(l, "label_name", path), opt_string(l, "data_type", path),
+      opt_string(l, "label_id", path))
+    if not label then bad(path .. ".label_id", "defined twice") end
+  end
+  for i, u in ipairs(list(seed, "label_users", "")) do
+    local path = ("label_users[%d]"):format(i)
+    local id = req_string(u, "label_id", path)
+    if not self.labels[id] then bad(path .. ".label_id", "not in seed.labels: " .. id) end
+    local user_id, open_id = opt_string(u, "user_id", path), opt_string(u, "open_id", path)
+    if (user_id == nil) == (open_id == nil) then bad(path, "expected exactly one of user_id, open_id") end
+    self:tag_user(id, user_id or open_id, req_string(u, "label_value", path))
+  end
+  self.groups = {}
+  for i, g in ipairs(list(seed, "groups", "")) do
+    local path = ("groups[%d]"):format(i)
+    local members = opt_table(g, "members", path) or {}
+    for j, m in ipairs(members) do
+      if type(m) ~= "string" then bad(("%s.members[%d]"):format(path, j), "expected an id") end
+    end
+    self.groups[req_string(g, "group_id", path)] = { members = members }
+  end
+  self.broadcasts, self.broadcast_seq = {}, 0
+  self.contents, self.content_seq = {}, 0
+end
+
 local function build(self)
   local seed = self.seed
   if seed.id_type ~= nil and seed.id_type ~= "user_id" and seed.id_type ~= "open_id" then
@@ -339,12 +388,16 @@ local function build(self)
   end
   self.batch_sends = {}
   self.quota_left = {}
+  local known_quotas = { single_send = true, total_send = true, group_send = true }
   for name, n in pairs(opt_table(seed, "quotas", "") or {}) do
-    if name ~= "single_send" then bad("quotas." .. tostring(name), "unknown quota (known: single_send)") end
+    if not known_quotas[name] then
+      bad("quotas." .. tostring(name), "unknown quota (known: single_send, total_send, group_send)")
+    end
     if type(n) ~= "number" or n < 0 or n % 1 ~= 0 then bad("quotas." .. name, "expected a whole number >= 0") end
     self.quota_left[name] = n
   end
   self.delivery_list, self.next_seq = {}, 1
+  build_labels(self, seed)
 end
 
 -- state.new(seed, opts) -> state | nil, err. opts.app_id feeds the derived
@@ -507,6 +560,16 @@ function State:set_following(id_type, id, following)
   return true
 end
 
+-- A Life Account event (alipay.sandbox.callback): the user, named in the
+-- app's id type, follows or unfollows. -> bool changed
+function State:follow(id)
+  return self:set_following(self.id_type, id, true)
+end
+
+function State:unfollow(id)
+  return self:set_following(self.id_type, id, false)
+end
+
 -- ---- mini-program templates and subscriptions ----
 
 function State:mini_template(template_id)
@@ -630,6 +693,100 @@ function State:use_quota(name)
   self.quota_left[name] = left - 1
   return true
 end
+
+-- ---- labels, groups, broadcasts, contents (Life Account) ----
+
+-- A new custom label; nil when label_id is taken. Ids the sandbox makes
+-- are its own ("1" and five digits): Alipay's format is not documented.
+function State:create_label(name, data_type, label_id)
+  if not label_id then
+    repeat
+      self.label_seq = self.label_seq + 1
+      label_id = ("1%05d"):format(self.label_seq)
+    until not self.labels[label_id]
+  end
+  if self.labels[label_id] then return nil end
+  local label = { label_id = label_id, label_name = name, data_type = data_type or "string" }
+  self.labels[label_id] = label
+  self.label_order[#self.label_order + 1] = label_id
+  self.label_members[label_id] = {}
+  return label
+end
+
+function State:label(label_id) return self.labels[label_id] end
+
+function State:label_named(name)
+  for _, id in ipairs(self.label_order) do
+    if self.labels[id].label_name == name then return self.labels[id] end
+  end
+end
+
+-- Labels in creation order.
+function State:label_list()
+  local out = {}
+  for i, id in ipairs(self.label_order) do out[i] = self.labels[id] end
+  return out
+end
+
+function State:delete_label(label_id)
+  if not self.labels[label_id] then return false end
+  self.labels[label_id], self.label_members[label_id] = nil, nil
+  for i, id in ipairs(self.label_order) do
+    if id == label_id then table.remove(self.label_order, i) break end
+  end
+  return true
+end
+
+-- Labels user id (of the app's id type) with value; another value replaces it.
+function State:tag_user(label_id, id, value)
+  self.label_members[label_id][id] = value
+end
+
+-- -> true | false when the user did not carry the label
+function State:untag_user(label_id, id)
+  local members = self.label_members[label_id]
+  if members[id] == nil then return false end
+  members[id] = nil
+  return true
+end
+
+-- The ids carrying label_id, sorted (nil for an unknown label).
+function State:label_member_ids(label_id)
+  local members = self.label_members[label_id]
+  if not members then return nil end
+  local ids = {}
+  for id in pairs(members) do ids[#ids + 1] = id end
+  table.sort(ids)
+  return ids
+end
+
+function State:group(group_id) return self.groups[group_id] end
+
+-- Records a broadcast (one delivery record, see the header) and returns
+-- it; its message id is derived from the app and a counter, so that ids
+-- repeat after reset() (demos and specs can name them).
+function State:record_broadcast(d, with_message_id)
+  self.broadcast_seq = self.broadcast_seq + 1
+  d.kind = "broadcast"
+  if with_message_id then
+    d.message_id = stable_hex(self.app_id .. "/broadcast/" .. self.broadcast_seq)
+    self.broadcasts[d.message_id] = d
+  end
+  return self:record_delivery(d)
+end
+
+function State:broadcast(message_id) return self.broadcasts[message_id] end
+
+-- Image-text contents (message.content.create): id -> the fields given.
+function State:create_content(fields)
+  self.content_seq = self.content_seq + 1
+  local id = stable_hex(self.app_id .. "/content/" .. self.content_seq)
+  fields.content_id = id
+  self.contents[id] = fields
+  return fields
+end
+
+function State:content(content_id) return self.contents[content_id] end
 
 -- ---- ISV tokens ----
 

@@ -20,14 +20,17 @@ local M = {}
 
 M.array, M.encode = support.array, support.encode
 
--- Each require in parentheses: Lua 5.4's require also returns the loader
--- data (the file name), which the last entry would add to the list.
+-- (Each in parentheses: Lua 5.4's require also returns the file it loaded,
+-- which the last item of a table constructor would add to the list.)
 local DOMAINS = {
-  require "alipay.sandbox.apis.life",
-  require "alipay.sandbox.apis.mini",
-  require "alipay.sandbox.apis.mini_templates",
-  require "alipay.sandbox.apis.mini_batch",
+  (require "alipay.sandbox.apis.life"),
+  (require "alipay.sandbox.apis.mini"),
   (require "alipay.sandbox.apis.cert"),
+  (require "alipay.sandbox.apis.life_broadcast"),
+  (require "alipay.sandbox.apis.life_labels"),
+  (require "alipay.sandbox.apis.life_content"),
+  (require "alipay.sandbox.apis.mini_templates"),
+  (require "alipay.sandbox.apis.mini_batch"),
 }
 
 M.methods = {}
