@@ -69,6 +69,8 @@ build = {
       ["alipay.cli.content"] = "lua/alipay/cli/content.lua",
       ["alipay.cli.subscription"] = "lua/alipay/cli/subscription.lua",
       ["alipay.cli.template"] = "lua/alipay/cli/template.lua",
+      ["alipay.cli.template_sync"] = "lua/alipay/cli/template_sync.lua",
+      ["alipay.cli.batchsend"] = "lua/alipay/cli/batchsend.lua",
       ["alipay.cli.users"] = "lua/alipay/cli/users.lua",
     },
     bin = { alipay = "bin/alipay" },

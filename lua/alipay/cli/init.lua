@@ -21,7 +21,7 @@ local M = {}
 
 M.COMMANDS = { "channel", "doctor", "sandbox", "template", "subscription", "followers", "users", "send",
   "broadcast", "label", "content",
-  "call", "campaign" }
+  "call", "campaign", "batchsend" }
 
 M.OK, M.FAILED, M.USAGE = exit_status.OK, exit_status.FAILED, exit_status.USAGE
 

@@ -5,8 +5,10 @@
 local common = require "alipay.cli.common"
 local excerpt = require "alipay.util.excerpt"
 local lifeaccount = require "alipay.messaging.lifeaccount"
+local template_sync = require "alipay.cli.template_sync"
 
-local M = { summary = "Claim Life Account templates, import templates from a file, list the registry." }
+local M = { summary = "Claim Life Account templates, import templates from a file, list the registry; "
+  .. "sync, list and apply for mini-program templates." }
 
 -- ---- claim ----
 
@@ -262,9 +264,11 @@ function M.configure(cmd, cli)
   local list_cmd = cmd:command("list", "List the imported templates with their status.")
   list_cmd:flag("--all", "Include templates marked invalid (with the code and time Alipay reported).")
   common.options(list_cmd, cli, { channel = true, channel_help = "Only this channel's templates." })
+  template_sync.configure(cmd, cli)
 end
 
 local ACTIONS = { claim = claim, import = import, list = list }
+for name, action in pairs(template_sync.ACTIONS) do ACTIONS[name] = action end
 
 M.run = common.runner(function(ctx, args, out)
   return ACTIONS[args.action](ctx, args, out)

@@ -24,7 +24,18 @@
 --   followers            {list = [{user_id, open_id}], generate = {count, user_id_prefix,
 --                        open_id_prefix}} (generate may also be a bare count, the prefixes then
 --                        sit next to it). Listed followers come first, then generated ones.
---   mini_templates       [{template_id, name, keywords = {labels in order}, deleted = bool}]
+--   mini_templates       [{template_id, name, keywords = {labels in order}, deleted = bool,
+--                        status, scene_rule, lib_code}]: the templates the mini program applied
+--                        for, as template.batchquery lists them (deleted ones are left out).
+--                        status is passed through (default "STARTED": the values are not
+--                        documented, docs/conformance.md); scene_rule one_time_subscribe or
+--                        long_term_subscribe (field docs), absent by default.
+--   mini_template_library  [{code, name, keywords = {labels}, scene_rule, industry_code,
+--                        industry_scenario, has_push = bool, selectable = bool (default true)}]:
+--                        what templatelib.batchquery lists and template.apply takes a lib_code of.
+--   crowds               [{crowd_code, user_ids = {...} or open_ids = {...}}]: the crowds
+--                        (棋盘人群) a batch send may name; it reaches the crowd's users who
+--                        hold a usable subscription to the template.
 --   subscriptions        [{user_id or open_id, template_id, type = "longterm"|"onetime",
 --                        count = n (one-time, default 1), refused = bool, keep = bool (the
 --                        user ticked "always keep this choice")}]; one-time entries of the
@@ -204,17 +215,34 @@ local function build_templates(self, seed)
     local claim = self:claim(lib, opt_string(c, "msg_template_id", path))
     if c.deleted == true then self:delete_claim(claim.msg_template_id) end
   end
-  self.mini = {}
+  self.mini, self.mini_order = {}, {}
   for i, t in ipairs(list(seed, "mini_templates", "")) do
     local path = ("mini_templates[%d]"):format(i)
     local id = req_string(t, "template_id", path)
+    if self.mini[id] then bad(path .. ".template_id", "listed twice: " .. id) end
     self.mini[id] = {
       template_id = id,
       name = opt_string(t, "name", path) or id,
       keywords = labels(t, path),
       deleted = t.deleted == true,
+      status = opt_string(t, "status", path) or "STARTED",
+      scene_rule = opt_string(t, "scene_rule", path),
+      lib_code = opt_string(t, "lib_code", path),
     }
+    self.mini_order[#self.mini_order + 1] = id
   end
+  self.mini_library, self.mini_library_by_code = {}, {}
+  for i, t in ipairs(list(seed, "mini_template_library", "")) do
+    local path = ("mini_template_library[%d]"):format(i)
+    local code = req_string(t, "code", path)
+    local entry = { code = code, name = opt_string(t, "name", path) or code, keywords = labels(t, path),
+      scene_rule = opt_string(t, "scene_rule", path), industry_code = opt_string(t, "industry_code", path),
+      industry_scenario = opt_string(t, "industry_scenario", path), has_push = t.has_push == true,
+      selectable = t.selectable ~= false }
+    self.mini_library[#self.mini_library + 1] = entry
+    self.mini_library_by_code[code] = entry
+  end
+  self.applications = {}
 end
 
 -- Generated followers are never materialised (a seed may ask for millions):
@@ -346,6 +374,19 @@ local function build(self)
     if type(token) ~= "string" then bad(("app_auth_tokens[%d]"):format(i), "expected a string") end
     self.auth_tokens[token] = true
   end
+  self.crowds = {}
+  for i, c in ipairs(list(seed, "crowds", "")) do
+    local path = ("crowds[%d]"):format(i)
+    local members = {}
+    for _, key in ipairs { "user_ids", "open_ids" } do
+      for j, id in ipairs(opt_table(c, key, path) or {}) do
+        if type(id) ~= "string" then bad(("%s.%s[%d]"):format(path, key, j), "expected a string") end
+        members[id] = true
+      end
+    end
+    self.crowds[req_string(c, "crowd_code", path)] = members
+  end
+  self.batch_sends = {}
   self.quota_left = {}
   local known_quotas = { single_send = true, total_send = true, group_send = true }
   for name, n in pairs(opt_table(seed, "quotas", "") or {}) do
@@ -543,6 +584,64 @@ function State:delete_mini_template(template_id)
   return true
 end
 
+-- The live templates, in seed order then in the order they were applied for.
+function State:mini_template_list()
+  local out = {}
+  for _, id in ipairs(self.mini_order) do
+    if not self.mini[id].deleted then out[#out + 1] = self.mini[id] end
+  end
+  return out
+end
+
+function State:mini_library_list()
+  return self.mini_library
+end
+
+function State:mini_library_entry(code)
+  return self.mini_library_by_code[code]
+end
+
+-- Applies for library entry lib with the keyword names chosen (checked by
+-- the handler): a new template, listed from now on. Its id is derived from
+-- the app, the code and the count of applications, so it is stable across
+-- runs and resets. -> the template
+function State:apply_mini_template(lib, names, scene_rule)
+  self.applications[#self.applications + 1] = { lib_code = lib.code, keywords = names }
+  local id = stable_hex(self.app_id .. "/apply/" .. lib.code .. "#" .. #self.applications)
+  local t = { template_id = id, name = lib.name, keywords = names, deleted = false, status = "STARTED",
+              scene_rule = scene_rule or lib.scene_rule, lib_code = lib.code }
+  self.mini[id] = t
+  self.mini_order[#self.mini_order + 1] = id
+  return t
+end
+
+-- The members of a seeded crowd (a set of ids), or nil.
+function State:crowd(code)
+  return self.crowds[code]
+end
+
+-- The ids (of this app's id type, sorted) holding a usable subscription to
+-- template_id, within crowd (a set) when one is given. Nothing is consumed:
+-- whether a batch send uses up one-time subscriptions is not documented.
+function State:mini_subscribers(template_id, crowd)
+  local ids = {}
+  for id, by_template in pairs(self.subs[self.id_type]) do
+    local rel = by_template[template_id]
+    if rel and (rel.longterm == "accepted" or rel.onetime > 0) and (not crowd or crowd[id]) then
+      ids[#ids + 1] = id
+    end
+  end
+  table.sort(ids)
+  return ids
+end
+
+-- Records a batch send; -> its batch_msg_id (stable: app and sequence).
+function State:record_batch_send(b)
+  self.batch_sends[#self.batch_sends + 1] = b
+  b.batch_msg_id = stable_hex(self.app_id .. "/batch/" .. #self.batch_sends)
+  return b.batch_msg_id
+end
+
 -- {id_type, id, template_id, type = "longterm"|"onetime", count, refused, keep}
 -- A long-term answer replaces the previous one; one-time grants add up.
 function State:add_subscription(s)
@@ -737,6 +836,7 @@ function State:summary()
     followers = self:follower_count(),
     claimed_templates = claimed,
     mini_templates = mini,
+    batch_sends = #self.batch_sends,
     deliveries = #self.delivery_list,
   }
 end

@@ -29,6 +29,8 @@ local DOMAINS = {
   (require "alipay.sandbox.apis.life_broadcast"),
   (require "alipay.sandbox.apis.life_labels"),
   (require "alipay.sandbox.apis.life_content"),
+  (require "alipay.sandbox.apis.mini_templates"),
+  (require "alipay.sandbox.apis.mini_batch"),
 }
 
 M.methods = {}
