@@ -197,7 +197,9 @@ function M.stop()
   if not server then return end
   local dir = server.dir
   server = nil
-  pg_ctl(dir, "-m immediate -w stop")
+  -- fast: sessions still open are ended without the WARNING an immediate
+  -- shutdown sends them (libpq prints it on the spec's stderr).
+  if not pg_ctl(dir, "-m fast -w -t 10 stop") then pg_ctl(dir, "-m immediate stop") end
   run("rm -rf " .. sh_quote(dir))
 end
 

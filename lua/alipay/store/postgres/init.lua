@@ -308,7 +308,12 @@ function postgres.open(opts)
   local ok, db, err = pcall(DBI.Connect, "PostgreSQL", parts.database, parts.user, password, parts.host,
     parts.port)
   if not ok or not db then
-    return fail("store", ("store.open: cannot connect to %s: %s"):format(shown, clean(ok and err or db, password)))
+    -- lua-dbi-postgresql runs a BEGIN before it looks at the connection, so
+    -- libpq's reason (refused, no such database, a wrong password) is
+    -- replaced by "no connection to the server": name what to check.
+    return fail("store", ("store.open: cannot connect to %s: %s (the server is down, or refused the login: check "
+      .. "the host, port, user, database and password (the URL's or PGPASSWORD))")
+      :format(shown, clean(ok and err or db, password)))
   end
   db:autocommit(true) -- ends the BEGIN the driver opened
   local self = setmetatable({
