@@ -26,7 +26,8 @@ describe("alipay.store.url", function()
   it("parses user, password, host, port and database, decoding %XX", function()
     assert.same({ scheme = "postgresql", user = "al ice", password = "p@ss:w/rd", host = "db.example", port = 5433,
                   database = "alipay" }, url.parse("postgresql://al%20ice:p%40ss%3Aw%2Frd@db.example:5433/alipay"))
-    assert.same({ scheme = "postgres", host = "::1", port = 5432, database = "d" }, url.parse("postgres://[::1]:5432/d"))
+    assert.same({ scheme = "postgres", host = "::1", port = 5432, database = "d" },
+      url.parse("postgres://[::1]:5432/d"))
     assert.same({ scheme = "postgres", database = "d" }, url.parse("postgres:///d"))
     for _, bad in ipairs { "postgresql://u@h:5432", "postgresql://u@h:5432/", "postgresql://u@h:99999/d",
                            "postgresql://u@h/d?sslmode=require", "postgresql://u@h:x/d", "postgresql://u@h/a/b" } do

@@ -66,6 +66,8 @@ local SQL = {
   rollback_to = "ROLLBACK TO nested",
   readonly = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
   application = "SET application_name = 'lua-alipay'",
+  -- libpq prints a server's NOTICEs on stderr (the CLI's output): warnings only.
+  quiet = "SET client_min_messages = warning",
 
   schema_exists = "SELECT CAST(to_regclass('alipay_schema') AS TEXT) AS t",
   schema_version = "SELECT CAST(coalesce(max(version), 0) AS TEXT) AS v FROM alipay_schema",
@@ -325,6 +327,7 @@ function postgres.open(opts)
     return fail(kind, ("store.open: %s: %s"):format(shown, msg))
   end
   local _, serr = self:exec("open", SQL.application)
+  if not serr then _, serr = self:exec("open", SQL.quiet) end
   if serr then return refuse("store", serr) end
   if self.readonly then
     _, serr = self:exec("open", SQL.readonly)
