@@ -77,13 +77,11 @@ local function reap_stale()
   p:close()
 end
 
--- A port nothing listens on now (the kernel's pick for port 0).
-local function free_port()
-  local socket = require "socket"
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
+-- A port to try: random in 20000-59999 (seeded per process), so that
+-- parallel runs rarely meet; a port in use fails the start, which tries
+-- another (nothing else is needed to find one: no luasocket).
+local function some_port(seed)
+  return 20000 + (seed * 7919 + os.time() * 104729) % 40000
 end
 
 local function my_pid()
@@ -120,8 +118,8 @@ function M.start()
     return nil, "initdb failed: " .. log
   end
   -- fsync off and a small footprint: a throwaway server on a shared machine.
-  for _ = 1, 3 do
-    local port = free_port()
+  for attempt = 1, 5 do
+    local port = some_port((my_pid() or 0) + attempt * 4099)
     local opts = ("-h 127.0.0.1 -p %d -k %s -F -c shared_buffers=16MB -c max_connections=40"
       .. " -c log_min_messages=warning -c deadlock_timeout=200ms"):format(port, dir)
     if pg_ctl(dir, ("-w -t 30 -l %s -o %s start"):format(sh_quote(dir .. "/server.log"), sh_quote(opts))) then

@@ -119,7 +119,7 @@ describe("the PostgreSQL store under concurrent connections", function()
   end)
 
   it("four processes claiming from one campaign never get the same row", function()
-    local N = 400
+    local N = 600
     campaign_with(a, "c", N)
     local T = assert(a:campaign_acquire("c", 0, "host/1/x", NOW))
     local dir = helpers.tmpdir()
@@ -128,8 +128,11 @@ describe("the PostgreSQL store under concurrent connections", function()
       package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
       local st = assert(require("alipay.store").open(%q))
       local f = assert(io.open(arg[1], "w"))
+      -- All four start claiming together (a barrier), or the first might take every row.
+      assert(io.open(arg[2] .. "/ready." .. arg[3], "w")):close()
+      while not io.open(arg[2] .. "/go") do os.execute("sleep 0.02") end
       while true do
-        local rows = assert(st:recipients_claim("c", %d, %d, 7, %d))
+        local rows = assert(st:recipients_claim("c", %d, %d, 5, %d))
         if #rows == 0 then break end
         for _, r in ipairs(rows) do
           f:write(r.line, "\n")
@@ -141,9 +144,10 @@ describe("the PostgreSQL store under concurrent connections", function()
       f:close()
       st:close()
     ]]):format(u, T, NOW * 1000, NOW, T))
-    local ok, outp = helpers.run(("cd %s && pids=; for i in 1 2 3 4; do lua5.4 %s %s/lines.$i & pids=\"$pids $!\"; "
-      .. "done; fail=0; for p in $pids; do wait $p || fail=1; done; test $fail = 0")
-      :format(helpers.cwd(), script, dir))
+    local ok, outp = helpers.run(("cd %s && pids=; for i in 1 2 3 4; do lua5.4 %s %s/lines.$i %s $i & "
+      .. "pids=\"$pids $!\"; done; n=0; while [ $(ls %s/ready.* 2>/dev/null | wc -l) -lt 4 ] && [ $n -lt 500 ]; "
+      .. "do sleep 0.02; n=$((n+1)); done; touch %s/go; fail=0; for p in $pids; do wait $p || fail=1; done; "
+      .. "test $fail = 0"):format(helpers.cwd(), script, dir, dir, dir, dir))
     assert.is_true(ok, outp)
     local seen, total, busy = {}, 0, 0
     for i = 1, 4 do

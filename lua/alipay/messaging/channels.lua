@@ -90,9 +90,9 @@ end
 
 -- The file's store: a path relative to the file, or a URL (a database
 -- server, docs/architecture.md §8), which names no file and is never joined.
-local function store_location(base_dir, store)
-  if store:match("^%a[%w+.-]*://") then return store end
-  return resolve(base_dir, store)
+local function store_location(base_dir, location)
+  if location:match("^%a[%w+.-]*://") then return location end
+  return resolve(base_dir, location)
 end
 
 -- ---- reading the source ----
