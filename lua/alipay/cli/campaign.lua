@@ -140,7 +140,10 @@ end
 local function print_summary(out, status, run)
   for _, line in ipairs(progress.summary(status)) do out.line("%s", line) end
   -- A crowd campaign's one row is a batch send, not a recipient: say so.
-  if status.crowd then out.line("  %s", status.crowd.text) end
+  if status.crowd then
+    out.line("")
+    out.line("  %s", status.crowd.text)
+  end
   unknown_lines(out, status)
   if run then
     out.line("")
