@@ -145,6 +145,20 @@ describe("campaign with a crowd or label audience", function()
     assert.are.equal(1, summary.counts.sent)
   end)
 
+  it("makes a crowd row its runner left inflight unknown (runner_died), and does not send it", function()
+    local ctx = context()
+    local c = assert(crowd_campaign(ctx, "crowd-crash"))
+    -- A run of a process that is gone claimed the row (as kill -9 after the claim leaves it).
+    local state = require "alipay.campaign.lease"
+    local token = assert(ctx.store:campaign_acquire("crowd-crash", 0, state.host .. "/999999999/dead", os.time()))
+    assert.are.equal(1, #assert(ctx.store:recipients_claim("crowd-crash", token, os.time() * 1000, 10, os.time())))
+    local summary = assert(c:run())
+    assert.are.same({ pending = 0, inflight = 0, sent = 0, failed = 0, skipped = 0, unknown = 1 }, summary.counts)
+    assert.are.equal("runner_died", rows(ctx, "crowd-crash")[1].unknown_reason)
+    assert.matches("unknown outcome (runner_died)", summary.crowd.text, 1, true)
+    assert.are.equal(0, arrivals(BATCH))
+  end)
+
   for _, case in ipairs {
     { fault = "reset", reason = "reset", delivered = 0 },
     { fault = "truncate", reason = "truncated", delivered = 1 },
