@@ -236,7 +236,13 @@ describe("campaign with a crowd or label audience", function()
     assert.matches("a crowd (棋盘人群) is a mini-program audience", err, 1, true)
     assert.are.equal("input", detail.kind)
 
-    for _, id in ipairs { "placeholders", "label", "life-crowd" } do
+    for _, code in ipairs { "", "A B", "A\nB", 42 } do
+      c, err = crowd_campaign(ctx, "bad-code", { audience = { crowd = code } })
+      assert.is_nil(c)
+      assert.matches("audience.crowd: expected a crowd code without spaces or control characters", err, 1, true)
+    end
+
+    for _, id in ipairs { "placeholders", "label", "life-crowd", "bad-code" } do
       assert.is_nil(ctx.store:campaign_get(id))
       assert.are.same({}, rows(ctx, id))
     end
