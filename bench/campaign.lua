@@ -288,7 +288,8 @@ local function report(speed, rows, mem)
   print(("%-8s %9s %10s %13s %17s %7s   %s"):format("latency", "in flight", "recipients", "recipients/s",
     "reference", "ratio", "client CPU per recipient / whole run"))
   for _, r in ipairs(rows) do
-    local ref, label, cpu, rate = floor, "RSA floor", nil, r.rate
+    local ref, label, rate = floor, "RSA floor", r.rate
+    local cpu
     if r.latency > 0 then
       ref, label = r.in_flight / (r.latency / 1000), "ideal"
       rate = r.steady or r.rate
