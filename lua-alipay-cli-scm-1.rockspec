@@ -50,6 +50,7 @@ build = {
       ["alipay.campaign"] = "lua/alipay/campaign/init.lua",
       ["alipay.campaign.audience"] = "lua/alipay/campaign/audience.lua",
       ["alipay.campaign.clock"] = "lua/alipay/campaign/clock.lua",
+      ["alipay.campaign.crowd"] = "lua/alipay/campaign/crowd.lua",
       ["alipay.campaign.csv_source"] = "lua/alipay/campaign/csv_source.lua",
       ["alipay.campaign.data"] = "lua/alipay/campaign/data.lua",
       ["alipay.campaign.definition"] = "lua/alipay/campaign/definition.lua",

@@ -269,6 +269,45 @@ describe("gateway: Life Account events", function()
   end)
 end)
 
+-- The one public sample of an Alipay Life Account message has no app_id
+-- field and MsgType/EventType the other way round from our docs: either
+-- form must be understood, and the app still checked.
+describe("gateway: Life Account messages as the public sample has them", function()
+  local client = new_client()
+
+  it("accepts a message without app_id whose signed XML names this app", function()
+    local got
+    local reply, info = handle(client, event_body("follow", nil, { app_id = false }),
+                               { follow = function(e) got = e end })
+    assert.are.equal("success", reply, info.detail and tostring(info.detail.msg))
+    assert.are.equal(APP_ID, got.AppId)
+  end)
+
+  it("refuses one without app_id whose XML names another app, or none", function()
+    local quiet = { log = function() end }
+    local reply, info = handle(client, event_body("follow", { { "AppId", "2021000000000001" } }, { app_id = false }),
+                               {}, quiet)
+    assert.are.equal("fail", reply)
+    assert.are.equal("foreign_app", info.detail.reason)
+    local xml = biz_xml { { "FromUserId", "2088102122485786" }, { "CreateTime", "1715593765123" },
+                          { "MsgType", "event" }, { "EventType", "follow" } }
+    reply, info = handle(client, form(message("alipay.mobile.public.message.notify", xml, { app_id = false })), {},
+                         quiet)
+    assert.are.equal("fail", reply)
+    assert.are.equal("foreign_app", info.detail.reason)
+    assert.matches("names no app", info.detail.msg)
+  end)
+
+  it("reads the event whichever of MsgType and EventType carries it", function()
+    local got
+    local body = event_body("event", { { "MsgType", "click" }, { "ActionParam", "menu" } }, { app_id = false })
+    local reply, info = handle(client, body, { click = function(e) got = e end })
+    assert.are.equal("success", reply, info.detail and tostring(info.detail.msg))
+    assert.are.equal("click", info.event)
+    assert.are.equal("menu", got.ActionParam)
+  end)
+end)
+
 describe("gateway: retries and repeats", function()
   local client = new_client()
 

@@ -231,6 +231,39 @@ describe("alipay.store.sqlite migrations", function()
     st:close()
   end)
 
+  it("upgrade a version-3 file to crowd rows (004), keeping its rows, tokens, reasons and indexes", function()
+    local path = dir .. "/v3.db"
+    local v3 = {}
+    for i = 2, 3 do
+      for _, sql in ipairs(migrations[i].statements) do v3[#v3 + 1] = sql end
+    end
+    run_old(path, OLD_OPEN, OLD_DATA, v3, OLD_CAMPAIGN_DATA, {
+      [[INSERT INTO campaign_recipients (campaign, line, id_type, alipay_id, status, code, updated_at, lease_token,
+          unknown_reason) VALUES ('spring', 3, 'user_id', '2088000000000003', 'unknown', 'TRANSPORT', 1, 4, 'reset')]],
+      "PRAGMA user_version = 3",
+    })
+    local st = assert(store.open(path))
+    assert.are.equal(#migrations, st:user_version())
+    assert.same(ALL_TABLES, tables_of(st))
+    check_old_data(st)
+    local r = assert(st:recipient_get("spring", 3))
+    assert.same({ "unknown", "reset", 4 }, { r.status, r.unknown_reason, r.lease_token })
+    assert.same({ sent = 1, pending = 1, inflight = 0, failed = 0, skipped = 0, unknown = 1 },
+      st:recipient_counts("spring"))
+    -- A crowd row is accepted now; an id type that is none still is not, and
+    -- the unique index still finds duplicates.
+    st:transaction(function(s)
+      assert(s:recipients_add("spring", {
+        { line = 4, id_type = "crowd", alipay_id = "CROWD_VIP", status = "pending", updated_at = 1 },
+        { line = 5, id_type = "user_id", alipay_id = "2088000000000003", status = "pending", updated_at = 1 } }))
+    end)
+    assert.are.equal("crowd", st:recipient_get("spring", 4).id_type)
+    assert.are.equal(3, st:recipient_get("spring", 5).dup_of)
+    assert.is_nil(st:exec("spec", "UPDATE campaign_recipients SET id_type = 'label' WHERE line = 4"))
+    assert.is_nil(st:exec("spec", "UPDATE campaign_recipients SET unknown_reason = 'whatever' WHERE line = 3"))
+    st:close()
+  end)
+
   it("refuse a file newer than they know, and leave it alone", function()
     local path = dir .. "/new.db"
     run_old(path, OLD_OPEN, { ("PRAGMA user_version = %d"):format(#migrations + 1) })

@@ -1,6 +1,8 @@
 -- The audience of a campaign, read as a stream of entries, never held in
 -- memory: a CSV or JSONL file, a list of business user ids, a list of
--- recipients, or every follower of a Life Account.
+-- recipients, or every follower of a Life Account; or a mini program's crowd,
+-- one entry {line = 1, crowd = code} that Alipay resolves (alipay.campaign.crowd;
+-- a label is a kind too, so that campaign.create can say why it is refused).
 --
 --   local audience = require "alipay.campaign.audience"
 --   local source, err, detail = audience.open(spec.audience, { life = <alipay.messaging.lifeaccount>, sleep_ms = fn })
@@ -193,11 +195,11 @@ end
 function M.kind(a)
   if type(a) ~= "table" then return nil, "audience: expected a table" end
   local kinds = {}
-  for _, k in ipairs { "file", "userids", "recipients", "followers" } do
+  for _, k in ipairs { "file", "userids", "recipients", "followers", "crowd", "label" } do
     if a[k] ~= nil then kinds[#kinds + 1] = k end
   end
   if #kinds ~= 1 then
-    return nil, "audience: give exactly one of file, userids, recipients, followers"
+    return nil, "audience: give exactly one of file, userids, recipients, followers, crowd, label"
   end
   local kind = kinds[1]
   if kind == "file" then
@@ -207,6 +209,14 @@ function M.kind(a)
     end
   elseif kind == "followers" then
     if a.followers ~= true then return nil, "audience.followers: expected true" end
+  elseif kind == "crowd" or kind == "label" then
+    local v = a[kind]
+    if kind == "label" and math.type(v) == "integer" then v = tostring(v) end
+    -- No length is documented for either: only what cannot be a code.
+    if type(v) ~= "string" or v == "" or control_chars.find(v) or v:find("%s") then
+      return nil, ("audience.%s: expected a %s without spaces or control characters"):format(kind,
+        kind == "crowd" and "crowd code" or "label id")
+    end
   elseif type(a[kind]) ~= "table" then
     return nil, ("audience.%s: expected a list"):format(kind)
   end
@@ -217,6 +227,7 @@ function M.describe(a)
   local kind = M.kind(a)
   if kind == "file" then return { file = a.file, format = format_of(a) } end
   if kind == "followers" then return { followers = true } end
+  if kind == "crowd" or kind == "label" then return { [kind] = tostring(a[kind]) } end
   return { [kind] = #a[kind] }
 end
 
@@ -248,6 +259,8 @@ local function empty_message(kind, a)
       and "the file is empty or has only blank lines" or "only a header row")
   elseif kind == "followers" then
     return "the Life Account has no followers: the audience has no recipients"
+  elseif kind == "crowd" or kind == "label" then
+    return ("audience.%s: nothing to read"):format(kind)
   end
   return ("audience.%s has no recipients (an empty list)"):format(kind)
 end
@@ -260,6 +273,11 @@ local function open_source(kind, a, opts)
     return open_list(a.userids, userid_entry, { userid = true })
   elseif kind == "recipients" then
     return open_list(a.recipients, recipient_entry, nil)
+  elseif kind == "crowd" then
+    -- No columns: a crowd's data has no placeholders (campaign.create says so).
+    return open_list({ a.crowd }, function(i, code) return { line = i, crowd = code, fields = {} } end, {})
+  elseif kind == "label" then
+    return errors.fail("input", "audience.label: a template campaign cannot send to a label")
   end
   return open_followers(opts.life, opts.sleep_ms)
 end

@@ -15,7 +15,9 @@
 --   DUPLICATE     the same id type + id as an earlier line ("duplicate of line N")
 -- Recipients are identified by an explicit column/field: user_id, open_id,
 -- alipay_id + id_type, or userid (resolved through the bindings). The id type
--- is never guessed from the id.
+-- is never guessed from the id. A crowd audience is one row, id_type
+-- "crowd" and the crowd code (alipay.campaign.crowd).
+local crowd = require "alipay.campaign.crowd"
 local errors = require "alipay.errors"
 
 local M = {}
@@ -101,11 +103,15 @@ end
 local function row_of(entry, opts)
   local now = opts.now()
   local base = { line = entry.line, updated_at = now, checked = true }
-  local function with(t)
+  local function with(t, extra)
+    for k, v in pairs(extra or {}) do t[k] = v end
     for k, v in pairs(base) do if t[k] == nil then t[k] = v end end
     return t
   end
   if entry.error then return with(skip("INVALID_ROW", entry.error)) end
+  -- A crowd's one entry: a row for the batch send (its data is fixed, and
+  -- Alipay, not a subscription query, decides who in it gets the message).
+  if entry.crowd then return with(crowd.row_fields(entry.crowd), { status = "pending" }) end
   local who, skipped, userid = recipient_of(entry, opts.channel, opts.users)
   if not who then
     skipped.userid = userid

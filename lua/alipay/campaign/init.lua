@@ -28,11 +28,15 @@
 -- data does not fit it).
 --
 -- spec = { id = "spring-sale" (optional: generated), channel = "<channel code>",
---          template = "<template id>", audience = {file=} | {userids=} | {recipients=} | {followers=true},
+--          template = "<template id>", audience = {file=} | {userids=} | {recipients=} | {followers=true}
+--                                               | {crowd="<crowd code>"} (mini programs: one batch send),
 --          data = {...}, page = "...", policy = {in_flight=, qps=, max_attempts=, backoff_ms=,
 --          max_backoff_ms=, retry_unknown=, max_throttled_s=, stale_after_s=, drain_s=} }
 -- (alipay.campaign.definition checks it; alipay.campaign.audience and
--- .importer say how audiences are read; .outcome says what every answer does.)
+-- .importer say how audiences are read; .crowd what a crowd campaign is and
+-- why a label audience is refused; .outcome says what every answer does.)
+-- A crowd campaign's status and run summary carry `crowd` (crowd.report):
+-- its code, the batch_msg_id and a line saying what was done.
 --
 -- Statuses: created -> running -> completed | stopped. A campaign whose
 -- runner died (kill -9, a crash) reads "interrupted" until it is run again;
@@ -68,6 +72,7 @@ local importer = require "alipay.campaign.importer"
 local message = require "alipay.campaign.message"
 local sender = require "alipay.campaign.dispatch"
 local outcome = require "alipay.campaign.outcome"
+local crowd = require "alipay.campaign.crowd"
 local state = require "alipay.campaign.lease"
 local export = require "alipay.campaign.export"
 local clock = require "alipay.campaign.clock"
@@ -229,6 +234,8 @@ function M.create(ctx, spec)
   end
   local msg = message.new { channel = channel, registry = ctx.registry, template = def.template,
                             data = def.data, page = def.page }
+  local refused, field = crowd.refusal(def.audience, channel.kind, msg.names)
+  if refused then return errors.fail("input", { field = field, msg = "campaign: " .. refused }) end
   local done, total, ierr, idetail = pcall(import_audience, ctx, def, msg, state.identity())
   if not done then return errors.fail("store", "campaign: " .. tostring(total)) end
   if not total then return nil, ierr, idetail end
@@ -258,6 +265,7 @@ local function status_of(ctx, row)
     status = status, stop_reason = reason, total = row.total,
     counts = assert(store:recipient_counts(row.id)), by_code = assert(store:recipient_codes(row.id)),
     unknown_by_reason = assert(store:recipient_unknown_reasons(row.id)),
+    crowd = spec and spec.audience and spec.audience.crowd and crowd.report(store, row.id) or nil,
     created_at = row.created_at, started_at = row.started_at, finished_at = row.finished_at,
   }
 end
@@ -395,6 +403,9 @@ local function end_run(self, row, s, stop_reason, on_progress)
   end
   local summary = summary_of(self, s, status, stop_reason, counts)
   summary.signal = s and s.signal or nil
+  local spec = decode_spec(row.spec)
+  summary.crowd = spec and spec.audience and spec.audience.crowd and crowd.report(store, self.id) or nil
+  if summary.crowd then log(ctx, "info", ("campaign %s: %s"):format(self.id, summary.crowd.text)) end
   log(ctx, status == "completed" and "info" or "warn", ("campaign %s %s: %d sent, %d failed, %d skipped, %d unknown%s")
     :format(self.id, status, counts.sent, counts.failed, counts.skipped, counts.unknown,
       stop_reason and (" (" .. stop_reason .. ")") or ""))

@@ -12,8 +12,9 @@
 --   msg:render(vars) -> data, page | nil, err     one recipient's content
 --   msg:check(data, page) -> true | nil, err, detail   the registry's checks, as the send will make them
 --   msg:check_row(data, page)                     the same, the template read once (imports)
---   msg:prepare(recipient, data, page) -> req, ctx | nil, err, detail   (the channel module's prepare_send)
---   msg:finish(ctx, res, err, detail) -> node | nil, err, detail
+--   msg:prepare(recipient, data, page) -> req, ctx | nil, err, detail   (the channel module's prepare_send;
+--                                                 a crowd, {id_type = "crowd", id = code}: one batch send)
+--   msg:finish(ctx, res, err, detail) -> node | nil, err, detail   (a batch send's: {batch_msg_id =})
 --   msg:prepare_check(recipient) -> req, ctx | nil, err, detail   mini programs: the subscription
 --   msg:finish_check(ctx, res, err, detail) -> {subscribed=, type=, state=, ...} | nil, err, detail
 --                                                 query of one recipient
@@ -26,6 +27,8 @@
 -- them concurrently, like its sends.
 local kinds = require "alipay.messaging.kinds"
 local mini = require "alipay.messaging.mini"
+local mini_batch = require "alipay.messaging.mini_batch"
+local crowd = require "alipay.campaign.crowd"
 local data_mod = require "alipay.campaign.data"
 local errors = require "alipay.errors"
 local control_chars = require "alipay.util.control_chars"
@@ -163,7 +166,23 @@ function Message:render(vars)
   return data, page
 end
 
+-- A crowd's row is sent as one batch send (docs/messaging.md §3.5) of the
+-- same template, data and page; its ctx is marked so that finish reads the
+-- batch send's answer.
+local function prepare_batch(self, code, data, page)
+  self.batch = self.batch or mini_batch.new(self.channel, self.registry)
+  local req, ctx, detail = self.batch:prepare_batchsend(self.template_id, data, { crowd_code = code, page = page })
+  if not req then return nil, ctx, detail end
+  return req, { batch = ctx }
+end
+
 function Message:prepare(recipient, data, page)
+  if recipient.id_type == crowd.ID_TYPE then
+    if self.kind ~= "alipaymini" then
+      return errors.fail("invalid", { reason = "recipient", msg = "a crowd is a mini-program audience" })
+    end
+    return prepare_batch(self, recipient.id, data, page)
+  end
   if self.kind == "alipaylife" then
     return self.api:prepare_send(recipient, self.template_id, data)
   end
@@ -171,6 +190,7 @@ function Message:prepare(recipient, data, page)
 end
 
 function Message:finish(ctx, res, err, detail)
+  if ctx.batch then return self.batch:finish_batchsend(ctx.batch, res, err, detail) end
   return self.api:finish_send(ctx, res, err, detail)
 end
 

@@ -10,7 +10,7 @@
 --              transient = bool (the platform or the network failed), answered = bool (it worked)}
 --
 -- Sends:
---   * success -> sent.
+--   * success -> sent (a crowd's batch send keeps its batch_msg_id in msg).
 --   * throttled (40005 ...): back to pending after a backoff; the limiter
 --     halves the rate. Not counted toward max_attempts: slowing down is the
 --     fix, not giving up.
@@ -38,6 +38,7 @@
 -- never left (unknown == false: connect, resolve, tls) is not unknown at
 -- all: the row goes back to pending and the attempt is given back.
 local classify = require "alipay.classify"
+local crowd = require "alipay.campaign.crowd"
 
 local M = {}
 
@@ -154,6 +155,8 @@ function M.send(row, node, err, rules)
   row = copy(row)
   if node then
     row.status, row.code, row.sub_code, row.msg = "sent", node.code or "10000", nil, nil
+    -- A crowd's batch send: its id is the one record Alipay gives of it.
+    if row.id_type == crowd.ID_TYPE then row.msg = crowd.batch_msg(node.batch_msg_id) end
     return row, { finished = true, answered = true }
   end
   with_codes(row, err)

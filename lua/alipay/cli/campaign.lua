@@ -139,6 +139,11 @@ end
 
 local function print_summary(out, status, run)
   for _, line in ipairs(progress.summary(status)) do out.line("%s", line) end
+  -- A crowd campaign's one row is a batch send, not a recipient: say so.
+  if status.crowd then
+    out.line("")
+    out.line("  %s", status.crowd.text)
+  end
   unknown_lines(out, status)
   if run then
     out.line("")
@@ -238,8 +243,8 @@ local function read_data(args)
 end
 
 local function spec_of(args, channel)
-  if args.audience == nil and not args.followers then
-    return nil, common.usage("--audience FILE or --followers is required")
+  if args.audience == nil and not args.followers and args.crowd == nil and args.label == nil then
+    return nil, common.usage("--audience FILE, --followers or --crowd CODE is required")
   end
   local data, err, detail = read_data(args)
   if not data then return nil, err, detail end
@@ -250,7 +255,8 @@ local function spec_of(args, channel)
   }
   return {
     id = args.id, channel = channel.code, template = args.template, data = data, page = args.page,
-    audience = args.audience and { file = args.audience } or { followers = true },
+    audience = args.audience and { file = args.audience } or args.crowd and { crowd = args.crowd }
+      or args.label and { label = args.label } or { followers = true },
     policy = next(policy) and policy or nil,
   }
 end
@@ -501,7 +507,12 @@ function M.configure(cmd, cli)
     .. "msg_template_id, a mini program's template id)."):argname("<id>"):count(1)
   run_cmd:mutex(
     run_cmd:option("--audience", "Recipients: a CSV file (with a header row) or JSONL (.jsonl)."):argname("<file>"),
-    run_cmd:flag("--followers", "Send to every follower of the Life Account instead of --audience."))
+    run_cmd:flag("--followers", "Send to every follower of the Life Account instead of --audience."),
+    run_cmd:option("--crowd", "Mini programs: send to a crowd (棋盘人群) in one batch send; Alipay chooses its "
+      .. "subscribed users and reports no per-user results (--data without placeholders)."):argname("<code>"),
+    -- Accepted so that the refusal can say what Alipay offers instead.
+    run_cmd:option("--label", "Refused: Alipay sends a label text or image-text only (`alipay broadcast "
+      .. "text|image-text --label ID`), never a template message."):argname("<id>"))
   run_cmd:mutex(
     run_cmd:option("--data", "Message data as a JSON object; \"{column}\" is replaced per recipient.")
       :argname("<json>"),

@@ -161,12 +161,30 @@ local function dispatch(handlers, event, info, key, ctx)
   return "fail", info
 end
 
--- The app named in a biz_content XML (AppId), when it names one.
-local function check_xml_app_id(client, event)
+-- The app named in a biz_content XML (AppId), when it names one. A message
+-- whose form carries no app_id (the check always; Life Account messages
+-- perhaps: the one public sample of Alipay's has none, docs/conformance.md)
+-- must name this app there, inside the signed text.
+local function check_xml_app_id(client, event, params)
   if event.AppId ~= nil and event.AppId ~= client.config.app_id then
     return refusal.new("foreign_app", "biz_content AppId " .. loggable(event.AppId) .. " is not this client's (" ..
       client.config.app_id .. ")", { verified = true })
   end
+  if event.AppId == nil and params.app_id == nil then
+    return refusal.new("foreign_app", "the message names no app: neither an app_id field nor an AppId in " ..
+      "biz_content", { verified = true })
+  end
+end
+
+-- The event of a Life Account message: EventType under MsgType "event",
+-- as our docs have it (docs/protocol.md §3.5); the one public sample of
+-- Alipay's has the two the other way round (MsgType "click", EventType
+-- "event"), so whichever of the two is not "event" names it.
+local function event_name(event)
+  local msg_type, event_type = event.MsgType, event.EventType
+  if event_type ~= nil and event_type ~= "event" then return event_type end
+  if msg_type ~= nil and msg_type ~= "event" then return msg_type end
+  return event_type or msg_type
 end
 
 -- The check is answered, never dispatched: no replay store, no age (it
@@ -179,7 +197,7 @@ local function handle_check(client, params, info, ctx)
   if not event or info.event ~= "verifygw" then
     detail = refusal.new("malformed", xerr or "the gateway check is not a verifygw event", { verified = true })
   else
-    detail = check_xml_app_id(client, event)
+    detail = check_xml_app_id(client, event, params)
   end
   if detail then return refuse(client, info, detail, ctx.log, params) end
   return gateway.check_reply(client, true), info
@@ -193,14 +211,14 @@ local function handle_life_account(client, params, handlers, info, ctx)
   if not event then
     detail = refusal.new("malformed", xerr, { verified = true })
   else
-    detail = check_xml_app_id(client, event)
+    detail = check_xml_app_id(client, event, params)
   end
   if not detail then
     local created = type(event.CreateTime) == "string" and event.CreateTime or nil
     detail = freshness.check(ctx.fresh, freshness.millis(created), "CreateTime", created)
   end
   if detail then return refuse(client, info, detail, ctx.log, params) end
-  info.event = event.EventType or event.MsgType
+  info.event = event_name(event)
   local user = event.FromUserId or event.FromAlipayUserId or event.UserId
   local key = replay.key("gateway", "life_account", (type(user) == "string" and user or "-") .. ":" ..
     event.CreateTime .. ":" .. tostring(info.event))
@@ -256,8 +274,10 @@ function gateway.handle(client, body, handlers, opts)
     return refuse(client, info, refusal.new("misdirected", "the app gateway does not take this message (" ..
       loggable(info.service) .. "): a notification goes to notify_url"), ctx.log, raw)
   end
+  -- app_id may be absent from the check and from Life Account messages:
+  -- their signed XML names the app (check_xml_app_id).
   detail = signature.check(client, raw, message_kind.RULE[info.kind], ctx.accepted, ctx.names,
-                           info.kind == "check")
+                           info.kind == "check" or info.kind == "life_account")
   if detail then return refuse(client, info, detail, ctx.log, raw) end
   local params
   params, _, detail = values.of(raw)

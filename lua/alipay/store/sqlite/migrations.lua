@@ -119,4 +119,48 @@ return {
         WHERE status = 'unknown']],
     },
   },
+  {
+    version = 4,
+    name = "004_crowd_recipients",
+    -- A campaign whose audience is a crowd (docs/messaging.md §6.2) stores one
+    -- row for the crowd: id_type 'crowd', alipay_id the crowd code. SQLite
+    -- cannot change a CHECK in place, so the table is rebuilt with every row
+    -- and column as it was, and its two indexes made again.
+    statements = {
+      [[CREATE TABLE campaign_recipients_004 (
+          campaign        TEXT NOT NULL,
+          line            INTEGER NOT NULL,
+          userid          TEXT,
+          id_type         TEXT CHECK (id_type IN ('user_id', 'open_id', 'crowd')),
+          alipay_id       TEXT,              -- the Alipay id, or the crowd code (id_type crowd)
+          vars            TEXT,
+          status          TEXT NOT NULL
+            CHECK (status IN ('pending', 'inflight', 'sent', 'failed', 'skipped', 'unknown')),
+          checked         INTEGER NOT NULL DEFAULT 1,
+          dup_of          INTEGER,
+          code            TEXT,
+          sub_code        TEXT,
+          msg             TEXT,
+          attempts        INTEGER NOT NULL DEFAULT 0,
+          tries           INTEGER NOT NULL DEFAULT 0,
+          uncertain       INTEGER NOT NULL DEFAULT 0,
+          next_attempt_at INTEGER NOT NULL DEFAULT 0,
+          updated_at      INTEGER NOT NULL,
+          lease_token     INTEGER NOT NULL DEFAULT 0,
+          unknown_reason  TEXT CHECK (unknown_reason IS NULL OR unknown_reason
+            IN ('timeout', 'reset', 'truncated', 'http_5xx', 'unverified', 'runner_died', 'superseded', 'interrupted')),
+          PRIMARY KEY (campaign, line)
+        )]],
+      [[INSERT INTO campaign_recipients_004 (campaign, line, userid, id_type, alipay_id, vars, status, checked, dup_of,
+          code, sub_code, msg, attempts, tries, uncertain, next_attempt_at, updated_at, lease_token, unknown_reason)
+        SELECT campaign, line, userid, id_type, alipay_id, vars, status, checked, dup_of, code, sub_code, msg, attempts,
+          tries, uncertain, next_attempt_at, updated_at, lease_token, unknown_reason FROM campaign_recipients]],
+      [[DROP TABLE campaign_recipients]],
+      [[ALTER TABLE campaign_recipients_004 RENAME TO campaign_recipients]],
+      [[CREATE UNIQUE INDEX campaign_recipients_once
+          ON campaign_recipients (campaign, id_type, alipay_id) WHERE dup_of IS NULL AND alipay_id IS NOT NULL]],
+      [[CREATE INDEX campaign_recipients_by_status
+          ON campaign_recipients (campaign, status, line)]],
+    },
+  },
 }
