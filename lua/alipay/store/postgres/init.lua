@@ -72,12 +72,7 @@ local SQL = {
   schema_exists = "SELECT CAST(to_regclass('alipay_schema') AS TEXT) AS t",
   schema_version = "SELECT CAST(coalesce(max(version), 0) AS TEXT) AS v FROM alipay_schema",
   schema_lock = "SELECT CAST(pg_advisory_xact_lock(?) AS TEXT) AS locked",
-  schema_create = [[
-    CREATE TABLE IF NOT EXISTS alipay_schema (
-      version    INTEGER PRIMARY KEY,
-      name       TEXT NOT NULL,
-      applied_at BIGINT NOT NULL
-    )]],
+  schema_create = MIGRATIONS.record,
   schema_record = "INSERT INTO alipay_schema (version, name, applied_at) VALUES (?, ?, ?)",
   tables = [[
     SELECT table_name AS name FROM information_schema.tables

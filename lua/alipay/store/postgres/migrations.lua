@@ -14,8 +14,15 @@
 --
 -- Rules: never edit or reorder a released entry; append a new one, and
 -- append its SQLite twin in the same change. Every table and index of the
--- store is created here (alipay_schema, the record, by the driver).
+-- store is created here, the record of the migrations too (.record: the
+-- driver creates it, under the migration lock, before it reads it).
 return {
+  record = [[
+    CREATE TABLE IF NOT EXISTS alipay_schema (
+      version    INTEGER PRIMARY KEY,   -- one row per migration applied
+      name       TEXT NOT NULL,
+      applied_at BIGINT NOT NULL        -- Unix seconds
+    )]],
   {
     version = 1,
     name = "001_templates_bindings_meta",
@@ -72,7 +79,7 @@ return {
           campaign        TEXT NOT NULL,
           line            INTEGER NOT NULL,  -- the audience line (or list index): every input line has a row
           userid          TEXT,              -- the business user id, when the audience gave one
-          id_type         TEXT CHECK (id_type IN ('user_id', 'open_id')),
+          id_type         TEXT CONSTRAINT campaign_recipients_id_type CHECK (id_type IN ('user_id', 'open_id')),
           alipay_id       TEXT,
           vars            TEXT,              -- JSON object: the line's values for {column} placeholders
           status          TEXT NOT NULL
@@ -114,6 +121,19 @@ return {
           WHEN code = 'SIGNATURE' THEN 'unverified'
           ELSE NULL END
         WHERE status = 'unknown']],
+    },
+  },
+  {
+    version = 4,
+    name = "004_crowd_recipients",
+    -- A campaign whose audience is a crowd (docs/messaging.md §6.2) stores one
+    -- row for the crowd: id_type 'crowd', alipay_id the crowd code. SQLite
+    -- rebuilds its table to change the CHECK; PostgreSQL replaces the
+    -- constraint in place (002 named it for this).
+    statements = {
+      [[ALTER TABLE campaign_recipients DROP CONSTRAINT campaign_recipients_id_type]],
+      [[ALTER TABLE campaign_recipients ADD CONSTRAINT campaign_recipients_id_type
+          CHECK (id_type IN ('user_id', 'open_id', 'crowd'))]],
     },
   },
 }
