@@ -96,6 +96,17 @@ describe("store.open of a PostgreSQL URL", function()
     assert.is_nil(merr:find(secret, 1, true))
   end)
 
+  it("masks the password in any driver message, and keeps it off the store object", function()
+    local clean = require("alipay.store.postgres").clean
+    assert.are.equal("login as x with *** failed", clean("login as x with p%a.s-s failed", "p%a.s-s"))
+    assert.are.equal("ERROR-free: one line", clean("ERROR:  ERROR-free: one line\nDETAIL:  Key (id)=(secret)"))
+    local st = assert(store.open(db_url))
+    for k, v in pairs(st) do
+      assert.is_false(type(v) == "string" and v:find(pg.PASSWORD, 1, true) ~= nil, k)
+    end
+    st:close()
+  end)
+
   it("keeps values out of error messages, and the first line only", function()
     local st = assert(store.open(db_url))
     local secret = "2088999999999999"

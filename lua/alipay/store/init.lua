@@ -153,8 +153,8 @@ function store.missing(st)
   return lacking
 end
 
--- store.open(path | url | {path=, driver=, ...}) -> store | nil, err, detail.
--- Without a driver, path picks it: a URL by its scheme (alipay.store.url),
+-- store.open(path | url | {path= (or url=), driver=, ...}) -> store | nil, err, detail.
+-- Without a driver, the location picks it: a URL by its scheme (alipay.store.url),
 -- anything else is an SQLite file. The backend's module has open(opts) ->
 -- store | nil, err, detail.
 function store.open(opts)
@@ -165,8 +165,9 @@ function store.open(opts)
   local name = opts.driver
   if name == nil then
     local why
-    name, why = url.backend(opts.path)
-    if not name then return errors.fail("input", ("store.open: %s: %s"):format(url.redact(opts.path), why)) end
+    local location = opts.url or opts.path
+    name, why = url.backend(location)
+    if not name then return errors.fail("input", ("store.open: %s: %s"):format(url.redact(location), why)) end
   end
   local module_name = store.backends[name]
   if not module_name then

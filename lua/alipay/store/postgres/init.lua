@@ -43,6 +43,11 @@ local function fail(kind, msg) return errors.fail(kind, msg) end
 
 local postgres = {}
 
+-- Each open store's password, to mask it in driver messages; kept off the
+-- store object, so that dumping a store (a debugger, a log of a table)
+-- never shows it. Weak keys: a store that is collected takes it along.
+local passwords = setmetatable({}, { __mode = "k" })
+
 local Store = {}
 Store.__index = Store
 
@@ -124,7 +129,7 @@ postgres.SQL = SQL
 -- luadbi's and PostgreSQL's messages -> one line without values (header).
 local function clean(msg, password)
   msg = tostring(msg)
-  if password and #password >= 4 then msg = msg:gsub(password:gsub("%p", "%%%0"), "***") end
+  if password and #password >= 4 then msg = msg:gsub((password:gsub("%p", "%%%0")), "***") end
   msg = msg:gsub("^Error executing statement parameters: ", ""):gsub("^Error preparing statement handle: ", "")
     :gsub("^Failed to connect to database: ", "")
   msg = msg:match("^%s*([^\n]*)") or msg
@@ -161,7 +166,7 @@ function Store:statement(op, sql)
   if stmt then return stmt end
   if not self.db then return fail("state", op .. ": the store is closed") end
   local ok, handle, err = pcall(self.db.prepare, self.db, sql)
-  if not ok or not handle then return self:fail_op(op, clean(ok and err or handle, self.password)) end
+  if not ok or not handle then return self:fail_op(op, clean(ok and err or handle, passwords[self])) end
   self.statements[sql] = handle
   return handle
 end
@@ -171,7 +176,7 @@ local function run(self, op, sql, ...)
   if not handle then return nil, err, detail end
   local n = select("#", ...)
   local ok, done, eerr = pcall(handle.execute, handle, table.unpack(bindable(n, ...), 1, n))
-  if not ok or not done then return self:fail_op(op, clean(ok and eerr or done, self.password)) end
+  if not ok or not done then return self:fail_op(op, clean(ok and eerr or done, passwords[self])) end
   return handle
 end
 
@@ -180,7 +185,7 @@ function Store:exec(op, sql, ...)
   local handle, err, detail = run(self, op, sql, ...)
   if not handle then return nil, err, detail end
   local ok, n = pcall(handle.affected, handle)
-  if not ok then return self:fail_op(op, clean(n, self.password)) end
+  if not ok then return self:fail_op(op, clean(n, passwords[self])) end
   return n
 end
 
@@ -192,7 +197,7 @@ function Store:query(op, sql, ...)
   local ok, ferr = pcall(function()
     for row in handle:rows(true) do rows[#rows + 1] = row end
   end)
-  if not ok then return self:fail_op(op, clean(ferr, self.password)) end
+  if not ok then return self:fail_op(op, clean(ferr, passwords[self])) end
   return rows
 end
 
@@ -315,8 +320,8 @@ function postgres.open(opts)
   db:autocommit(true) -- ends the BEGIN the driver opened
   local self = setmetatable({
     db = db, path = shown, statements = {}, depth = 0, readonly = opts.readonly and true or nil,
-    password = password,
   }, Store)
+  passwords[self] = password
   local function refuse(kind, msg)
     self:close()
     return fail(kind, ("store.open: %s: %s"):format(shown, msg))
@@ -394,7 +399,7 @@ function Store:close()
   end
   self.db:close()
   self.db = nil
-  self.password = nil
+  passwords[self] = nil
   return true
 end
 
