@@ -90,14 +90,14 @@ describe("alipay campaign on a PostgreSQL store", function()
     code, out = alipay("campaign list --config " .. q(config))
     assert.equal(0, code)
     assert.truthy(out:find("pg1", 1, true))
-    code, _, err = alipay("campaign export pg1 --output " .. q(dir .. "/pg1.csv") .. " --config " .. q(config))
+    code, out, err = alipay("campaign export pg1 --output " .. q(dir .. "/pg1.csv") .. " --config " .. q(config))
     assert.equal(0, code, err)
     local rows = 0
     for _ in io.lines(dir .. "/pg1.csv") do rows = rows + 1 end
     assert.equal(45, rows) -- a header and every line
-    code, _, err = alipay("campaign delete pg1 --force --config " .. q(config))
+    code, out, err = alipay("campaign delete pg1 --force --config " .. q(config))
     assert.equal(0, code, err)
-    code = alipay("campaign status pg1 --config " .. q(config))
+    code, out, err = alipay("campaign status pg1 --config " .. q(config))
     assert.equal(1, code)
     assert.is_nil((out .. err):find(pg.PASSWORD, 1, true))
   end)
