@@ -2,7 +2,8 @@
 -- docs/messaging.md §6.4), what issue 16's workers build on: claimers
 -- never wait for each other and never get the same row (FOR UPDATE SKIP
 -- LOCKED), an acquire waits for a claim in progress (the campaign row held
--- FOR SHARE), and the token it supersedes writes nothing afterwards.
+-- FOR SHARE), the token it supersedes writes nothing afterwards, and a
+-- campaign id created twice at once is a state error, not a constraint one.
 -- Against a real server (spec/support/postgres.lua).
 local helpers = require "helpers"
 local pg = require "support.postgres"
@@ -116,6 +117,44 @@ describe("the PostgreSQL store under concurrent connections", function()
     -- The new token settles what the old one left in flight.
     assert.are.equal(3, b:recipients_interrupted("c", T + 1, "superseded", "superseded", NOW + 72))
     assert.same({ superseded = 3 }, b:recipient_unknown_reasons("c"))
+  end)
+
+  it("of two processes creating one campaign id at once, the second gets kind state", function()
+    local dir = helpers.tmpdir()
+    local script, out = dir .. "/insert.lua", dir .. "/out"
+    helpers.write(script, ([[
+      package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+      local st = assert(require("alipay.store").open(%q))
+      local ok, err, detail = st:campaign_insert { id = "dup", channel = "l", template = "t", kind = "alipaylife",
+        spec = "{}", status = "created", created_at = 1 }
+      local f = assert(io.open(%q, "w"))
+      f:write(ok and "inserted" or (detail.kind .. " " .. err))
+      f:close()
+      st:close()
+    ]]):format(u, out))
+    a:transaction(function(s)
+      assert(s:campaign_insert { id = "dup", channel = "l", template = "t", kind = "alipaylife", spec = "{}",
+                                 status = "created", created_at = 1 })
+      assert(helpers.run("lua5.4 " .. script .. " >/dev/null 2>&1 &"))
+      -- The other insert waits for this transaction (the id's unique entry is not committed yet).
+      local waiting
+      for _ = 1, 100 do
+        local rows = assert(b:query("t", [[SELECT CAST(count(*) AS TEXT) AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock']]))
+        waiting = rows[1].n ~= "0"
+        if waiting then break end
+        assert(b:query("t", "SELECT CAST(pg_sleep(0.05) AS TEXT) AS s"))
+      end
+      assert.is_true(waiting, "the second insert did not wait")
+    end)
+    local got
+    for _ = 1, 200 do
+      local f = io.open(out)
+      if f then got = f:read("a") f:close() end
+      if got and got ~= "" then break end
+      assert(b:query("t", "SELECT CAST(pg_sleep(0.05) AS TEXT) AS s"))
+    end
+    assert.are.equal("state campaign_insert: a campaign dup already exists", got)
   end)
 
   it("four processes claiming from one campaign never get the same row", function()
