@@ -149,6 +149,36 @@ describe("store.open of a PostgreSQL URL", function()
     st:close()
   end)
 
+  it("sorts as SQLite does (bytes, NULLs first) whatever the database's collation", function()
+    local name = "icu_" .. db_url:match("/([^/]+)$")
+    assert(pg.admin_exec(("CREATE DATABASE %s TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'")
+      :format(name)))
+    local st = assert(store.open(pg.url_of(name)))
+    for _, c in ipairs { "a", "B", "b", "A" } do
+      assert(st:template_put { channel = c, id = "t", keywords = {}, kind = "alipaylife" })
+    end
+    local channels = {}
+    for i, t in ipairs(assert(st:template_list())) do channels[i] = t.channel end
+    assert.same({ "A", "B", "a", "b" }, channels) -- en-US would say a, A, b, B
+    local rows = assert(st:query("t", "SELECT string_agg(channel, ',' ORDER BY channel) AS s FROM templates"))
+    assert.are.equal("a,A,b,B", rows[1].s) -- the database's own order differs indeed
+    assert(st:campaign_insert { id = "c", channel = "a", template = "t", kind = "alipaylife", spec = "{}",
+                                status = "created", created_at = 1 })
+    st:transaction(function(s)
+      assert(s:recipients_add("c", {
+        { line = 1, id_type = "user_id", alipay_id = "2088000000000001", status = "failed", code = "b",
+          updated_at = 1 },
+        { line = 2, id_type = "user_id", alipay_id = "2088000000000002", status = "failed", updated_at = 1 },
+        { line = 3, id_type = "user_id", alipay_id = "2088000000000003", status = "failed", code = "B",
+          updated_at = 1 },
+      }))
+    end)
+    local codes = {}
+    for i, c in ipairs(assert(st:recipient_codes("c"))) do codes[i] = tostring(c.code) end
+    assert.same({ "nil", "B", "b" }, codes)
+    st:close()
+  end)
+
   it("a statement failed inside a transaction: it raises at the end and keeps nothing", function()
     local st = assert(store.open(db_url))
     local ok, err = pcall(st.transaction, st, function(s)
