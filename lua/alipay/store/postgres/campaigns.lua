@@ -91,15 +91,17 @@ local SQL = {
     WHERE campaign = ? AND line = ?]],
   -- The due pending rows, taken (SKIP LOCKED: never a row another claimer
   -- holds) and marked inflight under the token in one statement; a
-  -- subscription check (checked = 0) does not count as a send attempt.
+  -- subscription check (checked = 0) does not count as a send attempt. The
+  -- taken lines are an array the UPDATE finds by primary key: a join with
+  -- them was planned as a scan of every pending row per taken one while the
+  -- table had no statistics (right after an import), 40 ms a claim of 50.
   recipients_claim = [[
-    WITH picked AS (
-      SELECT line FROM campaign_recipients
-      WHERE campaign = ? AND status = 'pending' AND next_attempt_at <= ?
-      ORDER BY line LIMIT ? FOR UPDATE SKIP LOCKED)
     UPDATE campaign_recipients r SET status = 'inflight', attempts = r.attempts + r.checked, lease_token = ?,
       updated_at = ?
-    FROM picked WHERE r.campaign = ? AND r.line = picked.line AND r.status = 'pending'
+    WHERE r.campaign = ? AND r.status = 'pending' AND r.line = ANY (ARRAY (
+      SELECT line FROM campaign_recipients
+      WHERE campaign = ? AND status = 'pending' AND next_attempt_at <= ?
+      ORDER BY line LIMIT ? FOR UPDATE SKIP LOCKED))
     RETURNING ]] .. RECIPIENT_COLUMNS,
   recipient_finish = [[
     UPDATE campaign_recipients SET status = ?, checked = ?, code = ?, sub_code = ?, msg = ?, attempts = ?,
@@ -324,7 +326,7 @@ end
 function methods:recipients_claim(id, token, now_ms, limit, at)
   return atomically(self, "recipients_claim", function()
     if not token_current(self, "recipients_claim", SQL.campaign_token_shared, id, token) then return false end
-    local rows = must(self:query("recipients_claim", SQL.recipients_claim, id, now_ms, limit, token, at, id))
+    local rows = must(self:query("recipients_claim", SQL.recipients_claim, token, at, id, id, now_ms, limit))
     rows_of(rows, recipient_from_row)
     table.sort(rows, by_line) -- RETURNING has no order
     return rows
