@@ -47,6 +47,21 @@ describe("alipay.store.url", function()
   end)
 end)
 
+describe("store.open of a PostgreSQL URL without lua-dbi-postgresql", function()
+  it("names the package to install, not a connection failure", function()
+    local saved = { backend = package.loaded["alipay.store.postgres"], driver = package.loaded["dbd.postgresql"] }
+    package.loaded["alipay.store.postgres"], package.loaded["dbd.postgresql"] = nil, nil
+    package.preload["dbd.postgresql"] = function() error("module 'dbd.postgresql' not found") end
+    local st, err, detail = store.open("postgresql://u:secret-pw@127.0.0.1:1/db")
+    package.preload["dbd.postgresql"] = nil
+    package.loaded["alipay.store.postgres"], package.loaded["dbd.postgresql"] = saved.backend, saved.driver
+    assert.is_nil(st)
+    assert.are.equal("store", detail.kind)
+    assert.matches("^store.open: lua%-dbi%-postgresql is not installed %(apt%-get install lua%-dbi%-postgresql%)", err)
+    assert.is_nil(err:find("secret-pw", 1, true))
+  end)
+end)
+
 describe("store.open of a PostgreSQL URL", function()
   local db_url
   before_each(function()

@@ -19,10 +19,10 @@
 --             version's, else kind "state"), so it serves a file on a
 --             read-only mount or one this user may not write. Every method
 --             that writes then fails (kind "store") naming the file.
---   adopt     a file that holds another application's tables and no
---             lua-alipay schema is refused (kind "state", naming the file and
---             one of its tables) rather than silently given our tables;
---             adopt = true shares the file on purpose.
+--   adopt     a file (a database's current schema) that holds another
+--             application's tables and no lua-alipay schema is refused (kind
+--             "state", naming the file and one of its tables) rather than
+--             silently given our tables; adopt = true shares it on purpose.
 --
 -- Conventions of every method: a failure returns nil, err, detail
 -- (docs/errors.md): err is a one-line string that names the operation
@@ -52,7 +52,8 @@
 -- the token it holds: a runner whose token was superseded changes nothing.
 -- The methods marked [fenced] check the token in the same transaction as
 -- their writes, atomically with respect to campaign_acquire (SQLite: BEGIN
--- IMMEDIATE; PostgreSQL: lock the campaign row). The unfenced
+-- IMMEDIATE; PostgreSQL: lock the campaign row, FOR SHARE so that several
+-- claimers of one campaign run at once, docs/architecture.md §8). The unfenced
 -- recipient_update and campaign_update are for imports, tools and specs.
 local errors = require "alipay.errors"
 local url = require "alipay.store.url"

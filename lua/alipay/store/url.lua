@@ -51,7 +51,7 @@ end
 -- err never repeats the URL (it may hold a password). host "" (or a
 -- missing one) is libpq's default, the local socket.
 function M.parse(s)
-  if not M.is_url(s) then return nil, "not a URL" end
+  if not M.is_url(s) then return nil, "not a URL: postgresql://USER@HOST:PORT/DATABASE" end
   local scheme, rest = s:match("^([^:]+)://(.*)$")
   scheme = scheme:lower()
   if not M.SCHEMES[scheme] then return nil, ("unknown scheme %s://"):format(scheme) end

@@ -35,6 +35,13 @@
 -- sql, ...) -> rows and st:schema_version() are this driver's own (specs
 -- and migrations use them).
 local DBI_ok, DBI = pcall(require, "DBI")
+-- DBI loads a driver by name at connect time: ask for ours now, so that a
+-- host with only lua-dbi-sqlite3 hears which package is missing, not a
+-- connection failure.
+if DBI_ok then
+  local driver_ok, why = pcall(require, "dbd.postgresql")
+  if not driver_ok then DBI_ok, DBI = false, why end
+end
 local cjson = require("cjson").new()
 local errors = require "alipay.errors"
 local url = require "alipay.store.url"
