@@ -5,7 +5,8 @@
 -- the postgres system user (PostgreSQL refuses to run as root).
 --
 --   local pg = require "support.postgres"
---   local url, why = pg.url()              -- a new, empty database: postgresql://alipay:...@127.0.0.1:P/tN
+--   local url, why = pg.url()              -- a new, empty database: postgresql://alipay:PW@127.0.0.1:P/tN
+--   local url = pg.url(false)              -- the same without the password (PGPASSWORD=pg.PASSWORD)
 --   local st, why = pg.fresh_store()       -- the same, opened as a store
 --   pg.stop()                              -- the server is stopped and its directory removed
 --
@@ -136,7 +137,8 @@ end
 function M.port() return server and server.port end
 function M.dir() return server and server.dir end
 
--- The URL of database name (no password: callers add it or set PGPASSWORD).
+-- The URL of database name, with the password in it unless with_password
+-- is false (then the caller sets PGPASSWORD, or proves it is needed).
 function M.url_of(name, with_password)
   local auth = M.USER .. (with_password == false and "" or (":" .. M.PASSWORD))
   return ("postgresql://%s@127.0.0.1:%d/%s"):format(auth, server.port, name)
