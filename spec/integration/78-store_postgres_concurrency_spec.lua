@@ -2,7 +2,8 @@
 -- docs/messaging.md §6.4), what issue 16's workers build on: claimers
 -- never wait for each other and never get the same row (FOR UPDATE SKIP
 -- LOCKED), an acquire waits for a claim in progress (the campaign row held
--- FOR SHARE), the token it supersedes writes nothing afterwards, and a
+-- FOR KEY SHARE), answers and a heartbeat in one transaction beside
+-- another's answers (no deadlock), the token it supersedes writes nothing afterwards, and a
 -- campaign id created twice at once is a state error, not a constraint one.
 -- Against a real server (spec/support/postgres.lua).
 local helpers = require "helpers"
@@ -51,7 +52,7 @@ describe("the PostgreSQL store under concurrent connections", function()
     a:transaction(function(s)
       local mine = assert(s:recipients_claim("c", T, NOW * 1000, 5, NOW))
       assert.same({ 1, 2, 3, 4, 5 }, lines_of(mine))
-      -- a's transaction still holds its rows and the campaign row (FOR SHARE)
+      -- a's transaction still holds its rows and the campaign row (FOR KEY SHARE)
       local theirs, err = b:recipients_claim("c", T, NOW * 1000, 5, NOW)
       assert.is_table(theirs, err)
       assert.same({ 6, 7, 8, 9, 10 }, lines_of(theirs))
@@ -61,6 +62,33 @@ describe("the PostgreSQL store under concurrent connections", function()
     end)
     assert.same({ pending = 10, inflight = 5, sent = 5, failed = 0, skipped = 0, unknown = 0 },
       a:recipient_counts("c"))
+  end)
+
+  it("answers and a heartbeat in one transaction go through beside another's answers in progress", function()
+    -- campaign/dispatch.lua's transaction: recipients_finish, then campaign_heartbeat. Two
+    -- at once, each holding a share lock on the campaign row and then updating it, would
+    -- deadlock; under FOR KEY SHARE the heartbeat does not wait for the other's finish.
+    campaign_with(a, "c", 10)
+    local T = assert(a:campaign_acquire("c", 0, "host/1/a", NOW))
+    local mine = assert(a:recipients_claim("c", T, NOW * 1000, 5, NOW))
+    local theirs = assert(a:recipients_claim("c", T, NOW * 1000, 5, NOW))
+    for _, r in ipairs(mine) do r.status = "sent" end
+    for _, r in ipairs(theirs) do r.status = "sent" end
+    assert(a:exec("t", "SET statement_timeout = 3000"))
+    a:transaction(function(s)
+      assert.same({ 5, 0 }, { s:recipients_finish("c", T, theirs) })
+      local ok, err = b:transaction(function(other)
+        local w, r = other:recipients_finish("c", T, mine)
+        if not w then return nil, r end
+        local hb, herr = other:campaign_heartbeat("c", T, NOW + 1)
+        if hb == nil then return nil, herr end
+        return w == 5 and r == 0 and hb
+      end)
+      assert.is_true(ok, err)
+    end)
+    assert.same({ pending = 0, inflight = 0, sent = 10, failed = 0, skipped = 0, unknown = 0 },
+      a:recipient_counts("c"))
+    assert.are.equal(NOW + 1, a:campaign_get("c").heartbeat_at)
   end)
 
   it("an acquire waits for a claim in progress; the token it supersedes then writes nothing", function()

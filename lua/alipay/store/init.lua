@@ -52,8 +52,9 @@
 -- the token it holds: a runner whose token was superseded changes nothing.
 -- The methods marked [fenced] check the token in the same transaction as
 -- their writes, atomically with respect to campaign_acquire (SQLite: BEGIN
--- IMMEDIATE; PostgreSQL: lock the campaign row, FOR SHARE so that several
--- claimers of one campaign run at once, docs/architecture.md §8). The unfenced
+-- IMMEDIATE; PostgreSQL: lock the campaign row, FOR KEY SHARE against an
+-- acquire's FOR UPDATE, so that several claimers of one campaign run at
+-- once, docs/architecture.md §8). The unfenced
 -- recipient_update and campaign_update are for imports, tools and specs.
 local errors = require "alipay.errors"
 local url = require "alipay.store.url"

@@ -6,17 +6,24 @@
 -- the tables are migration 002 (and 003) of store/postgres/migrations.lua.
 --
 -- Concurrency, where SQLite has one writer at a time and PostgreSQL does not:
---   * campaign_acquire, _heartbeat and _release are one UPDATE each, whose
---     WHERE names the token: the row lock orders them, and a second
---     acquire of the same token re-reads the row after the first one
---     commits and finds a newer token (0 rows: false).
 --   * recipients_claim and recipients_finish check the token under
---     SELECT ... FOR SHARE of the campaign row, held to their commit: an
---     acquire (an UPDATE of that row) waits for them and they for it, so a
---     token is never superseded between their check and their writes, and
---     several claimers of one campaign still run at once. The claim takes
---     its pending rows with FOR UPDATE SKIP LOCKED: a row another claimer
---     is taking is skipped, never waited for and never taken twice.
+--     SELECT ... FOR KEY SHARE of the campaign row, held to their commit;
+--     campaign_acquire takes that row FOR UPDATE, the one mode that
+--     conflicts with it: an acquire waits for a claim or finish in progress
+--     and they for it, so a token is never superseded between their check
+--     and their writes, while several claimers and finishers of one
+--     campaign run at once. FOR KEY SHARE rather than FOR SHARE because
+--     heartbeats (plain UPDATEs: FOR NO KEY UPDATE) do not conflict with
+--     it: campaign/dispatch.lua writes answers and a heartbeat in one
+--     transaction, and two such transactions, each holding a share lock and
+--     waiting to update, would deadlock.
+--   * campaign_acquire, _heartbeat and _release are one statement each,
+--     whose WHERE names the token: a second acquire of the same token
+--     re-reads the row after the first one commits and finds a newer token
+--     (0 rows: false).
+--   * The claim takes its pending rows with FOR UPDATE SKIP LOCKED: a row
+--     another claimer is taking is skipped, never waited for and never
+--     taken twice.
 --   * recipients_interrupted checks under FOR UPDATE: it touches every
 --     inflight row, so it waits until no claim or finish of the campaign
 --     is running rather than lock rows in an order that could deadlock
@@ -54,12 +61,15 @@ local SQL = {
     UPDATE campaigns SET status = ?, stop_reason = ?, runner = ?, heartbeat_at = ?, total = ?,
       started_at = ?, finished_at = ? WHERE id = ?]],
   -- The token under a lock held to the commit (see the header).
-  campaign_token_shared = "SELECT CAST(lease_token AS TEXT) AS token FROM campaigns WHERE id = ? FOR SHARE",
+  campaign_token_shared = "SELECT CAST(lease_token AS TEXT) AS token FROM campaigns WHERE id = ? FOR KEY SHARE",
   campaign_token_exclusive = "SELECT CAST(lease_token AS TEXT) AS token FROM campaigns WHERE id = ? FOR UPDATE",
+  -- FOR UPDATE first (see the header): a plain UPDATE would not wait for
+  -- the claims and finishes in progress.
   campaign_acquire = [[
-    UPDATE campaigns SET status = 'running', stop_reason = NULL, finished_at = NULL, runner = ?, heartbeat_at = ?,
-      started_at = coalesce(started_at, ?), lease_token = lease_token + 1
-    WHERE id = ? AND lease_token = ?]],
+    WITH locked AS (SELECT id FROM campaigns WHERE id = ? FOR UPDATE)
+    UPDATE campaigns c SET status = 'running', stop_reason = NULL, finished_at = NULL, runner = ?, heartbeat_at = ?,
+      started_at = coalesce(c.started_at, ?), lease_token = c.lease_token + 1
+    FROM locked WHERE c.id = locked.id AND c.lease_token = ?]],
   campaign_heartbeat = "UPDATE campaigns SET heartbeat_at = ? WHERE id = ? AND lease_token = ?",
   campaign_release = [[
     UPDATE campaigns SET status = ?, stop_reason = ?, runner = NULL, heartbeat_at = ?, finished_at = ?
@@ -240,7 +250,7 @@ local function token_current(self, op, sql, id, token)
 end
 
 function methods:campaign_acquire(id, token, runner, at)
-  local n, err, detail = self:exec("campaign_acquire", SQL.campaign_acquire, runner, at, at, id, token)
+  local n, err, detail = self:exec("campaign_acquire", SQL.campaign_acquire, id, runner, at, at, token)
   if not n then return nil, err, detail end
   if n == 0 then return false end
   return token + 1
