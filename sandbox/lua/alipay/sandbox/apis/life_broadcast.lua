@@ -2,7 +2,7 @@
 -- text or image-text message to every follower (message.total.send), to the
 -- followers a label filter selects (message.label.send) or to a seeded group
 -- (message.group.send), and recalling one (life.msg.recall). Each accepted
--- broadcast is one delivery record (world.lua's header says its fields).
+-- broadcast is one delivery record (alipay.sandbox.world's header says its fields).
 --
 -- Codes: each method's official list (alipay-sdk-net-all and alipay-sdk-java-all
 -- v3 <Method>ErrorResponseModel), PUB.MSG_BATCH_SD_OVER and PUB.RCD_MSG_NOT_EXIST
