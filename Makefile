@@ -36,13 +36,16 @@ BUSTED_FLAGS ?=
 CORE_SPECS := $(wildcard spec/unit/0*_spec.lua) spec/integration/10-http_spec.lua spec/integration/11-http_signal_spec.lua spec/unit/32-charset_spec.lua
 
 # Debian packages: build (compiler, headers), run (interpreters, cjson,
-# argparse for the CLI, expat for the app gateway's XML, SQLite through
-# lua-dbi for the store, the openssl CLI for keys of the sandbox, nginx with
-# the Lua module for the sandbox gateway), test (busted, luacheck, valgrind,
-# luarocks and git for `make rock`, which packs a rock from a git+file:// clone).
+# argparse for the CLI, expat for the app gateway's XML, SQLite and
+# PostgreSQL through lua-dbi for the store, the openssl CLI for keys of the
+# sandbox, nginx with the Lua module for the sandbox gateway), test (busted,
+# luacheck, valgrind, luarocks and git for `make rock`, which packs a rock
+# from a git+file:// clone, and the PostgreSQL 15 server the store's specs
+# start in a temporary directory: spec/support/postgres.lua).
 DEB_BUILD := gcc make pkg-config liblua5.4-dev libluajit2-5.1-dev libssl-dev libcurl4-openssl-dev
-DEB_RUN := lua5.4 luajit2 lua-cjson lua-argparse lua-expat lua-dbi-sqlite3 openssl nginx libnginx-mod-http-lua
-DEB_TEST := lua-busted lua-check valgrind luarocks git clang
+DEB_RUN := lua5.4 luajit2 lua-cjson lua-argparse lua-expat lua-dbi-sqlite3 lua-dbi-postgresql openssl nginx \
+  libnginx-mod-http-lua
+DEB_TEST := lua-busted lua-check valgrind luarocks git clang postgresql-15
 DEB_PACKAGES := $(DEB_BUILD) $(DEB_RUN) $(DEB_TEST)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -128,7 +131,7 @@ valgrind: deps all
 	  $(BUSTED_54) $(BUSTED_FLAGS) $(VALGRIND_SPECS)
 
 # The rockspecs, offline (--deps-mode=none: Debian's lua-cjson, lua-expat,
-# lua-argparse and lua-dbi-sqlite3 stand in for the rocks), in a throwaway
+# lua-argparse and lua-dbi-sqlite3 (and -postgresql) stand in for the rocks), in a throwaway
 # tree, each step in a fresh copy (luarocks leaves objects beside the sources):
 #   1. luarocks lint on the three rockspecs;
 #   2. Lua 5.4: the library and CLI rocks built and installed; the

@@ -1,4 +1,4 @@
--- lua-alipay-cli: the SQLite store, send campaigns and the `alipay` command,
+-- lua-alipay-cli: the store (SQLite, or PostgreSQL), send campaigns and the `alipay` command,
 -- over the lua-alipay library rock (lua-alipay-scm-1.rockspec).
 --
 -- Lua 5.3 or later: these modules use integer division (cli/progress.lua),
@@ -29,6 +29,9 @@ dependencies = {
   "argparse",            -- the command line's subcommands and help
   "luadbi-sqlite3",      -- DBI + its SQLite driver: the store (Debian: lua-dbi-sqlite3)
 }
+-- Not a dependency: luadbi-postgresql (Debian: lua-dbi-postgresql), the
+-- PostgreSQL driver of the same DBI, needed only by a store given as a
+-- postgresql:// URL (alipay.store.postgres says so when it is missing).
 -- Plain Lua: "none" installs exactly the files listed (builtin would copy
 -- the whole lua/ directory, the library's modules included).
 build = {
@@ -39,6 +42,11 @@ build = {
       ["alipay.store.sqlite"] = "lua/alipay/store/sqlite/init.lua",
       ["alipay.store.sqlite.campaigns"] = "lua/alipay/store/sqlite/campaigns.lua",
       ["alipay.store.sqlite.migrations"] = "lua/alipay/store/sqlite/migrations.lua",
+      ["alipay.store.url"] = "lua/alipay/store/url.lua",
+      -- needs luadbi-postgresql, loaded only for a postgresql:// store (see dependencies)
+      ["alipay.store.postgres"] = "lua/alipay/store/postgres/init.lua",
+      ["alipay.store.postgres.campaigns"] = "lua/alipay/store/postgres/campaigns.lua",
+      ["alipay.store.postgres.migrations"] = "lua/alipay/store/postgres/migrations.lua",
       ["alipay.campaign"] = "lua/alipay/campaign/init.lua",
       ["alipay.campaign.audience"] = "lua/alipay/campaign/audience.lua",
       ["alipay.campaign.clock"] = "lua/alipay/campaign/clock.lua",

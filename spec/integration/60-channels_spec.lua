@@ -122,6 +122,22 @@ describe("channels", function()
     set:close()
   end)
 
+  it("keeps a store URL as written: a URL names no file, so it is never joined to the file's directory", function()
+    for _, u in ipairs { "postgresql://alipay@db.example:5432/alipay", "postgres:///alipay" } do
+      local config = base_config()
+      config.store = u
+      local set = assert(channels.load(write_json(config), { getenv = getenv }))
+      assert.are.equal(u, set.store_path)
+      set:close()
+    end
+    -- and a path that only looks like one (no //) is a relative path
+    local config = base_config()
+    config.store = "pg:state.db"
+    local set = assert(channels.load(write_json(config), { getenv = getenv }))
+    assert.are.equal(dir .. "/conf/pg:state.db", set.store_path)
+    set:close()
+  end)
+
   it("loads a Lua data file the same way", function()
     local path = dir .. "/conf/channels.lua"
     helpers.write(path, "-- channels\nreturn " .. lua_literal(base_config()) .. "\n")

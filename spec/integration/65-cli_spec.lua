@@ -439,6 +439,38 @@ describe("bin/alipay messaging commands", function()
       assert.matches("--channel", err, 1, true)
     end)
 
+    it("keeps them in PostgreSQL: --store URL (password from PGPASSWORD), or the file's store URL", function()
+      local pg = require "support.postgres"
+      finally(function() pg.stop() end)
+      local u = assert(pg.url(false))
+      local file = dir .. "/users.csv"
+      helpers.write(file, "userid,alipaylife_userid\nzhangsan,2088102146158132\n")
+      local pw = "PGPASSWORD=" .. q(pg.PASSWORD)
+      local status, out, err = run("users upload " .. q(file) .. " --channel " .. LIFE .. " --store " .. q(u), pw)
+      assert.equal(0, status, err)
+      assert.matches("1 rows uploaded, 0 failed", out, 1, true)
+      assert.is_nil(io.open(dir .. "/state.db")) -- the file's SQLite store was not used
+      status, out = run("users show zhangsan --store " .. q(u), pw)
+      assert.equal(0, status)
+      assert.matches(LIFE .. "%s+alipaylife%s+user_id%s+2088102146158132", out)
+      -- The channel file's "store" as a URL, password and all: used as written.
+      local with_pw = pg.url_of(u:match("/([^/]+)$"))
+      helpers.write(config, cjson.encode { store = with_pw, channels = both() })
+      status, out = run("users show zhangsan")
+      assert.equal(0, status)
+      assert.matches("2088102146158132", out, 1, true)
+      -- A wrong password: a failure that names the database, never the password.
+      status, out, err = run("users show zhangsan --store " .. q(u), "PGPASSWORD=wrong-pw-123456")
+      assert.equal(1, status)
+      assert.matches("postgresql://alipay@127.0.0.1:%d+/t%d+", err)
+      assert.is_nil((out .. err):find("wrong-pw-123456", 1, true))
+      local wrong = ("postgresql://%s:Wrong-Pass-987@127.0.0.1:%d/%s"):format(pg.USER, pg.port(), u:match("/([^/]+)$"))
+      helpers.write(config, cjson.encode { store = wrong, channels = both() })
+      status, out, err = run("users show zhangsan")
+      assert.equal(1, status)
+      assert.is_nil((out .. err):find("Wrong-Pass-987", 1, true))
+    end)
+
     it("uploads UMS JSON rows, reporting failures by position, with --json", function()
       local file = dir .. "/users.json"
       helpers.write(file, cjson.encode {

@@ -9,7 +9,7 @@ local store = require "alipay.store"
 -- Adding a backend is one line here.
 local BACKENDS = {
   { name = "sqlite", open = function(dir) return store.open(dir .. "/state.db") end },
-  -- { name = "postgres", open = function() return require("spec.postgres").fresh_store() end },
+  { name = "postgres", open = function() return require("support.postgres").fresh_store() end },
 }
 
 local CALLER_DIRS = { "lua/alipay/campaign", "lua/alipay/messaging", "lua/alipay/cli", "lua/alipay/workspace",
@@ -508,3 +508,9 @@ for _, backend in ipairs(BACKENDS) do
     end)
   end)
 end
+
+-- The PostgreSQL server the postgres backend's specs started (if any).
+describe("store backends", function()
+  teardown(function() require("support.postgres").stop() end)
+  it("stop the servers they started", function() end)
+end)

@@ -154,6 +154,54 @@ describe("alipay.workspace", function()
     assert.matches("^store " .. dir .. "/conf/missing/dir/state.db: ", err)
   end)
 
+  describe("with a PostgreSQL store URL", function()
+    local pg = require "support.postgres"
+    teardown(function() pg.stop() end)
+
+    it("takes it from the file as written (never joined to the file's directory) and opens it", function()
+      local u = assert(pg.url())
+      local config = write_config { store = u }
+      local ws = assert(workspace.open { config = config })
+      assert.equal(u, ws:store_path())
+      assert.equal(pg.url_of(u:match("/([^/]+)$"), false), ws.store.path)
+      assert.equal(1, ws.registry:import({ { id = TEMPLATE, channel = LIFE, keywords = { "a" } } }).imported)
+      ws:close()
+      local st = assert(require("alipay.store").open(u))
+      assert.equal(TEMPLATE, st:template_get(LIFE, TEMPLATE).id)
+      st:close()
+    end)
+
+    it("takes it as store = (the CLI's --store), with the password from PGPASSWORD", function()
+      local u = assert(pg.url(false)) -- no password in the URL
+      -- A process of its own, for its environment (see above for the cpath).
+      local script = ("local ctx = require('alipay.cli.common').context { config = 'absent.json', store = %q } "
+        .. "local reg, err = ctx:registry() print(reg and 'opened' or err) ctx:close()"):format(u)
+      local function child(env)
+        return helpers.run(("cd %s && %s lua5.4 -e %s"):format(q(dir), env, q(("package.path=%q..package.path "
+          .. "package.cpath=%q..package.cpath %s"):format(cwd .. "/lua/?.lua;" .. cwd .. "/lua/?/init.lua;",
+          cwd .. "/build/lua5.4/?.so;", script))))
+      end
+      local ok, out = child("PGPASSWORD=" .. q(pg.PASSWORD))
+      assert(ok, out)
+      assert.equal("opened\n", out)
+      ok, out = child("PGPASSWORD=wrong-password-xyz")
+      assert(ok, out)
+      assert.matches("^store postgresql://alipay@127.0.0.1:%d+/t%d+: store.open: cannot connect", out)
+      assert.is_nil(out:find("wrong-password-xyz", 1, true))
+    end)
+
+    it("never shows the password when the store cannot be opened", function()
+      local secret = "Not-The-Password-77"
+      local u = ("postgresql://%s:%s@127.0.0.1:%d/absent_db"):format(pg.USER, secret, assert(pg.start()) and
+        pg.port())
+      local ws, err, detail = workspace.open { config = write_config { store = u } }
+      assert.is_nil(ws)
+      assert.equal("store", detail.kind)
+      assert.matches("^store postgresql://alipay@127.0.0.1:%d+/absent_db: store.open: cannot connect", err)
+      assert.is_nil(err:find(secret, 1, true))
+    end)
+  end)
+
   it("builds lazily: no store until asked for, no channel file for an overridden store", function()
     local config = write_config { store = "data.db" }
     local ws = workspace.open { config = config, lazy = true }

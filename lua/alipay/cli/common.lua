@@ -56,9 +56,9 @@ function common.options(cmd, cli, opts)
   cmd:option("--config", "The channel configuration (JSON or Lua data; default: $ALIPAY_CONFIG, else ./"
     .. common.DEFAULT_CONFIG .. ").")
     :argname("<file>")
-  cmd:option("--store", "The state database (default: the configuration's \"store\", else ./"
-    .. common.DEFAULT_STORE .. ").")
-    :argname("<path>")
+  cmd:option("--store", "The state database: an SQLite file, or postgresql://USER@HOST:PORT/DB (the password "
+    .. "from PGPASSWORD) (default: the configuration's \"store\", else ./" .. common.DEFAULT_STORE .. ").")
+    :argname("<path|url>")
   if opts.channel then
     cmd:option("--channel", opts.channel_help or "The channel code (default: the only channel of the "
       .. "kind this command needs).")

@@ -21,7 +21,8 @@
 --   set:channels_info()  -> { [code] = {kind=, id_type=} }   (for alipay.messaging.users)
 --   set.store_path       -> the store path of the file (a relative one joined
 --                           to the file's directory: "alipay.json" with
---                           store "x.db" gives "./x.db"), or nil
+--                           store "x.db" gives "./x.db"; a URL such as
+--                           "postgresql://alipay@db/alipay" as written), or nil
 --   set:close()          -> closes every client
 --   channel = { code=, kind="alipaylife"|"alipaymini", id_type="user_id"|"open_id",
 --               app_id=, client=, subscribed_states= (mini programs, optional) }
@@ -85,6 +86,13 @@ end
 local function resolve(base_dir, path)
   if not base_dir or path:sub(1, 1) == "/" then return path end
   return base_dir .. "/" .. path
+end
+
+-- The file's store: a path relative to the file, or a URL (a database
+-- server, docs/architecture.md §8), which names no file and is never joined.
+local function store_location(base_dir, location)
+  if location:match("^%a[%w+.-]*://") then return location end
+  return resolve(base_dir, location)
 end
 
 -- ---- reading the source ----
@@ -369,14 +377,14 @@ local function load(source, opts)
     if not TOP_LEVEL[k] then return nil, config_error(nil, tostring(k), "unknown top-level field") end
   end
   if data.store ~= nil and (type(data.store) ~= "string" or data.store == "") then
-    return nil, config_error(nil, "store", "must be the path of the store")
+    return nil, config_error(nil, "store", "must be the path or URL of the store")
   end
   if type(data.channels) ~= "table" or next(data.channels) == nil then
     return nil, config_error(nil, "channels", "missing: a table of channels by channel code")
   end
   local ctx = { base_dir = base_dir, getenv = opts.getenv or os.getenv, transport = opts.transport }
   local set = setmetatable({ by_code = {}, ordered = {},
-    store_path = data.store and resolve(base_dir, data.store) }, Set)
+    store_path = data.store and store_location(base_dir, data.store) }, Set)
   for _, code in ipairs(sorted_keys(data.channels)) do
     if type(code) ~= "string" or #code > 64 or not code:match(CODE_PATTERN) then
       set:close()

@@ -1,11 +1,14 @@
 -- Persistence for imported templates, user bindings, small state and
 -- campaigns (docs/architecture.md §8): the interface every backend implements, and
--- store.open, which picks the backend. Only SQLite exists now
--- (store/sqlite/); a PostgreSQL backend goes in store/postgres/ and is one
--- more line in store.backends: nothing above alipay.store names a backend.
+-- store.open, which picks the backend: SQLite (store/sqlite/) for a file
+-- path, PostgreSQL (store/postgres/) for a postgresql:// or postgres://
+-- URL. Each is one line of store.backends: nothing above alipay.store
+-- names a backend.
 --
 --   local store = require "alipay.store"
 --   local st, err, detail = store.open("/var/lib/alipay/state.db")  -- a string is a SQLite file
+--   local st, err = store.open("postgresql://alipay@db.example:5432/alipay")  -- a URL is PostgreSQL
+--                                           -- (the password in the URL, or in PGPASSWORD)
 --   local st, err = store.open{ path = "state.db", driver = "sqlite", busy_timeout_ms = 5000 }
 --   local st, err = store.open{ path = "state.db", readonly = true }   -- reading only
 --   local st, err = store.open{ path = "shared.db", adopt = true }     -- add our tables to another's file
@@ -16,10 +19,10 @@
 --             version's, else kind "state"), so it serves a file on a
 --             read-only mount or one this user may not write. Every method
 --             that writes then fails (kind "store") naming the file.
---   adopt     a file that holds another application's tables and no
---             lua-alipay schema is refused (kind "state", naming the file and
---             one of its tables) rather than silently given our tables;
---             adopt = true shares the file on purpose.
+--   adopt     a file (a database's current schema) that holds another
+--             application's tables and no lua-alipay schema is refused (kind
+--             "state", naming the file and one of its tables) rather than
+--             silently given our tables; adopt = true shares it on purpose.
 --
 -- Conventions of every method: a failure returns nil, err, detail
 -- (docs/errors.md): err is a one-line string that names the operation
@@ -49,9 +52,12 @@
 -- the token it holds: a runner whose token was superseded changes nothing.
 -- The methods marked [fenced] check the token in the same transaction as
 -- their writes, atomically with respect to campaign_acquire (SQLite: BEGIN
--- IMMEDIATE; PostgreSQL: lock the campaign row). The unfenced
+-- IMMEDIATE; PostgreSQL: lock the campaign row, FOR KEY SHARE against an
+-- acquire's FOR UPDATE, so that several claimers of one campaign run at
+-- once, docs/architecture.md §8). The unfenced
 -- recipient_update and campaign_update are for imports, tools and specs.
 local errors = require "alipay.errors"
+local url = require "alipay.store.url"
 
 local store = {}
 
@@ -124,13 +130,20 @@ store.methods = {
 store.interface = {}
 for i, m in ipairs(store.methods) do store.interface[i] = m[1] end
 
--- Backend name -> module. Data, so a backend can be registered from outside:
--- store.backends.postgres = "alipay.store.postgres". `drivers` is the
--- older name of the same table.
+-- Backend name -> module. Data, so a backend can be registered from outside
+-- (store.backends.mine = "my.store"); `drivers` is the older name of the
+-- same table.
 store.backends = {
   sqlite = "alipay.store.sqlite",
+  postgres = "alipay.store.postgres",
 }
 store.drivers = store.backends
+
+-- Whether a store location is a URL (a database server) rather than a
+-- file path, and the form of a location that may be shown: a URL without
+-- its password. Every message that names a store uses store.display.
+store.is_url = url.is_url
+store.display = url.redact
 
 -- store.missing(st) -> the interface methods st lacks, in interface order
 -- ({} for a complete store).
@@ -142,14 +155,22 @@ function store.missing(st)
   return lacking
 end
 
--- store.open(path | {path=, driver=, ...}) -> store | nil, err, detail.
--- The backend's module has open(opts) -> store | nil, err, detail.
+-- store.open(path | url | {path= (or url=), driver=, ...}) -> store | nil, err, detail.
+-- Without a driver, the location picks it: a URL by its scheme (alipay.store.url),
+-- anything else is an SQLite file. The backend's module has open(opts) ->
+-- store | nil, err, detail.
 function store.open(opts)
   if type(opts) == "string" then opts = { path = opts } end
   if type(opts) ~= "table" then
-    return errors.fail("input", "store.open: expected a file path or a table {path=, driver=}")
+    return errors.fail("input", "store.open: expected a file path, a URL or a table {path=, driver=}")
   end
-  local name = opts.driver or "sqlite"
+  local name = opts.driver
+  if name == nil then
+    local why
+    local location = opts.url or opts.path
+    name, why = url.backend(location)
+    if not name then return errors.fail("input", ("store.open: %s: %s"):format(url.redact(location), why)) end
+  end
   local module_name = store.backends[name]
   if not module_name then
     local known = {}

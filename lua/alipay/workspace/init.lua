@@ -19,7 +19,8 @@
 --   ws.channels, ws.store, ws.registry, ws.users   the parts (alipay.messaging.channels set,
 --                               alipay.store, alipay.messaging.templates, alipay.messaging.users)
 --   ws:get(name)        -> the part | nil, err, detail; built at most once, a failure is kept too
---   ws:store_path()     -> the store's path | nil, err, detail
+--   ws:store_path()     -> the store's path or URL | nil, err, detail (a URL as
+--                          given, password included: show store.display(it))
 --   ws:campaign_ctx(extra) -> { store=, channels=, registry=, users= } plus extra's fields
 --                              (log=, clock=, ...) for alipay.campaign | nil, err, detail
 --   ws:close()          closes the store, then every channel's client; idempotent
@@ -29,7 +30,9 @@
 --
 -- Paths: a config path is used as given (relative to the working directory);
 -- the file's "store" is relative to the file (channels.load resolves it); an
--- override and the default are used as given.
+-- override and the default are used as given. A store may be a URL
+-- (postgresql://USER@HOST:PORT/DB: PostgreSQL, docs/architecture.md §8) wherever it
+-- may be a path; it is never joined to a directory.
 --
 -- Eager by default: open fails unless every part could be built. lazy = true
 -- is for callers that need only some parts (a CLI command that lists
@@ -37,7 +40,8 @@
 -- file): open then reads nothing and cannot fail, and a part is built when
 -- first asked for; ws.<part> is then nil on failure, ws:get(part) says why.
 --
--- It ships in the lua-alipay-cli rock, with alipay.store (luadbi-sqlite3),
+-- It ships in the lua-alipay-cli rock, with alipay.store (luadbi-sqlite3;
+-- luadbi-postgresql for a PostgreSQL store),
 -- not in the library rock that OpenResty handlers need.
 --
 -- Failures are "config" errors naming the file (detail.config_file,
@@ -93,7 +97,9 @@ function build.store(ws)
   if not path then return nil, err, detail end
   local st, serr, sdetail = store.open { path = path, readonly = ws.opts.readonly or nil }
   if not st then
-    return errors.fail(sdetail and sdetail.kind or "store", ("store %s: %s"):format(path, tostring(serr)))
+    -- store.display: a URL's password is never in a message.
+    return errors.fail(sdetail and sdetail.kind or "store", ("store %s: %s"):format(store.display(path),
+      tostring(serr)))
   end
   return st
 end

@@ -340,7 +340,7 @@ end
 -- The claim reads the due rows and marks them in one transaction, and the
 -- token is checked in that same transaction: BEGIN IMMEDIATE holds the
 -- write lock throughout, so no acquire can come between the check and the
--- marks (a PostgreSQL backend locks the campaign row: SELECT ... FOR SHARE).
+-- marks (the PostgreSQL backend locks the campaign row: FOR KEY SHARE).
 function methods:recipients_claim(id, token, now_ms, limit, at)
   return atomically(self, "recipients_claim", function()
     if not token_current(self, "recipients_claim", id, token) then return false end

@@ -1,0 +1,565 @@
+-- The PostgreSQL driver of alipay.store (the interface is documented in
+-- store/init.lua), over Debian's lua-dbi-postgresql (`require "DBI"`), for
+-- state shared by several processes or hosts (docs/architecture.md §8). Lua 5.4.
+--
+--   local st, err = require("alipay.store").open("postgresql://alipay@db.example:5432/alipay")
+--   local st, err = require("alipay.store.postgres").open{ path = url, readonly = true }
+--
+-- The password comes from the URL or, when it has none, PGPASSWORD (then
+-- libpq's ~/.pgpass). st.path, and every message, is the URL without it.
+--
+-- Rules this file keeps (as the SQLite driver):
+--   * Prepared statements only: every SQL text is a constant, values are
+--     always bound; each statement is prepared once per connection.
+--   * The schema is versioned by the alipay_schema table and grows by
+--     appending to store/postgres/migrations.lua; a database written by a
+--     newer version is refused rather than misread.
+--
+-- What lua-dbi-postgresql (0.7) does, and what this file does about it:
+--   * A connection starts inside a BEGIN held until commit: autocommit is
+--     switched on (a ROLLBACK) and transactions are our own BEGIN/COMMIT.
+--   * `?` placeholders become $1, $2, ... and every value is sent as text:
+--     a Lua float prints as "1.7e+12" or "12.0", which no BIGINT column
+--     takes, so numbers are bound as integers (floored: times and counts).
+--   * INTEGER and BIGINT columns are read through atoi (32 bits): integer
+--     columns are selected as CAST(... AS TEXT) and converted back here.
+--   * Error messages carry DETAIL and CONTEXT lines that quote the row's
+--     values ("Key (id)=(c1) already exists"): only the first line is kept,
+--     and an "invalid input syntax" message loses the value it quotes.
+--   * A statement that fails inside a transaction aborts it (PostgreSQL
+--     ignores every later statement): the transaction then raises at its
+--     end, naming the first failure, instead of committing (SQLite would
+--     have kept the other statements' work). See transaction().
+--
+-- Beyond the interface, st:exec(op, sql, ...) -> rows changed, st:query(op,
+-- sql, ...) -> rows and st:schema_version() are this driver's own (specs
+-- and migrations use them).
+local DBI_ok, DBI = pcall(require, "DBI")
+-- DBI loads a driver by name at connect time: ask for ours now, so that a
+-- host with only lua-dbi-sqlite3 hears which package is missing, not a
+-- connection failure.
+if DBI_ok then
+  local driver_ok, why = pcall(require, "dbd.postgresql")
+  if not driver_ok then DBI_ok, DBI = false, why end
+end
+local cjson = require("cjson").new()
+local errors = require "alipay.errors"
+local url = require "alipay.store.url"
+
+local function fail(kind, msg) return errors.fail(kind, msg) end
+
+local postgres = {}
+
+-- Each open store's password, to mask it in driver messages; kept off the
+-- store object, so that dumping a store (a debugger, a log of a table)
+-- never shows it. Weak keys: a store that is collected takes it along.
+local passwords = setmetatable({}, { __mode = "k" })
+
+local Store = {}
+Store.__index = Store
+
+-- The campaign methods (their own file, as in the SQLite driver).
+for name, fn in pairs(require("alipay.store.postgres.campaigns").methods) do Store[name] = fn end
+
+local MIGRATIONS = require "alipay.store.postgres.migrations"
+postgres.migrations = MIGRATIONS
+postgres.schema_version = #MIGRATIONS
+
+-- Serialises migrations of one database across processes
+-- (pg_advisory_xact_lock): any constant of our own, "alipay" in ASCII.
+local MIGRATION_LOCK = 0x616c69706179
+
+local SQL = {
+  begin = "BEGIN",
+  commit = "COMMIT",
+  rollback = "ROLLBACK",
+  savepoint = "SAVEPOINT nested",
+  release = "RELEASE nested",
+  rollback_to = "ROLLBACK TO nested",
+  readonly = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+  application = "SET application_name = 'lua-alipay'",
+  -- libpq prints a server's NOTICEs on stderr (the CLI's output): warnings only.
+  quiet = "SET client_min_messages = warning",
+
+  schema_exists = "SELECT CAST(to_regclass('alipay_schema') AS TEXT) AS t",
+  schema_version = "SELECT CAST(coalesce(max(version), 0) AS TEXT) AS v FROM alipay_schema",
+  schema_lock = "SELECT CAST(pg_advisory_xact_lock(?) AS TEXT) AS locked",
+  schema_create = MIGRATIONS.record,
+  schema_record = "INSERT INTO alipay_schema (version, name, applied_at) VALUES (?, ?, ?)",
+  tables = [[
+    SELECT table_name AS name FROM information_schema.tables
+    WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name COLLATE "C"]],
+
+  template_put = [[
+    INSERT INTO templates (channel, id, name, keywords, kind, library_id, status, invalid_code,
+                           invalid_at, imported_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (channel, id) DO UPDATE SET
+      name = excluded.name, keywords = excluded.keywords, kind = excluded.kind,
+      library_id = excluded.library_id, status = excluded.status,
+      invalid_code = excluded.invalid_code, invalid_at = excluded.invalid_at,
+      imported_at = excluded.imported_at]],
+  -- COLLATE "C": the byte order SQLite sorts in, whatever the database's locale.
+  template_get = [[
+    SELECT channel, id, name, keywords, kind, library_id, status, invalid_code,
+      CAST(invalid_at AS TEXT) AS invalid_at, CAST(imported_at AS TEXT) AS imported_at
+    FROM templates WHERE channel = ? AND id = ?]],
+  template_list_all = [[
+    SELECT channel, id, name, keywords, kind, library_id, status, invalid_code,
+      CAST(invalid_at AS TEXT) AS invalid_at, CAST(imported_at AS TEXT) AS imported_at
+    FROM templates ORDER BY channel COLLATE "C", id COLLATE "C"]],
+  template_list_channel = [[
+    SELECT channel, id, name, keywords, kind, library_id, status, invalid_code,
+      CAST(invalid_at AS TEXT) AS invalid_at, CAST(imported_at AS TEXT) AS imported_at
+    FROM templates WHERE channel = ? ORDER BY id COLLATE "C"]],
+  template_set_status = [[
+    UPDATE templates SET status = ?, invalid_code = ?, invalid_at = ? WHERE channel = ? AND id = ?]],
+  template_delete = "DELETE FROM templates WHERE channel = ? AND id = ?",
+
+  binding_put = [[
+    INSERT INTO bindings (userid, channel, alipay_id, id_type, updated_at) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (userid, channel) DO UPDATE SET
+      alipay_id = excluded.alipay_id, id_type = excluded.id_type, updated_at = excluded.updated_at]],
+  binding_delete_one = "DELETE FROM bindings WHERE userid = ? AND channel = ?",
+  binding_delete_all = "DELETE FROM bindings WHERE userid = ?",
+  binding_get = "SELECT alipay_id, id_type FROM bindings WHERE userid = ? AND channel = ?",
+  bindings_of = "SELECT channel, alipay_id, id_type FROM bindings WHERE userid = ?",
+  binding_count_all = "SELECT CAST(count(*) AS TEXT) AS n FROM bindings",
+  binding_count_channel = "SELECT CAST(count(*) AS TEXT) AS n FROM bindings WHERE channel = ?",
+
+  meta_get = "SELECT value FROM meta WHERE key = ?",
+  meta_put = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+  meta_delete = "DELETE FROM meta WHERE key = ?",
+}
+postgres.SQL = SQL
+
+-- luadbi's and PostgreSQL's messages -> one line without values (header).
+local function clean(msg, password)
+  msg = tostring(msg)
+  if password and #password >= 4 then msg = msg:gsub((password:gsub("%p", "%%%0")), "***") end
+  msg = msg:gsub("^Error executing statement parameters: ", ""):gsub("^Error preparing statement handle: ", "")
+    :gsub("^Failed to connect to database: ", "")
+  msg = msg:match("^%s*([^\n]*)") or msg
+  msg = msg:gsub("^ERROR:%s+", ""):gsub("^FATAL:%s+", ""):gsub("%s+$", "")
+  if msg:find("^invalid input") then msg = msg:gsub(':%s*".*$', "") end
+  return msg
+end
+postgres.clean = clean
+
+-- Bound values: floats as integers (header); the rest as given.
+local function bindable(n, ...)
+  local args = { ... }
+  for i = 1, n do
+    local v = args[i]
+    if math.type(v) == "float" and v == v and v ~= math.huge and v ~= -math.huge then
+      args[i] = math.tointeger(math.floor(v)) or v
+    end
+  end
+  return args
+end
+
+-- A failed operation -> nil, err, detail (kind "store"). Inside a
+-- transaction the first failure is kept: PostgreSQL aborted it.
+function Store:fail_op(op, msg)
+  if self.readonly and msg:find("read-only transaction", 1, true) then
+    msg = ("%s: %s was opened read-only"):format(msg, self.path)
+  end
+  if self.depth > 0 and not self.aborted then self.aborted = op .. ": " .. msg end
+  return fail("store", op .. ": " .. msg)
+end
+
+function Store:statement(op, sql)
+  local stmt = self.statements[sql]
+  if stmt then return stmt end
+  if not self.db then return fail("state", op .. ": the store is closed") end
+  local ok, handle, err = pcall(self.db.prepare, self.db, sql)
+  if not ok or not handle then return self:fail_op(op, clean(ok and err or handle, passwords[self])) end
+  self.statements[sql] = handle
+  return handle
+end
+
+local function run(self, op, sql, ...)
+  local handle, err, detail = self:statement(op, sql)
+  if not handle then return nil, err, detail end
+  local n = select("#", ...)
+  local ok, done, eerr = pcall(handle.execute, handle, table.unpack(bindable(n, ...), 1, n))
+  if not ok or not done then return self:fail_op(op, clean(ok and eerr or done, passwords[self])) end
+  return handle
+end
+
+-- Runs a statement that returns no rows -> number of rows changed | nil, err, detail
+function Store:exec(op, sql, ...)
+  local handle, err, detail = run(self, op, sql, ...)
+  if not handle then return nil, err, detail end
+  local ok, n = pcall(handle.affected, handle)
+  if not ok then return self:fail_op(op, clean(n, passwords[self])) end
+  return n
+end
+
+-- Runs a query -> list of rows keyed by column name | nil, err, detail
+function Store:query(op, sql, ...)
+  local handle, err, detail = run(self, op, sql, ...)
+  if not handle then return nil, err, detail end
+  local rows = {}
+  local ok, ferr = pcall(function()
+    for row in handle:rows(true) do rows[#rows + 1] = row end
+  end)
+  if not ok then return self:fail_op(op, clean(ferr, passwords[self])) end
+  return rows
+end
+
+local function to_integer(text)
+  if text == nil then return nil end
+  return math.tointeger(tonumber(text))
+end
+
+-- ---- schema ----
+
+-- The version recorded in alipay_schema -> n (0: no record) | nil, err, detail.
+function Store:schema_version()
+  local rows, err, detail = self:query("schema", SQL.schema_exists)
+  if not rows then return nil, err, detail end
+  if not rows[1] or rows[1].t == nil then return 0 end
+  rows, err, detail = self:query("schema", SQL.schema_version)
+  if not rows then return nil, err, detail end
+  return to_integer(rows[1].v) or 0
+end
+
+-- Brings the schema to the latest version -> true | nil, err, detail. The
+-- advisory lock makes a second process wait for the first one's
+-- migration, then read the version it reached; every pending migration
+-- and its record commit together or not at all (PostgreSQL's DDL is
+-- transactional).
+function Store:migrate(list)
+  list = list or MIGRATIONS
+  for i, m in ipairs(list) do
+    assert(m.version == i, "store/postgres/migrations.lua: migration versions must be 1, 2, 3, ... in order")
+  end
+  local version, err, detail = self:schema_version()
+  if not version then return nil, err, detail end
+  if version > #list then
+    return fail("store", ("the database schema is version %d, newer than this lua-alipay knows (%d): "
+      .. "upgrade lua-alipay"):format(version, #list))
+  end
+  if version == #list then return true end
+  local once = {} -- DDL runs once: its statements leave the cache afterwards
+  local function step(name, sql, ...)
+    once[#once + 1] = sql
+    local _, rerr = self:exec("schema", sql, ...)
+    if rerr then error(("migration %s: %s"):format(name, rerr), 0) end
+  end
+  local ok, merr = pcall(self.transaction, self, function()
+    assert(self:query("schema", SQL.schema_lock, MIGRATION_LOCK))
+    step("alipay_schema", SQL.schema_create)
+    local current = assert(self:schema_version())
+    for n = current + 1, #list do
+      for _, ddl in ipairs(list[n].statements) do step(list[n].name, ddl) end
+      step(list[n].name, SQL.schema_record, n, list[n].name, os.time())
+    end
+  end)
+  for _, sql in ipairs(once) do
+    local handle = self.statements[sql]
+    if handle then handle:close() end
+    self.statements[sql] = nil
+  end
+  if not ok then return fail("store", tostring(merr)) end
+  return true
+end
+
+-- The tables migration 001 creates: every lua-alipay database has them.
+local OURS = { "bindings", "meta", "templates" }
+
+-- A database that holds another application's tables -> the problem | nil.
+-- Tables without alipay_schema are someone else's (ours are made with
+-- it, in one transaction); `adopt` lets us add ours beside them. An
+-- alipay_schema without our tables is not ours either way.
+function Store:foreign(adopt)
+  local rows, err = self:query("schema", SQL.tables)
+  if not rows then return err end
+  if #rows == 0 then return nil end
+  local have = {}
+  for _, row in ipairs(rows) do have[row.name] = true end
+  if not have.alipay_schema then
+    if adopt then return nil end
+    return ("the database holds another application's tables (%s, %d in all) and no lua-alipay schema: "
+      .. "refusing to add ours (open it with adopt = true to share the database)"):format(rows[1].name, #rows)
+  end
+  local version = self:schema_version() or 0
+  for _, name in ipairs(OURS) do
+    if version > 0 and not have[name] then
+      return ("the database's schema version is %d but it has no %s table: another application's database "
+        .. "(tables: %s)"):format(version, name, rows[1].name)
+    end
+  end
+end
+
+-- ---- opening ----
+
+-- postgres.open{path = url | url = url, readonly=?, adopt=?, migrations=?, getenv=?}
+-- -> store | nil, err, detail. getenv (default os.getenv) reads PGPASSWORD.
+function postgres.open(opts)
+  local location = opts.url or opts.path
+  if type(location) ~= "string" or location == "" then
+    return fail("input", "store.open: the PostgreSQL store needs a URL: postgresql://USER@HOST:PORT/DATABASE")
+  end
+  local shown = url.redact(location)
+  local parts, perr = url.parse(location)
+  if not parts then return fail("input", ("store.open: %s: %s"):format(shown, perr)) end
+  if not DBI_ok then
+    return fail("store", "store.open: lua-dbi-postgresql is not installed (apt-get install lua-dbi-postgresql): "
+      .. tostring(DBI))
+  end
+  local password = parts.password
+  if not password then
+    local env = (opts.getenv or os.getenv)("PGPASSWORD")
+    if env and env ~= "" then password = env end
+  end
+  local ok, db, err = pcall(DBI.Connect, "PostgreSQL", parts.database, parts.user, password, parts.host,
+    parts.port)
+  if not ok or not db then
+    -- lua-dbi-postgresql runs a BEGIN before it looks at the connection, so
+    -- libpq's reason (refused, no such database, a wrong password) is
+    -- replaced by "no connection to the server": name what to check.
+    return fail("store", ("store.open: cannot connect to %s: %s (the server is down, or refused the login: check "
+      .. "the host, port, user, database and password (the URL's or PGPASSWORD))")
+      :format(shown, clean(ok and err or db, password)))
+  end
+  db:autocommit(true) -- ends the BEGIN the driver opened
+  local self = setmetatable({
+    db = db, path = shown, statements = {}, depth = 0, readonly = opts.readonly and true or nil,
+  }, Store)
+  passwords[self] = password
+  local function refuse(kind, msg)
+    self:close()
+    return fail(kind, ("store.open: %s: %s"):format(shown, msg))
+  end
+  local _, serr = self:exec("open", SQL.application)
+  if not serr then _, serr = self:exec("open", SQL.quiet) end
+  if serr then return refuse("store", serr) end
+  if self.readonly then
+    _, serr = self:exec("open", SQL.readonly)
+    if serr then return refuse("store", serr) end
+    local problem = self:foreign(false)
+    local version, verr = self:schema_version()
+    if not version then return refuse("store", verr) end
+    if not problem and version ~= postgres.schema_version then
+      problem = ("the database schema is version %d, this lua-alipay's is %d: a read-only open cannot %s")
+        :format(version, postgres.schema_version, version > postgres.schema_version
+          and "read a newer database (upgrade lua-alipay)" or "migrate it (run a writing command once)")
+    end
+    if problem then return refuse("state", problem) end
+    return self
+  end
+  local foreign = self:foreign(opts.adopt)
+  if foreign then return refuse("state", foreign) end
+  local mok, merr, mdetail = self:migrate(opts.migrations)
+  if not mok then return refuse(mdetail and mdetail.kind or "store", merr) end
+  return self
+end
+
+-- ---- transactions and lifetime ----
+
+local function finish(ok, ...)
+  return ok, select("#", ...), { ... }
+end
+
+-- As the SQLite driver's, with one difference: a statement that failed
+-- inside (PostgreSQL aborted the transaction, or the savepoint's part of
+-- it) makes the end raise that failure after rolling back, even when fn
+-- returned, because nothing after the failure was done.
+function Store:transaction(fn)
+  local outer = self.depth == 0
+  local _, berr = self:exec("transaction", outer and SQL.begin or SQL.savepoint)
+  if berr then error(berr, 0) end
+  self.depth = self.depth + 1
+  local before = self.aborted
+  self.aborted = nil
+  local ok, n, results = finish(pcall(fn, self))
+  local aborted = self.aborted
+  self.depth = self.depth - 1
+  if ok and aborted then
+    ok, results[1] = false, ("transaction: rolled back, a statement inside failed: %s"):format(aborted)
+  end
+  if ok then
+    local _, cerr = self:exec("transaction", outer and SQL.commit or SQL.release)
+    if not cerr then
+      self.aborted = before
+      return table.unpack(results, 1, n)
+    end
+    results[1] = cerr
+  end
+  if outer then
+    self:exec("transaction", SQL.rollback)
+  else
+    self:exec("transaction", SQL.rollback_to)
+    self:exec("transaction", SQL.release)
+  end
+  self.aborted = before
+  error(results[1], 0)
+end
+
+function Store:close()
+  if not self.db then return true end
+  for sql, handle in pairs(self.statements) do
+    handle:close()
+    self.statements[sql] = nil
+  end
+  self.db:close()
+  self.db = nil
+  passwords[self] = nil
+  return true
+end
+
+-- ---- templates ----
+
+local function nonempty(v) return type(v) == "string" and v ~= "" end
+local function optional_string(v) return v == nil or type(v) == "string" end
+local function optional_time(v) return v == nil or (type(v) == "number" and v == math.floor(v)) end
+
+local function encode_keywords(list)
+  if #list == 0 then return "[]" end
+  return cjson.encode(list)
+end
+
+local function template_from_row(row)
+  local ok, keywords = pcall(cjson.decode, row.keywords)
+  return {
+    channel = row.channel, id = row.id, name = row.name,
+    keywords = ok and type(keywords) == "table" and keywords or {},
+    kind = row.kind, library_id = row.library_id, status = row.status,
+    invalid_code = row.invalid_code, invalid_at = to_integer(row.invalid_at),
+    imported_at = to_integer(row.imported_at),
+  }
+end
+
+local function check_template(t)
+  if type(t) ~= "table" then return "expected a template table" end
+  if not nonempty(t.channel) then return "channel must be a non-empty string" end
+  if not nonempty(t.id) then return "id must be a non-empty string" end
+  if not optional_string(t.name) then return "name must be a string" end
+  if type(t.keywords) ~= "table" then return "keywords must be a list of strings" end
+  for i = 1, #t.keywords do
+    if type(t.keywords[i]) ~= "string" then return "keywords must be a list of strings" end
+  end
+  if t.kind ~= "alipaylife" and t.kind ~= "alipaymini" then return "kind must be alipaylife or alipaymini" end
+  if not optional_string(t.library_id) then return "library_id must be a string" end
+  if t.status ~= nil and t.status ~= "valid" and t.status ~= "invalid" then
+    return "status must be valid or invalid"
+  end
+  if not optional_string(t.invalid_code) then return "invalid_code must be a string" end
+  if not optional_time(t.invalid_at) or not optional_time(t.imported_at) then
+    return "invalid_at and imported_at must be integer Unix times"
+  end
+end
+
+function Store:template_put(t)
+  local bad = check_template(t)
+  if bad then return fail("input", "template_put: " .. bad) end
+  local _, err, detail = self:exec("template_put", SQL.template_put, t.channel, t.id, t.name,
+    encode_keywords(t.keywords), t.kind, t.library_id, t.status or "valid", t.invalid_code,
+    t.invalid_at, t.imported_at or os.time())
+  if err then return nil, err, detail end
+  return true
+end
+
+function Store:template_get(channel, id)
+  local rows, err, detail = self:query("template_get", SQL.template_get, channel, id)
+  if not rows then return nil, err, detail end
+  return rows[1] and template_from_row(rows[1]) or nil
+end
+
+function Store:template_list(channel)
+  local rows, err, detail
+  if channel == nil then
+    rows, err, detail = self:query("template_list", SQL.template_list_all)
+  else
+    rows, err, detail = self:query("template_list", SQL.template_list_channel, channel)
+  end
+  if not rows then return nil, err, detail end
+  for i, row in ipairs(rows) do rows[i] = template_from_row(row) end
+  return rows
+end
+
+function Store:template_set_status(channel, id, status, code, at)
+  if status ~= "valid" and status ~= "invalid" then
+    return fail("input", "template_set_status: status must be valid or invalid")
+  end
+  if not optional_string(code) or not optional_time(at) then
+    return fail("input", "template_set_status: code must be a string and at an integer Unix time")
+  end
+  return self:exec("template_set_status", SQL.template_set_status, status, code, at, channel, id)
+end
+
+function Store:template_delete(channel, id)
+  return self:exec("template_delete", SQL.template_delete, channel, id)
+end
+
+-- ---- bindings ----
+
+function Store:binding_put(userid, channel, alipay_id, id_type)
+  if not nonempty(userid) or not nonempty(channel) or not nonempty(alipay_id) then
+    return fail("input", "binding_put: userid, channel and alipay_id must be non-empty strings")
+  end
+  if id_type ~= "user_id" and id_type ~= "open_id" then
+    return fail("input", "binding_put: id_type must be user_id or open_id")
+  end
+  local _, err, detail = self:exec("binding_put", SQL.binding_put, userid, channel, alipay_id, id_type, os.time())
+  if err then return nil, err, detail end
+  return true
+end
+
+function Store:binding_delete(userid, channel)
+  if channel == nil then return self:exec("binding_delete", SQL.binding_delete_all, userid) end
+  return self:exec("binding_delete", SQL.binding_delete_one, userid, channel)
+end
+
+function Store:binding_get(userid, channel)
+  local rows, err, detail = self:query("binding_get", SQL.binding_get, userid, channel)
+  if not rows then return nil, err, detail end
+  local row = rows[1]
+  return row and { alipay_id = row.alipay_id, id_type = row.id_type } or nil
+end
+
+function Store:bindings_of(userid)
+  local rows, err, detail = self:query("bindings_of", SQL.bindings_of, userid)
+  if not rows then return nil, err, detail end
+  local map = {}
+  for _, row in ipairs(rows) do map[row.channel] = { alipay_id = row.alipay_id, id_type = row.id_type } end
+  return map
+end
+
+function Store:binding_count(channel)
+  local rows, err, detail
+  if channel == nil then
+    rows, err, detail = self:query("binding_count", SQL.binding_count_all)
+  else
+    rows, err, detail = self:query("binding_count", SQL.binding_count_channel, channel)
+  end
+  if not rows then return nil, err, detail end
+  return to_integer(rows[1].n)
+end
+
+-- ---- meta ----
+
+function Store:meta_get(key)
+  local rows, err, detail = self:query("meta_get", SQL.meta_get, key)
+  if not rows then return nil, err, detail end
+  return rows[1] and rows[1].value or nil
+end
+
+function Store:meta_put(key, value)
+  if not nonempty(key) then return fail("input", "meta_put: key must be a non-empty string") end
+  if value == nil then
+    local _, err, detail = self:exec("meta_put", SQL.meta_delete, key)
+    if err then return nil, err, detail end
+    return true
+  end
+  if type(value) ~= "string" and type(value) ~= "number" then
+    return fail("input", "meta_put: value must be a string or a number")
+  end
+  local _, err, detail = self:exec("meta_put", SQL.meta_put, key, tostring(value))
+  if err then return nil, err, detail end
+  return true
+end
+
+return postgres
