@@ -215,7 +215,7 @@ local function deliver(record, wait)
   for i = #record.attempts, #record.schedule_s do left = left + record.schedule_s[i] end
   if wait and left <= M.MAX_WAIT_S then
     while record.state == "retrying" do
-      ngx.sleep(record.schedule_s[#record.attempts])
+      ngx.sleep(math.max(0.001, record.schedule_s[#record.attempts])) -- nginx counts whole ms
       attempt(record)
     end
     return

@@ -30,7 +30,10 @@ local unpack = table.unpack or unpack -- luacheck: ignore 143
 local function pack(...) return { n = select("#", ...), ... } end
 
 local LOCK_TTL_S = 5        -- a worker that dies holding the lock frees it then
-local LOCK_WAIT_S = 0.0002  -- between two tries of a contended lock
+-- Between two tries of a contended lock. nginx's timers count whole
+-- milliseconds: a shorter sleep is ngx.sleep(0), which nginx warns about in
+-- a line that carries the request line, signature included.
+local LOCK_WAIT_S = 0.001
 local LOCK_GIVE_UP_S = 10
 
 local dict, apply_op

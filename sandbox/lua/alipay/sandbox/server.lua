@@ -240,7 +240,9 @@ local function plan_faults(name, path, at_ms)
   local function take(fault) plan.names[#plan.names + 1] = fault; plan[fault] = true end
   if faults.latency_ms and faults.latency_ms > 0 then
     take("latency_ms")
-    plan.sleep_s = faults.latency_ms / 1000
+    -- nginx's timers count whole milliseconds; ngx.sleep(0) would make it
+    -- warn in a line that carries the request line (signature included).
+    plan.sleep_s = math.max(0.001, faults.latency_ms / 1000)
   end
   -- The first of these that fires decides the answer.
   if chance(faults.reset) then take("reset")
