@@ -46,7 +46,8 @@ local AUDIENCE = {
   strangers = 400,    -- valid ids of users who do not follow the Life Account
   duplicates = 150,   -- lines repeating an earlier line
   malformed = 30,     -- bad ids, unbound business ids, no id at all
-  too_long = 20,      -- a keyword value over the template's 128 characters
+  too_long = 20,      -- a keyword value over the 2048 characters the library sends (its own bound:
+                      -- Alipay documents none, docs/messaging.md §2.4)
 }
 AUDIENCE.followers = 20000 - AUDIENCE.bound - AUDIENCE.strangers - AUDIENCE.duplicates
   - AUDIENCE.malformed - AUDIENCE.too_long
@@ -219,8 +220,8 @@ local function write_audience(path, bindings)
   for i = 1, third do row(nil, ("nobody%03d"):format(i), "UNBOUND" .. i) end  -- no binding
   for i = 1, AUDIENCE.malformed - 2 * third do row(nil, nil, "NOID" .. i) end -- no id at all
   for i = 1, AUDIENCE.too_long do
-    -- keyword1 is {order_no}: 200 characters where the template allows 128.
-    row(follower(AUDIENCE.followers + AUDIENCE.bound + i), nil, ("X"):rep(200))
+    -- keyword1 is {order_no}: 3000 characters, past the library's 2048.
+    row(follower(AUDIENCE.followers + AUDIENCE.bound + i), nil, ("X"):rep(3000))
   end
   write(path, table.concat(lines, "\n") .. "\n")
   return expected, #lines - 1
