@@ -278,7 +278,11 @@ describe("the sandbox talks back", function()
       gone:stop()
       local record = assert(sb:notify(("http://127.0.0.1:%d/nothing"):format(port), {}, { delays = {} }))
       assert.are.equal("failed", record.state)
-      assert.matches("^connect: ", record.attempts[1].error)
+      -- Refused, as a rule; another process of this machine may have taken
+      -- the port since, and then it does not answer HTTP: either is a
+      -- failed attempt with the reason recorded.
+      local why = record.attempts[1].error
+      assert.is_truthy(why:match("^connect: ") or why:match("sent no HTTP answer"), why)
       for _, bad in ipairs { "https://127.0.0.1/x", "http://example.com/x" } do
         local r, err = sb:notify(bad, {})
         assert.is_nil(r)
