@@ -8,6 +8,7 @@
 --   local url, why = pg.url()              -- a new, empty database: postgresql://alipay:PW@127.0.0.1:P/tN
 --   local url = pg.url(false)              -- the same without the password (PGPASSWORD=pg.PASSWORD)
 --   local st, why = pg.fresh_store()       -- the same, opened as a store
+--   pg.pause(); pg.resume()                -- the server stops, then starts again (same port, same data)
 --   pg.stop()                              -- the server is stopped and its directory removed
 --
 -- One server per busted process, started at the first use. It is stopped
@@ -124,7 +125,7 @@ function M.start()
     local opts = ("-h 127.0.0.1 -p %d -k %s -F -c shared_buffers=16MB -c max_connections=40"
       .. " -c log_min_messages=warning -c deadlock_timeout=200ms"):format(port, dir)
     if pg_ctl(dir, ("-w -t 30 -l %s -o %s start"):format(sh_quote(dir .. "/server.log"), sh_quote(opts))) then
-      server = { dir = dir, port = port }
+      server = { dir = dir, port = port, opts = opts }
       return true
     end
     pg_ctl(dir, "-m immediate stop")
@@ -132,6 +133,24 @@ function M.start()
   local log = (read(dir .. "/server.log") or "") .. (read(dir .. "/ctl.log") or "")
   run("rm -rf " .. sh_quote(dir))
   return nil, "the PostgreSQL server did not start: " .. log
+end
+
+-- The database goes away and comes back (a restart, a failover): the
+-- server stops (sessions are cut) and starts again on the same port and
+-- data. -> true | nil, why
+function M.pause()
+  if not server then return nil, "no server" end
+  if not pg_ctl(server.dir, "-w -t 30 -m fast stop") then return nil, "pg_ctl stop failed" end
+  return true
+end
+
+function M.resume()
+  if not server then return nil, "no server" end
+  if not pg_ctl(server.dir, ("-w -t 30 -l %s -o %s start"):format(sh_quote(server.dir .. "/server.log"),
+    sh_quote(server.opts))) then
+    return nil, "pg_ctl start failed: " .. (read(server.dir .. "/server.log") or "")
+  end
+  return true
 end
 
 function M.port() return server and server.port end

@@ -31,6 +31,16 @@
 --     end, naming the first failure, instead of committing (SQLite would
 --     have kept the other statements' work). See transaction().
 --
+-- A lost connection (the server restarted, a network cut) is noticed
+-- when an operation fails and the connection no longer answers a ping;
+-- the next operation outside a transaction connects again (the session
+-- settings and prepared statements are made anew), so a long-running
+-- worker outlives a database restart without reopening its store. The
+-- operation that failed is not repeated: a write whose answer was lost
+-- may or may not have been applied, and only its caller can tell (kind
+-- "store", detail.reason "connection"). While the server stays down each
+-- operation fails the same way, without waiting.
+--
 -- Beyond the interface, st:exec(op, sql, ...) -> rows changed, st:query(op,
 -- sql, ...) -> rows and st:schema_version() are this driver's own (specs
 -- and migrations use them).
@@ -54,6 +64,9 @@ local postgres = {}
 -- store object, so that dumping a store (a debugger, a log of a table)
 -- never shows it. Weak keys: a store that is collected takes it along.
 local passwords = setmetatable({}, { __mode = "k" })
+-- Each open store's connection parameters (the URL's parts), to connect
+-- again after a lost connection; kept off the object for the same reason.
+local targets = setmetatable({}, { __mode = "k" })
 
 local Store = {}
 Store.__index = Store
@@ -158,6 +171,13 @@ local function bindable(n, ...)
   return args
 end
 
+-- Whether the connection still answers (a failed statement may be the
+-- server going away).
+local function connected(db)
+  local ok, alive = pcall(db.ping, db)
+  return ok and alive == true
+end
+
 -- A failed operation -> nil, err, detail (kind "store"). Inside a
 -- transaction the first failure is kept: PostgreSQL aborted it.
 function Store:fail_op(op, msg)
@@ -165,10 +185,44 @@ function Store:fail_op(op, msg)
     msg = ("%s: %s was opened read-only"):format(msg, self.path)
   end
   if self.depth > 0 and not self.aborted then self.aborted = op .. ": " .. msg end
+  if self.db and not connected(self.db) then
+    self.lost = true
+    return errors.fail("store", { reason = "connection", retryable = true,
+      msg = ("%s: the connection to %s was lost (%s); the next operation connects again"):format(op, self.path,
+        msg) })
+  end
   return fail("store", op .. ": " .. msg)
 end
 
+-- Connects again after a lost connection: a fresh connection with this
+-- store's session settings; statements are prepared again as they are used.
+-- -> true | nil, err, detail
+function Store:reconnect(op)
+  for sql, handle in pairs(self.statements) do
+    pcall(handle.close, handle)
+    self.statements[sql] = nil
+  end
+  pcall(self.db.close, self.db)
+  local t = targets[self]
+  local ok, db, err = pcall(DBI.Connect, "PostgreSQL", t.database, t.user, passwords[self], t.host, t.port)
+  if not ok or not db then
+    return errors.fail("store", { reason = "connection", retryable = true,
+      msg = ("%s: %s is unreachable (%s)"):format(op, self.path, clean(ok and err or db, passwords[self])) })
+  end
+  db:autocommit(true)
+  self.db, self.lost = db, nil
+  for _, sql in ipairs { SQL.application, SQL.quiet, self.readonly and SQL.readonly or nil } do
+    local _, serr, sdetail = self:exec(op, sql)
+    if serr then return nil, serr, sdetail end
+  end
+  return true
+end
+
 function Store:statement(op, sql)
+  if self.lost and self.db and self.depth == 0 then
+    local ok, err, detail = self:reconnect(op)
+    if not ok then return nil, err, detail end
+  end
   local stmt = self.statements[sql]
   if stmt then return stmt end
   if not self.db then return fail("state", op .. ": the store is closed") end
@@ -329,6 +383,7 @@ function postgres.open(opts)
     db = db, path = shown, statements = {}, depth = 0, readonly = opts.readonly and true or nil,
   }, Store)
   passwords[self] = password
+  targets[self] = { database = parts.database, user = parts.user, host = parts.host, port = parts.port }
   local function refuse(kind, msg)
     self:close()
     return fail(kind, ("store.open: %s: %s"):format(shown, msg))
