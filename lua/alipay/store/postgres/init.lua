@@ -197,7 +197,18 @@ end
 -- Connects again after a lost connection: a fresh connection with this
 -- store's session settings; statements are prepared again as they are used.
 -- -> true | nil, err, detail
+-- At most one attempt per RECONNECT_S: a refused connection costs the
+-- server a login, and lua-dbi-postgresql never frees a connection that
+-- failed to open (some 30 KB of libpq's each time).
+local RECONNECT_S = 1
+
 function Store:reconnect(op)
+  local now = os.time()
+  if self.tried_at and now - self.tried_at < RECONNECT_S then
+    return errors.fail("store", { reason = "connection", retryable = true,
+      msg = ("%s: %s is unreachable (tried %d s ago)"):format(op, self.path, now - self.tried_at) })
+  end
+  self.tried_at = now
   for sql, handle in pairs(self.statements) do
     pcall(handle.close, handle)
     self.statements[sql] = nil
@@ -210,7 +221,7 @@ function Store:reconnect(op)
       msg = ("%s: %s is unreachable (%s)"):format(op, self.path, clean(ok and err or db, passwords[self])) })
   end
   db:autocommit(true)
-  self.db, self.lost = db, nil
+  self.db, self.lost, self.tried_at = db, nil, nil
   for _, sql in ipairs { SQL.application, SQL.quiet, self.readonly and SQL.readonly or nil } do
     local _, serr, sdetail = self:exec(op, sql)
     if serr then return nil, serr, sdetail end
