@@ -43,6 +43,7 @@ build = {
       ["alipay.store.sqlite.campaigns"] = "lua/alipay/store/sqlite/campaigns.lua",
       ["alipay.store.sqlite.migrations"] = "lua/alipay/store/sqlite/migrations.lua",
       ["alipay.store.url"] = "lua/alipay/store/url.lua",
+      ["alipay.store.records"] = "lua/alipay/store/records.lua",
       -- needs luadbi-postgresql, loaded only for a postgresql:// store (see dependencies)
       ["alipay.store.postgres"] = "lua/alipay/store/postgres/init.lua",
       ["alipay.store.postgres.campaigns"] = "lua/alipay/store/postgres/campaigns.lua",
